@@ -1,0 +1,237 @@
+"""``rtdetr export``: checkpoint -> verified ONNX (+ FP16 ONNX, DeepStream files) + manifests.
+
+Steps, each of which can refuse with a message naming the spec key or file:
+
+1. resolve the outputs (``export.onnx_file``, relative to ``<results_dir>/export/`` unless
+   absolute) and prove the folder is writable - before any heavy work;
+2. read the checkpoint, decide the logit columns (:mod:`~rtdetr_trainer.export.classes`),
+   build the spec's model for the export size and load the weights strictly;
+3. trace to ONNX (:mod:`~rtdetr_trainer.export.graph`), run ``onnx.checker`` and our tensor
+   contract, then run the file in onnxruntime next to PyTorch on an image-like probe batch
+   (batch 2 for a dynamic batch) and refuse it unless the outputs agree
+   (:data:`~rtdetr_trainer.export.verify.FP32_TOLERANCE`);
+4. ``export.fp16``: Model Optimizer autocast, the same checks, and agreement with the FP32 file
+   (:data:`~rtdetr_trainer.export.verify.FP16_TOLERANCE`);
+5. ``export.serialize_nvdsinfer``: DeepStream config(s) and ``labels.txt``;
+6. only then rename every staged file into place (:mod:`~rtdetr_trainer.export.staging`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtdetr_spec import ExperimentSpec
+from rtdetr_spec.artifacts import ExportManifest, TaskSummary, TensorSpec
+from rtdetr_trainer.export import nvdsinfer
+from rtdetr_trainer.export.checkpoint import load_model, pick_device, read_export_checkpoint
+from rtdetr_trainer.export.classes import LogitLayout, layout_for, resolve_class_map
+from rtdetr_trainer.export.errors import ExportInputError, ExportVerificationError
+from rtdetr_trainer.export.fp16 import FP16ConversionError, convert_to_fp16
+from rtdetr_trainer.export.graph import (
+    BATCH_DIM,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    DeployModel,
+    export_onnx,
+)
+from rtdetr_trainer.export.manifest import build_manifest
+from rtdetr_trainer.export.staging import StagedFiles, check_writable
+from rtdetr_trainer.export.verify import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    Agreement,
+    Tolerance,
+    check_graph,
+    probe_batch,
+    query_agreement,
+    run_onnx,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    """Final paths of every file an export writes (None: not requested)."""
+
+    onnx: Path
+    manifest: Path
+    fp16_onnx: Path | None
+    fp16_manifest: Path | None
+    nvdsinfer_config: Path | None
+    nvdsinfer_fp16_config: Path | None
+    labels: Path | None
+
+
+def plan_paths(spec: ExperimentSpec) -> ExportPaths:
+    """Where the outputs go; refuses an ``export.onnx_file`` not ending in ``.onnx``."""
+    cfg = spec.export
+    name = Path(str(cfg.onnx_file))
+    if name.suffix != ".onnx" or not name.stem:
+        raise ExportInputError(f"export.onnx_file must name a .onnx file, got {cfg.onnx_file!r}")
+    onnx_path = name if name.is_absolute() else Path(spec.task_results_dir("export")) / name
+    fp16 = onnx_path.with_name(onnx_path.stem + ".fp16.onnx") if cfg.fp16 else None
+    ds = cfg.serialize_nvdsinfer
+    folder = onnx_path.parent
+    return ExportPaths(
+        onnx=onnx_path,
+        manifest=ExportManifest.path_for(onnx_path),
+        fp16_onnx=fp16,
+        fp16_manifest=ExportManifest.path_for(fp16) if fp16 else None,
+        nvdsinfer_config=folder / nvdsinfer.CONFIG_NAME if ds else None,
+        nvdsinfer_fp16_config=folder / nvdsinfer.FP16_CONFIG_NAME if ds and fp16 else None,
+        labels=folder / nvdsinfer.LABELS_NAME if ds else None,
+    )
+
+
+def check_export_config(spec: ExperimentSpec) -> None:
+    """Spec values export cannot honour, named by key (opset >= 16 is the schema's check)."""
+    spec.check_required("export")
+    cfg = spec.export
+    if cfg.is_quantized:
+        raise ExportInputError("export.is_quantized: quantized (QAT) models are not supported")
+    stride = max(spec.model.feat_strides)
+    for key, value in (("input_height", cfg.input_height), ("input_width", cfg.input_width)):
+        if value % stride:
+            raise ExportInputError(
+                f"export.{key} is {value}; it must be a multiple of {stride} (the largest "
+                "feature stride)"
+            )
+    eval_hw = list(spec.dataset.augmentation.eval_spatial_size)
+    if [cfg.input_height, cfg.input_width] != eval_hw:
+        log.warning(
+            "exporting at %dx%d but dataset.augmentation.eval_spatial_size is %s: the model "
+            "was evaluated at the latter", cfg.input_height, cfg.input_width, eval_hw,
+        )  # fmt: skip
+
+
+def expected_tensors(
+    batch: int, height: int, width: int, num_queries: int, num_logits: int
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    inputs = [TensorSpec(name=INPUT_NAME, shape=[batch, 3, height, width])]
+    outputs = [
+        TensorSpec(name=OUTPUT_NAMES[0], shape=[batch, num_queries, num_logits]),
+        TensorSpec(name=OUTPUT_NAMES[1], shape=[batch, num_queries, 4]),
+    ]
+    return inputs, outputs
+
+
+def _verify(
+    what: str,
+    ref: tuple[np.ndarray, np.ndarray],
+    got: tuple[np.ndarray, np.ndarray],
+    tol: Tolerance,
+    size: int,
+) -> Agreement:
+    agreement = query_agreement(ref, got, tol)
+    log.info("%s: %s", what, agreement.describe(size))
+    if not agreement.ok(tol):
+        raise ExportVerificationError(
+            f"{what} disagree: {agreement.describe(size)}; at least {tol.min_fraction:.0%} "
+            f"must agree within |logit| {tol.logit:g} and |box| {tol.box:g}. The exported file "
+            "was not written."
+        )
+    return agreement
+
+
+def _manifest_text(manifest: ExportManifest) -> str:
+    return json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+
+
+def run_export(spec: ExperimentSpec) -> TaskSummary:
+    """Run the export task; returns the summary (errors propagate as typed exceptions)."""
+    check_export_config(spec)
+    cfg = spec.export
+    paths = plan_paths(spec)
+    check_writable(paths.onnx.parent, "export.onnx_file")
+    H, W, Q = cfg.input_height, cfg.input_width, spec.model.num_queries
+
+    ckpt = read_export_checkpoint(str(cfg.checkpoint))
+    layout: LogitLayout = layout_for(resolve_class_map(spec, ckpt.get("class_map")))
+    device = pick_device(spec)
+    loaded = load_model(spec, ckpt, str(cfg.checkpoint), height=H, width=W)
+    del ckpt
+    module = DeployModel(loaded.model, prepend_background=layout.prepend_background)
+    inputs, outputs = expected_tensors(cfg.batch_size, H, W, Q, layout.num_logits)
+    probe = probe_batch(2 if cfg.batch_size == -1 else cfg.batch_size, H, W)
+    metrics: dict[str, float] = {}
+    artifacts: dict[str, str] = {}
+
+    def manifest_for(path: Path, name: str, precision: str) -> ExportManifest:
+        return build_manifest(
+            path, onnx_name=name, precision=precision, height=H, width=W,
+            batch_size=cfg.batch_size, num_queries=Q, layout=layout,
+            source_checkpoint=str(loaded.path), source_checkpoint_sha256=loaded.sha256,
+            backbone=spec.model.backbone,
+        )  # fmt: skip
+
+    with StagedFiles() as staged:
+        tmp = staged.temp_for(paths.onnx)
+        log.info("exporting %s (opset %d) on %s", paths.onnx, cfg.opset_version, device)
+        export_onnx(
+            module, tmp, height=H, width=W, batch_size=cfg.batch_size,
+            opset=cfg.opset_version, num_queries=Q, device=device,
+        )  # fmt: skip
+        try:
+            check_graph(tmp, inputs, outputs, batch_dim=BATCH_DIM)
+        except ValueError as e:
+            raise ExportVerificationError(f"the exported graph is not as specified: {e}") from e
+        with torch.no_grad():
+            ref = tuple(t.float().cpu().numpy() for t in module(torch.from_numpy(probe).to(device)))
+        fp32_out = run_onnx(tmp, probe)
+        a32 = _verify("onnxruntime vs PyTorch outputs", ref, fp32_out, FP32_TOLERANCE, W)  # type: ignore[arg-type]
+        metrics["onnx_query_agreement"] = a32.fraction
+        metrics["onnx_max_logit_diff"] = a32.max_logit_diff
+        manifest = manifest_for(tmp, paths.onnx.name, "fp32")
+        staged.write_text(paths.manifest, _manifest_text(manifest))
+        artifacts |= {"onnx": str(paths.onnx), "manifest": str(paths.manifest)}
+
+        if paths.fp16_onnx and paths.fp16_manifest:
+            tmp16 = staged.temp_for(paths.fp16_onnx)
+            log.info("converting to FP16 with Model Optimizer autocast: %s", paths.fp16_onnx)
+            try:
+                convert_to_fp16(tmp, tmp16, verbose=cfg.verbose)
+                check_graph(tmp16, inputs, outputs, batch_dim=BATCH_DIM)
+            except (FP16ConversionError, ValueError) as e:
+                raise ExportVerificationError(f"FP16 conversion: {e}") from e
+            a16 = _verify("FP16 vs FP32 ONNX outputs", fp32_out, run_onnx(tmp16, probe),
+                          FP16_TOLERANCE, W)  # fmt: skip
+            metrics |= {"fp16_query_agreement": a16.fraction,
+                        "fp16_max_box_diff_px": a16.max_box_diff * W}  # fmt: skip
+            manifest16 = manifest_for(tmp16, paths.fp16_onnx.name, "fp16")
+            staged.write_text(paths.fp16_manifest, _manifest_text(manifest16))
+            artifacts |= {"onnx_fp16": str(paths.fp16_onnx)}
+
+        if paths.nvdsinfer_config and paths.labels:
+            aspect = spec.dataset.augmentation.preserve_aspect_ratio
+            labels = nvdsinfer.labels_text(layout)
+            configs = [(paths.nvdsinfer_config, paths.onnx)]
+            if paths.nvdsinfer_fp16_config and paths.fp16_onnx:
+                configs.append((paths.nvdsinfer_fp16_config, paths.fp16_onnx))
+            for config_path, onnx_path in configs:
+                config = nvdsinfer.nvdsinfer_config(
+                    onnx_path.name, layout, H, W, maintain_aspect_ratio=aspect
+                )
+                nvdsinfer.check_agreement(config, labels, layout.num_logits)
+                staged.write_text(config_path, nvdsinfer.render_config(config))
+            staged.write_text(paths.labels, labels)
+            artifacts |= {"nvdsinfer_config": str(paths.nvdsinfer_config),
+                          "labels": str(paths.labels)}  # fmt: skip
+        staged.commit()
+
+    detectable = ", ".join(layout.detectable())
+    message = (
+        f"exported {paths.onnx.name} ({layout.num_logits} logit columns"
+        + (", background column 0 added" if layout.prepend_background else "")
+        + f"; classes {detectable})"
+    )
+    log.info(message)
+    return TaskSummary(
+        task="export", status="SUCCESS", message=message, metrics=metrics, artifacts=artifacts
+    )
