@@ -40,12 +40,17 @@ def small_spec(
     num_queries: int = 300,
     backbone: str = "resnet_18",
     size: int = SIZE,
+    dataset: dict[str, Any] | None = None,
     **export: Any,
 ) -> ExperimentSpec:
     data = {
         "results_dir": str(results_dir),
         "model": {"backbone": backbone, "num_queries": num_queries},
-        "dataset": {"num_classes": num_classes, "augmentation": {"eval_spatial_size": [size] * 2}},
+        "dataset": {
+            "num_classes": num_classes,
+            "augmentation": {"eval_spatial_size": [size] * 2},
+            **(dataset or {}),
+        },
         "export": {
             "checkpoint": str(checkpoint),
             "onnx_file": "model.onnx",
@@ -72,12 +77,13 @@ def diverse_scores(model: RTDETR, size: int, *, gain: float = 3.0, offset: float
         model.eval()(torch.from_numpy(probe_batch(2, size, size, seed=99)))
     hook.remove()
     f = feats[-1].reshape(-1, head.in_features)
+    mean = f.mean(0)
     gen = torch.Generator().manual_seed(7)
     w = torch.randn(head.out_features, head.in_features, generator=gen)
-    w = w / f.std(0).clamp_min(1e-6) / head.in_features**0.5 * gain
+    w = w * (gain / ((f - mean) @ w.T).std())  # logits' spread over queries: ``gain``
     with torch.no_grad():
         head.weight.copy_(w)
-        head.bias.copy_(-(w @ f.mean(0)) + offset)
+        head.bias.copy_(-(w @ mean) + offset)
 
 
 def make_checkpoint(

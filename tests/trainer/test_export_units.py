@@ -166,7 +166,7 @@ def test_query_agreement_pairs_permuted_queries_and_catches_real_differences() -
     boxes = rng.uniform(0, 1, (2, 50, 4)).astype(np.float32)
     perm = rng.permutation(50)
     same = query_agreement((logits, boxes), (logits[:, perm], boxes[:, perm]), FP32_TOLERANCE)
-    assert same.fraction == 1.0 and same.max_logit_diff == 0.0
+    assert same.fraction == 1.0 and same.max_logit_diff == 0.0 and same.max_score_diff == 0.0
 
     moved = boxes.copy()
     moved[:, :10] += 0.01  # 10 of 50 queries moved by 1 % of the image

@@ -7,8 +7,13 @@ The seed converts by hand::
 
 ``export.fp16: true`` runs the same conversion (the library call behind that command) and keeps
 in FP32, besides what autocast itself keeps (nodes whose values exceed FP16's range in its
-reference run, shape arithmetic):
+reference run, such as the background column's constant, and shape arithmetic):
 
+* every ``LayerNormalization`` (the transformer layers' normalisations): their mean/variance
+  reductions lose precision in FP16, and the error accumulates through the six decoder layers.
+  Measured on a 128x128 R18 model with confident class scores: median |logit| difference to
+  FP32 0.039 with them in FP16, 0.023 with them in FP32; the share of queries within 0.05
+  logits went from 79 % to 100 %;
 * the query selection: ``enc_output``, ``enc_score_head``, ``enc_bbox_head``, the ``ReduceMax``
   and ``TopK`` that pick the top-Q proposals. Measured on a 320x320 R18 model: proposals whose
   FP32 scores lie within FP16 rounding of each other swap at the top-Q boundary; keeping this
@@ -17,9 +22,9 @@ reference run, shape arithmetic):
   last matmuls, a few small nodes.
 
 Inputs and outputs stay float32 (``keep_io_types``), so consumers of the FP32 file consume the
-FP16 file unchanged. GridSample and the normalisations were measured not to matter (the same
-differences with them kept in FP32), so they run in FP16. Conversion runs onnxruntime on the
-CPU for its reference outputs; no GPU is needed.
+FP16 file unchanged. GridSample and Softmax were measured not to matter (the same differences
+with them kept in FP32), so they run in FP16. Conversion runs onnxruntime on the CPU for its
+reference outputs; no GPU is needed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ FP32_NODE_PATTERNS: tuple[str, ...] = (
     r".*/decoder/(ReduceMax|TopK)(_\d+)?$",
     r".*/dec_(score|bbox)_head\.\d+/.*",
 )
+
+#: Operator types that stay FP32 everywhere.
+FP32_OP_TYPES: tuple[str, ...] = ("LayerNormalization",)
 
 #: The seed's command line, for the manifest and the docs.
 SEED_COMMAND = (
@@ -93,6 +101,7 @@ def convert_to_fp16(src: str | Path, dst: str | Path, *, verbose: bool = False) 
                 low_precision_type="fp16",
                 keep_io_types=True,
                 nodes_to_exclude=list(FP32_NODE_PATTERNS),
+                op_types_to_exclude=list(FP32_OP_TYPES),
                 providers=["cpu"],
             )
         except Exception as e:  # autocast raises bare exceptions of many kinds

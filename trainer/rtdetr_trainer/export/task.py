@@ -4,8 +4,8 @@ Steps, each of which can refuse with a message naming the spec key or file:
 
 1. resolve the outputs (``export.onnx_file``, relative to ``<results_dir>/export/`` unless
    absolute) and prove the folder is writable - before any heavy work;
-2. read the checkpoint, decide the logit columns (:mod:`~rtdetr_trainer.export.classes`),
-   build the spec's model for the export size and load the weights strictly;
+2. read the checkpoint, build the spec's model for the export size and load the weights
+   strictly, then decide the logit columns (:mod:`~rtdetr_trainer.export.classes`);
 3. trace to ONNX (:mod:`~rtdetr_trainer.export.graph`), run ``onnx.checker`` and our tensor
    contract, then run the file in onnxruntime next to PyTorch on an image-like probe batch
    (batch 2 for a dynamic batch) and refuse it unless the outputs agree
@@ -134,7 +134,7 @@ def _verify(
     if not agreement.ok(tol):
         raise ExportVerificationError(
             f"{what} disagree: {agreement.describe(size)}; at least {tol.min_fraction:.0%} "
-            f"must agree within |logit| {tol.logit:g} and |box| {tol.box:g}. The exported file "
+            f"must agree within |score| {tol.score:g} and |box| {tol.box:g}. The exported file "
             "was not written."
         )
     return agreement
@@ -153,10 +153,12 @@ def run_export(spec: ExperimentSpec) -> TaskSummary:
     H, W, Q = cfg.input_height, cfg.input_width, spec.model.num_queries
 
     ckpt = read_export_checkpoint(str(cfg.checkpoint))
-    layout: LogitLayout = layout_for(resolve_class_map(spec, ckpt.get("class_map")))
     device = pick_device(spec)
+    if ckpt.get("class_map"):  # a class-count mismatch is named with the class names
+        resolve_class_map(spec, ckpt["class_map"])
     loaded = load_model(spec, ckpt, str(cfg.checkpoint), height=H, width=W)
     del ckpt
+    layout: LogitLayout = layout_for(resolve_class_map(spec, loaded.class_map))
     module = DeployModel(loaded.model, prepend_background=layout.prepend_background)
     inputs, outputs = expected_tensors(cfg.batch_size, H, W, Q, layout.num_logits)
     probe = probe_batch(2 if cfg.batch_size == -1 else cfg.batch_size, H, W)
@@ -187,7 +189,8 @@ def run_export(spec: ExperimentSpec) -> TaskSummary:
         fp32_out = run_onnx(tmp, probe)
         a32 = _verify("onnxruntime vs PyTorch outputs", ref, fp32_out, FP32_TOLERANCE, W)  # type: ignore[arg-type]
         metrics["onnx_query_agreement"] = a32.fraction
-        metrics["onnx_max_logit_diff"] = a32.max_logit_diff
+        metrics["onnx_max_score_diff"] = a32.max_score_diff
+        metrics["onnx_max_box_diff_px"] = a32.max_box_diff * W
         manifest = manifest_for(tmp, paths.onnx.name, "fp32")
         staged.write_text(paths.manifest, _manifest_text(manifest))
         artifacts |= {"onnx": str(paths.onnx), "manifest": str(paths.manifest)}
@@ -202,8 +205,9 @@ def run_export(spec: ExperimentSpec) -> TaskSummary:
                 raise ExportVerificationError(f"FP16 conversion: {e}") from e
             a16 = _verify("FP16 vs FP32 ONNX outputs", fp32_out, run_onnx(tmp16, probe),
                           FP16_TOLERANCE, W)  # fmt: skip
-            metrics |= {"fp16_query_agreement": a16.fraction,
-                        "fp16_max_box_diff_px": a16.max_box_diff * W}  # fmt: skip
+            metrics["fp16_query_agreement"] = a16.fraction
+            metrics["fp16_max_score_diff"] = a16.max_score_diff
+            metrics["fp16_max_box_diff_px"] = a16.max_box_diff * W
             manifest16 = manifest_for(tmp16, paths.fp16_onnx.name, "fp16")
             staged.write_text(paths.fp16_manifest, _manifest_text(manifest16))
             artifacts |= {"onnx_fp16": str(paths.fp16_onnx)}

@@ -27,19 +27,26 @@ STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Largest differences two runs may show on a paired query and still agree."""
+    """Largest differences two runs may show on a paired query and still agree.
 
-    logit: float
+    Scores are compared as probabilities (sigmoid of the logits), as every consumer uses them:
+    a logit difference matters less the further the logit is from 0, and a model whose logits
+    come from large, nearly cancelling terms shows large absolute logit noise that changes no
+    score.
+    """
+
+    score: float  # |sigmoid(a) - sigmoid(b)| over every logit column
     box: float  # normalised units: multiply by the input size for pixels
     min_fraction: float  # the share of paired queries that must agree
 
 
-#: onnxruntime (CPU, FP32) vs PyTorch (FP32). Measured: max 2e-6 (logits) and 3e-7 (boxes) on
-#: R18 at 320 and R50 at 640; the margin covers other CPUs' kernel choices.
-FP32_TOLERANCE = Tolerance(logit=1e-4, box=1e-4, min_fraction=0.95)
-#: Model Optimizer FP16 vs FP32 (both onnxruntime). Measured: max 0.004 (logits) and 0.0003
-#: (boxes, 0.2 px at 640); 92-100 % of queries paired, the rest being top-Q boundary swaps.
-FP16_TOLERANCE = Tolerance(logit=0.05, box=2.0 / 640, min_fraction=0.85)
+#: Every export checks its own output against these before writing anything: onnxruntime (CPU,
+#: FP32) vs PyTorch, and the FP16 file vs the FP32 file. They are gates against a wrong graph
+#: (a wrong operator, a baked-in batch, an overflow), set well above the numerical noise that
+#: a correct graph shows; docs/export.md lists the measured differences (the tests hold them to
+#: much tighter bounds).
+FP32_TOLERANCE = Tolerance(score=1e-3, box=1e-3, min_fraction=0.95)
+FP16_TOLERANCE = Tolerance(score=0.05, box=2.0 / 640, min_fraction=0.85)
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,13 @@ class Agreement:
 
     Attributes:
         fraction: smallest share of an image's queries whose pair agrees within tolerance.
-        max_logit_diff, max_box_diff: largest |difference| among the agreeing pairs.
-        median_logit_diff: median |difference| over every pair (a global offset shows here).
+        max_score_diff, max_logit_diff, max_box_diff: largest |difference| among the agreeing
+            pairs (scores as probabilities, boxes normalised).
+        median_logit_diff: median |logit difference| over every pair.
     """
 
     fraction: float
+    max_score_diff: float
     max_logit_diff: float
     max_box_diff: float
     median_logit_diff: float
@@ -63,10 +72,14 @@ class Agreement:
     def describe(self, size: int | None = None) -> str:
         px = f" ({self.max_box_diff * size:.3g} px at {size})" if size else ""
         return (
-            f"{self.fraction:.1%} of queries agree; max |logit diff| {self.max_logit_diff:.3g}, "
-            f"max |box diff| {self.max_box_diff:.3g}{px}, median |logit diff| "
-            f"{self.median_logit_diff:.3g}"
+            f"{self.fraction:.1%} of queries agree; max |score diff| {self.max_score_diff:.3g}, "
+            f"max |logit diff| {self.max_logit_diff:.3g}, max |box diff| "
+            f"{self.max_box_diff:.3g}{px}, median |logit diff| {self.median_logit_diff:.3g}"
         )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))
 
 
 def query_agreement(
@@ -82,19 +95,22 @@ def query_agreement(
         raise ValueError(
             f"output shapes differ: {ref_l.shape}/{ref_b.shape} vs {got_l.shape}/{got_b.shape}"
         )
-    fractions, max_l, max_b, medians = [], 0.0, 0.0, []
+    fractions, medians = [], []
+    max_s = max_l = max_b = 0.0
     for i in range(ref_l.shape[0]):
-        ld = np.abs(ref_l[i][:, None].astype(np.float64) - got_l[i][None]).max(-1)
+        sd = np.abs(_sigmoid(ref_l[i])[:, None] - _sigmoid(got_l[i])[None]).max(-1)
         bd = np.abs(ref_b[i][:, None].astype(np.float64) - got_b[i][None]).max(-1)
-        cost = np.maximum(ld / tol.logit, bd / tol.box)
+        cost = np.maximum(sd / tol.score, bd / tol.box)
         rows, cols = linear_sum_assignment(np.minimum(cost, 1e6))
         within = cost[rows, cols] <= 1.0
+        ld = np.abs(ref_l[i][rows].astype(np.float64) - got_l[i][cols]).max(-1)
         fractions.append(float(within.mean()))
         if within.any():
-            max_l = max(max_l, float(ld[rows, cols][within].max()))
+            max_s = max(max_s, float(sd[rows, cols][within].max()))
+            max_l = max(max_l, float(ld[within].max()))
             max_b = max(max_b, float(bd[rows, cols][within].max()))
-        medians.append(float(np.median(ld[rows, cols])))
-    return Agreement(min(fractions), max_l, max_b, max(medians))
+        medians.append(float(np.median(ld)))
+    return Agreement(min(fractions), max_s, max_l, max_b, max(medians))
 
 
 def tensor_specs(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
