@@ -78,6 +78,7 @@ def headless_service(r: ResolvedTraining) -> dict[str, Any]:
 
 def launch_env(r: ResolvedTraining, job: str) -> list[dict[str, Any]]:
     """TAO's multi-node contract (WORLD_SIZE = nodes) plus torchrun's PET_* equivalents."""
+
     def rank() -> dict[str, Any]:
         path = f"metadata.annotations['{ANNOTATION_COMPLETION_INDEX}']"
         return {"fieldRef": {"fieldPath": path}}

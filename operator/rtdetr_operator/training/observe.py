@@ -93,7 +93,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
             stuck = Stuck(
                 meta["name"],
                 waiting["reason"],
-                waiting.get("message") or waiting["reason"],
+                f"pod {meta['name']} cannot start its container ({waiting['reason']}): "
+                f"{waiting.get('message') or waiting['reason']}",
                 parse_time(status.get("startTime") or meta.get("creationTimestamp")),
             )
     for cond in status.get("conditions") or []:
@@ -105,7 +106,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
             stuck = Stuck(
                 meta["name"],
                 "Unschedulable",
-                cond.get("message") or "no node fits the pod",
+                f"pod {meta['name']} cannot be scheduled: "
+                f"{cond.get('message') or 'no node fits the pod'}",
                 parse_time(cond.get("lastTransitionTime")),
             )
     return PodView(
@@ -133,6 +135,7 @@ class JobView:
     job_failed: bool
     job_message: str
     pods: list[PodView] = field(default_factory=list)
+    created: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -163,6 +166,16 @@ class JobView:
         return None
 
     def stuck(self) -> Stuck | None:
+        if not self.pods and self.active and not self.deleting:
+            # Quota, an admission webhook or PodSecurity refused every pod (the Job's events
+            # say which); without this the run would sit in Pending with nothing to look at.
+            return Stuck(
+                self.name,
+                "NoPods",
+                f"Job {self.name} has no pods; `kubectl describe job {self.name}` shows why "
+                "(quota, admission webhook, PodSecurity)",
+                self.created,
+            )
         found = [p.stuck for p in self.pods if p.stuck and not p.deleting]
         return min(found, key=lambda s: s.since or datetime.max) if found else None
 
@@ -190,6 +203,7 @@ def job_view(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
         job_failed=failed.get("status") == "True",
         job_message=f"{failed.get('reason', '')}: {failed.get('message', '')}".strip(": "),
         pods=sorted(mine, key=lambda p: p.name),
+        created=parse_time(meta.get("creationTimestamp")),
     )
 
 

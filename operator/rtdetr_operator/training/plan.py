@@ -110,6 +110,7 @@ class _Planner:
             return self._finish()
         if self.st["phase"] == "Succeeded":
             return self._finish()
+        self.st.setdefault("startTime", timestamp(self.now))
         if self.st["phase"] == "Suspended" and not self.r.spec.suspend:
             # As for Jobs, the deadline clock restarts when a suspended run resumes.
             self.st["startTime"] = timestamp(self.now)
@@ -175,7 +176,6 @@ class _Planner:
         job = manifests.task_job(self.r, task, rec["attempt"], checkpoint)
         self.out.create.append(job)
         rec["state"] = "Pending"
-        self.st.setdefault("startTime", timestamp(self.now))
         shape = f"{self.r.nodes} node(s) x {self.r.gpus_per_node} GPU(s)" if task == "train" else ""
         what = f"created {TASK_TITLE[task]} Job {rec['job']}" + (f" ({shape})" if shape else "")
         self._event("Normal", "JobCreated", what)
@@ -196,7 +196,7 @@ class _Planner:
         if waited < self.settings.stuck_grace:
             self._requeue(self.settings.stuck_grace - waited)
             return
-        message = f"pod {stuck.pod} cannot start ({stuck.reason}): {stuck.message}"
+        message = stuck.message
         self.health = Health(stuck.reason, message, stalled=True)
         old = condition(self.old, "Stalled")
         if not old or old.get("status") != "True" or old.get("reason") != stuck.reason:
