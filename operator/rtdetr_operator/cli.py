@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         "full": kopf.LogFormat.FULL,
     }[args.log_format]
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        # kopf logs every handled watch event per object; the reconciler logs what it does.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         api_client = _load_kube_config(args.kubeconfig)
     except config.ConfigException as e:
