@@ -162,3 +162,12 @@ def test_problems_detects_non_structural() -> None:
     bad = {"type": "object", "properties": {"a": {"$ref": "#/x"}, "b": {"items": {}}}}
     found = problems(bad)
     assert any(".a: $ref" in p for p in found) and any(".b: no type" in p for p in found)
+
+
+def test_api_reference_in_docs_is_current() -> None:
+    """docs/operator.md's generated block: run `python -m rtdetr_operator.apidoc` if this fails."""
+    from rtdetr_operator import apidoc
+
+    assert apidoc.main(["--check"]) == 0
+    assert "| `spec.experiment` | object | yes |" in apidoc.render()
+    assert "| `status.metrics.mAP50` | number |" in apidoc.render()
