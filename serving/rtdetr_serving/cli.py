@@ -185,6 +185,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             model_config_name=args.model_config_name,
             address=args.address,
             log_verbose=args.log_verbose,
+            exit_timeout_s=args.exit_timeout,
         )
     )
 
@@ -334,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config-name", help="load configs/<name>.pbtxt (e.g. h100)")
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=30,
+        help="seconds tritonserver waits for connections/requests when stopping",
+    )
     p.set_defaults(fn=cmd_local)
 
     p = sub.add_parser("infer", help="detect objects in images with a served model")

@@ -174,7 +174,11 @@ class RTDETRClient:
             self._local.client = None
 
     # -- readiness and the model contract ----------------------------------------------------
+    def server_live(self) -> bool:
+        return bool(self._call("server liveness", lambda: self._client().is_server_live()))
+
     def server_ready(self) -> bool:
+        """Triton's server readiness: with strict readiness, false while any model is not ready."""
         return bool(self._call("server readiness", lambda: self._client().is_server_ready()))
 
     def model_ready(self) -> bool:
@@ -183,8 +187,9 @@ class RTDETRClient:
         )
 
     def check_ready(self) -> None:
-        if not self.server_ready():
-            raise ServerNotReadyError(f"{self._where()}: server is not ready")
+        """The server is up and this model is ready (other models' states do not matter)."""
+        if not self.server_live():
+            raise ServerNotReadyError(f"{self._where()}: server is not live")
         if not self.model_ready():
             raise ModelNotReadyError(f"{self._where()}: model is not loaded or not ready")
 
@@ -227,16 +232,31 @@ class RTDETRClient:
         return self._load_contract()[1]
 
     # -- inference ---------------------------------------------------------------------------
-    def infer_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw model outputs for a preprocessed batch [B, 3, H, W] -> (logits, boxes)."""
+    def infer_batch(
+        self, batch: np.ndarray, *, check: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw model outputs for a preprocessed batch [B, 3, H, W] -> (logits, boxes).
+
+        ``check`` refuses a batch whose dtype or shape breaks the contract before sending it;
+        without it the batch goes out as it is and the server's own validation answers.
+        """
+        from tritonclient.utils import np_to_triton_dtype
+
         _, contract = self._load_contract()
-        if self.max_batch_size and batch.shape[0] > self.max_batch_size:
+        want = (contract.input.kserve_dtype, contract.input.dims)
+        got = (np_to_triton_dtype(batch.dtype), tuple(batch.shape[1:]))
+        if check and got != want:
+            raise ModelContractError(
+                f"{self._where()}: input {contract.input.name!r} must be {want[0]} "
+                f"[B, {', '.join(map(str, want[1]))}], got {got[0]} {list(batch.shape)}"
+            )
+        if check and self.max_batch_size and batch.shape[0] > self.max_batch_size:
             raise InferenceFailedError(
                 f"{self._where()}: batch of {batch.shape[0]} exceeds max_batch_size "
                 f"{self.max_batch_size}"
             )
         mod = self._module()
-        inp = mod.InferInput(contract.input.name, list(batch.shape), contract.input.kserve_dtype)
+        inp = mod.InferInput(contract.input.name, list(batch.shape), got[0])
         inp.set_data_from_numpy(batch)
         outs = [mod.InferRequestedOutput(LOGITS), mod.InferRequestedOutput(BOXES)]
         kw: dict[str, Any] = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
@@ -282,7 +302,7 @@ class RTDETRClient:
                 background_index=manifest.background_index,
             )
             return [
-                _result(labels[i], pil[i], d, manifest, self.threshold)
+                to_image_result(labels[i], pil[i], d, manifest, self.threshold)
                 for i, d in zip(idx, decoded, strict=True)
             ]
 
@@ -298,7 +318,7 @@ def _labels(images: Sequence[ImageInput]) -> list[str]:
     return [str(x) if isinstance(x, str | Path) else f"<image {i}>" for i, x in enumerate(images)]
 
 
-def _result(
+def to_image_result(
     source: str, img: Image.Image, d: dict[str, np.ndarray], m: ExportManifest, threshold: float
 ) -> ImageResult:
     dets = [

@@ -225,6 +225,8 @@ class LocalTriton:
         model_config_name: str | None = None,
         startup_timeout_s: float = 90.0,
         log_path: str | Path | None = None,
+        log_verbose: int = 0,
+        exit_timeout_s: int = 5,
     ) -> None:
         repos = model_repository if isinstance(model_repository, list) else [model_repository]
         self.options = TritonOptions(
@@ -235,6 +237,8 @@ class LocalTriton:
             model_control_mode=model_control_mode,
             load_models=list(load_models),
             model_config_name=model_config_name,
+            log_verbose=log_verbose,
+            exit_timeout_s=exit_timeout_s,
         )
         self.startup_timeout_s = startup_timeout_s
         self.log_path = (
@@ -268,6 +272,9 @@ class LocalTriton:
             cmd += ["--load-model", m]
         if o.model_config_name:
             cmd += ["--model-config-name", o.model_config_name]
+        if o.log_verbose:
+            cmd += ["--log-verbose", str(o.log_verbose)]
+        cmd += ["--exit-timeout", str(o.exit_timeout_s)]
         return cmd
 
     def log_text(self) -> str:
@@ -309,7 +316,9 @@ class LocalTriton:
             f"{self.log_tail()}"
         )
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM (forwarded to tritonserver); SIGKILL if it outlives its exit timeout."""
+        timeout_s = timeout_s if timeout_s is not None else self.options.exit_timeout_s + 15.0
         proc, self._proc = self._proc, None
         if proc is None:
             return None

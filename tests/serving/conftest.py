@@ -8,6 +8,7 @@ real ``rtdetr export`` output (its ``<stem>.manifest.json`` next to it) to run t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rtdetr_serving.repository import write_repository
+from rtdetr_serving.triton_local import LocalTriton
 from rtdetr_spec.artifacts import ExportManifest
 from tests.serving.onnx_factory import make_export
 
@@ -71,3 +74,29 @@ def not_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     text = d / "notes.jpg"
     text.write_text("this is not a picture\n")
     return [text]
+
+
+@dataclass(frozen=True)
+class TritonUnderTest:
+    server: LocalTriton
+    repository: Path
+
+
+@pytest.fixture(scope="session")
+def triton(
+    tmp_path_factory: pytest.TempPathFactory,
+    exported_model: ExportedModel,
+    exported_model_bg: ExportedModel,
+) -> Iterator[TritonUnderTest]:
+    """``rtdetr-serve local`` (the real tritonserver) on a CPU-flavour repository.
+
+    Models: ``rtdetr`` (loaded at start), ``rtdetr_bg`` (background column; loaded by tests).
+    """
+    repo = tmp_path_factory.mktemp("triton_repo")
+    write_repository(exported_model.onnx, repo, gpus=[], flavor="cpu", cpu_threads=1)
+    write_repository(
+        exported_model_bg.onnx, repo, gpus=[], flavor="cpu", model_name="rtdetr_bg", cpu_threads=1
+    )
+    log = tmp_path_factory.mktemp("triton_log") / "tritonserver.log"
+    with LocalTriton(repo, load_models=["rtdetr"], metrics=True, log_path=log) as server:
+        yield TritonUnderTest(server, repo)
