@@ -21,6 +21,7 @@ configs name their own plan with ``default_model_filename``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -42,6 +43,7 @@ MANIFEST_PARAMETER = "rtdetr_manifest"
 GPU_PARAMETER = "rtdetr_gpu_type"
 VERSION = "1"
 Flavor = Literal["tensorrt", "cpu"]
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class PlanEntry(BaseModel):
@@ -220,6 +222,10 @@ def write_repository(
     With ``force`` an existing model folder is replaced, keeping plans (and sidecars) in its
     version folder that were built from the same ONNX.
     """
+    if not _MODEL_NAME.match(model_name):
+        raise RepositoryError(f"model name {model_name!r} must be letters, digits, '_' or '-'")
+    if flavor == "cpu" and gpus:
+        raise RepositoryError("--gpu applies to the tensorrt flavour; the cpu flavour has none")
     onnx = Path(onnx)
     manifest = _load_export(onnx)
     if flavor == "tensorrt" and not gpus:

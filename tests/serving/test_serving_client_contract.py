@@ -7,10 +7,11 @@ import json
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from rtdetr_serving.client import is_transient, manifest_from_config
+from rtdetr_serving.client import RTDETRClient, is_transient, manifest_from_config
 from rtdetr_serving.contract import ModelContract
-from rtdetr_serving.errors import ModelContractError
+from rtdetr_serving.errors import ModelContractError, ServerNotReadyError
 from rtdetr_serving.repository import cpu_config, manifest_json
+from rtdetr_serving.triton_local import free_port
 from rtdetr_spec.artifacts import ExportManifest
 from tests.serving.conftest import ExportedModel
 
@@ -102,3 +103,11 @@ def test_manifest_travels_in_the_model_config(exported_model: ExportedModel) -> 
 )
 def test_transient_errors(exc: BaseException, transient: bool) -> None:
     assert is_transient(exc) is transient
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unreachable_server_is_retried_then_reported(protocol: str) -> None:
+    """A real refused connection: retried with backoff, then a clear error with the count."""
+    c = RTDETRClient(f"127.0.0.1:{free_port()}", protocol, retries=2, backoff_s=0.01, timeout_s=5)  # type: ignore[arg-type]
+    with pytest.raises(ServerNotReadyError, match="failed after 3 attempts"):
+        c.detect([b"never decoded"])

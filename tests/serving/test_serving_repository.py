@@ -202,6 +202,10 @@ def test_bad_exports_are_refused(exported_model: ExportedModel, tmp_path: Path) 
     m.write(onnx)
     with pytest.raises(RepositoryError, match="at least one --gpu"):
         write_repository(onnx, tmp_path / "r", gpus=[])
+    with pytest.raises(RepositoryError, match="applies to the tensorrt flavour"):
+        write_repository(onnx, tmp_path / "r", gpus=gpus, flavor="cpu")
+    with pytest.raises(RepositoryError, match=r"model name '\.\./x'"):
+        write_repository(onnx, tmp_path / "r", gpus=gpus, model_name="../x")
     assert not (tmp_path / "r" / "rtdetr").exists()
     (tmp_path / "junk.onnx").write_text("junk")
     m.model_copy(update={"onnx_sha256": sha256_file(tmp_path / "junk.onnx")}).write(
