@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from rtdetr_serving.client import RTDETRClient
-from rtdetr_serving.errors import ClientError, PlanningError
+from rtdetr_serving.errors import PlanningError, ServingError
 from rtdetr_serving.preprocess import load_rgb, preprocess_batch
 
 Status = Literal["ok", "error", "dropped"]
@@ -196,7 +196,7 @@ def run_bench(
             try:
                 client.infer_batch(batch)
                 out = Outcome(f, "ok", latency_s=time.monotonic() - t0 - f.due)
-            except ClientError as e:
+            except ServingError as e:
                 out = Outcome(f, "error", error=str(e))
         with lock:
             outcomes.append(out)

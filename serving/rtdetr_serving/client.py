@@ -164,6 +164,10 @@ class RTDETRClient:
                 raise InferenceFailedError(f"{self._where()}: {what}: {text}") from None
         raise AssertionError("unreachable")
 
+    def _grpc_kw(self) -> dict[str, Any]:
+        """gRPC takes its deadline per call; HTTP got its timeouts at connection time."""
+        return {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+
     def _where(self) -> str:
         return f"{self.protocol}://{self.url} model {self.model!r}"
 
@@ -175,15 +179,24 @@ class RTDETRClient:
 
     # -- readiness and the model contract ----------------------------------------------------
     def server_live(self) -> bool:
-        return bool(self._call("server liveness", lambda: self._client().is_server_live()))
+        return bool(
+            self._call("server liveness", lambda: self._client().is_server_live(**self._grpc_kw()))
+        )
 
     def server_ready(self) -> bool:
         """Triton's server readiness: with strict readiness, false while any model is not ready."""
-        return bool(self._call("server readiness", lambda: self._client().is_server_ready()))
+        return bool(
+            self._call(
+                "server readiness", lambda: self._client().is_server_ready(**self._grpc_kw())
+            )
+        )
 
     def model_ready(self) -> bool:
         return bool(
-            self._call("model readiness", lambda: self._client().is_model_ready(self.model))
+            self._call(
+                "model readiness",
+                lambda: self._client().is_model_ready(self.model, **self._grpc_kw()),
+            )
         )
 
     def check_ready(self) -> None:
@@ -199,7 +212,7 @@ class RTDETRClient:
                 return self._manifest, self._contract
             self.check_ready()
             c = self._client()
-            kw = {"as_json": True} if self.protocol == "grpc" else {}
+            kw = {"as_json": True, **self._grpc_kw()} if self.protocol == "grpc" else {}
             config = self._call("model config", lambda: c.get_model_config(self.model, **kw))
             metadata = self._call("model metadata", lambda: c.get_model_metadata(self.model, **kw))
             served = manifest_from_config(config)
@@ -259,7 +272,7 @@ class RTDETRClient:
         inp = mod.InferInput(contract.input.name, list(batch.shape), got[0])
         inp.set_data_from_numpy(batch)
         outs = [mod.InferRequestedOutput(LOGITS), mod.InferRequestedOutput(BOXES)]
-        kw: dict[str, Any] = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        kw = self._grpc_kw()
         result = self._call(
             "inference", lambda: self._client().infer(self.model, [inp], outputs=outs, **kw)
         )

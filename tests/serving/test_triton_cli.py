@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from rtdetr_serving import pbtxt
 from rtdetr_serving.errors import TritonLaunchError
-from rtdetr_serving.repository import write_repository
+from rtdetr_serving.repository import cpu_config, write_repository
 from rtdetr_serving.triton_local import LocalTriton
 from tests.serving.conftest import ExportedModel, TritonUnderTest
 
@@ -92,12 +93,17 @@ def test_startup_failure_explains_itself(
     assert "exited with code" in str(e.value)
 
 
-def test_local_stops_cleanly_on_sigterm(exported_model: ExportedModel, tmp_path: Path) -> None:
-    write_repository(exported_model.onnx, tmp_path / "repo", gpus=[], flavor="cpu")
-    server = LocalTriton(tmp_path / "repo", model_control_mode="none")
+def test_model_config_name_and_sigterm(exported_model: ExportedModel, tmp_path: Path) -> None:
+    """``--model-config-name`` picks ``configs/<name>.pbtxt`` (how per-GPU configs are chosen)."""
+    model = write_repository(exported_model.onnx, tmp_path / "repo", gpus=[], flavor="cpu")
+    (model / "configs").mkdir()
+    small = cpu_config("rtdetr", exported_model.manifest, onnx_file=exported_model.onnx.name,
+                       max_batch=2)  # fmt: skip
+    (model / "configs" / "small.pbtxt").write_text(pbtxt.dumps(small))
+    server = LocalTriton(tmp_path / "repo", model_control_mode="none", model_config_name="small")
     with server:
-        with urllib.request.urlopen(f"http://{server.http_url}/v2/models/rtdetr/ready") as r:
-            assert r.status == 200
+        with urllib.request.urlopen(f"http://{server.http_url}/v2/models/rtdetr/config") as r:
+            assert json.loads(r.read())["max_batch_size"] == 2
         # The SIGTERM goes to `rtdetr-serve local`, which forwards it to tritonserver.
         assert server.stop() == 0
     assert "Started HTTPService" in server.log_text()
