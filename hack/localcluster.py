@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clusterkit import build
-from clusterkit.cluster import Cluster, ClusterError, start, status, stop
+from clusterkit.cluster import Cluster, ClusterError, find_kubectl, start, status, stop
 
-__all__ = ["Cluster", "ClusterError", "ensure_binaries", "start", "status", "stop"]
+__all__ = ["Cluster", "ClusterError", "ensure_binaries", "find_kubectl", "start", "status", "stop"]
 
 DEFAULT_STATE = Path(__file__).resolve().parent.parent / ".cluster"
 
@@ -83,7 +83,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_provisioner(args: argparse.Namespace) -> int:
     from clusterkit import provisioner
 
-    return provisioner.main(Path(args.state_dir).resolve())
+    return provisioner.main(Path(args.state_dir).resolve(), args.owner)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     st = add("status", "exit 0 if the cluster is up, 1 otherwise")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_cmd_status)
-    add("provisioner", argparse.SUPPRESS).set_defaults(func=_cmd_provisioner)
+    prov = add("provisioner", "internal: the volume provisioner process started by up")
+    prov.add_argument("--owner", default=None, help="pid:start_ticks; stop the cluster when gone")
+    prov.set_defaults(func=_cmd_provisioner)
 
     args = parser.parse_args(argv)
     try:

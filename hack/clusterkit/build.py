@@ -201,8 +201,8 @@ def ensure_binaries(quiet: bool = False) -> Path:
         jobs = int(os.environ.get("RTDETR_CLUSTER_BUILD_JOBS", "2"))
         if not quiet:
             print(
-                f"building control-plane binaries into {final} (-p {jobs}); a cold Go cache "
-                "takes 10-20 minutes",
+                f"building control-plane binaries into {final} (-p {jobs}); with cold Go "
+                "caches this takes 4-12 minutes on 2 cores",
                 file=sys.stderr,
                 flush=True,
             )

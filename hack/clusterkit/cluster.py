@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,9 +95,16 @@ def _healthy(layout: Layout) -> Cluster | None:
 
 
 def start(
-    state_dir: Path | str, job_complete_after: str | None = None, timeout: float = 120
+    state_dir: Path | str,
+    job_complete_after: str | None = None,
+    timeout: float = 120,
+    owner_pid: int | None = None,
 ) -> Cluster:
-    """Return a running cluster for ``state_dir``, reusing a healthy one or starting fresh."""
+    """Return a running cluster for ``state_dir``, reusing a healthy one or starting fresh.
+
+    With ``owner_pid`` the cluster stops itself once that process is gone, so a test session
+    that is killed outright (no chance to run its teardown) does not leak a cluster.
+    """
     layout = Layout(Path(state_dir).resolve())
     with _locked(layout.state):
         existing = _healthy(layout)
@@ -106,7 +114,7 @@ def start(
         try:
             for name in [*RUNTIME_PATHS, "logs"]:
                 _remove(layout.state / name)
-            return start_fresh(layout, job_complete_after, timeout)
+            return start_fresh(layout, job_complete_after, timeout, owner_pid)
         except BaseException:
             _stop_locked(layout, keep_logs=True)
             raise
@@ -121,7 +129,10 @@ def _remove(path: Path) -> None:
 
 def _stop_locked(layout: Layout, keep_logs: bool) -> list[str]:
     records = _records(layout)
-    ordered = [records[n] for n in reversed(ORDER) if n in records]
+    # The provisioner may itself be the caller (owner watchdog); it must not signal itself.
+    ordered = [
+        records[n] for n in reversed(ORDER) if n in records and records[n].pid != os.getpid()
+    ]
     stopped = []
     for rec in ordered:  # one at a time, dependants first, so shutdowns stay clean
         stopped += procs.terminate([rec], grace=10)

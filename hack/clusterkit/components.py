@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import procs
 from .procs import write_atomic
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -247,6 +248,9 @@ def kwok_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]
     ]
 
 
-def provisioner_argv(layout: Layout) -> list[str]:
+def provisioner_argv(layout: Layout, owner_pid: int | None = None) -> list[str]:
     script = Path(__file__).resolve().parent.parent / "localcluster.py"
-    return [sys.executable, str(script), "provisioner", f"--state-dir={layout.state}"]
+    argv = [sys.executable, str(script), "provisioner", f"--state-dir={layout.state}"]
+    if owner_pid is not None:
+        argv.append(f"--owner={owner_pid}:{procs.start_ticks(owner_pid)}")
+    return argv

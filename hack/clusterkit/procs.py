@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -236,3 +237,19 @@ def tail(path: Path | str, lines: int = 40) -> str:
     except OSError as err:
         return f"(cannot read {path}: {err})"
     return "\n".join(data.splitlines()[-lines:])
+
+
+# klog error/fatal lines, Go error returns ("Error: ..."), zap/slog JSON errors, panics.
+_ERROR_LINE = re.compile(
+    r'^[EF]\d{4} |^Error:|^panic:|"level":"(error|fatal|ERROR)"|^[a-z-]+: .*failed'
+)
+
+
+def error_lines(path: Path | str, limit: int = 10) -> str:
+    """The first few lines of a log that look like errors; usage text often buries them."""
+    try:
+        with open(path, errors="replace") as fh:
+            found = [line.rstrip() for line in fh if _ERROR_LINE.search(line)]
+    except OSError:
+        return ""
+    return "\n".join(found[:limit])

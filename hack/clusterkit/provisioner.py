@@ -15,11 +15,11 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from . import procs
 from .kube import ApiError, KubeClient
 
 PROVISIONER = "localcluster.rtdetr.dev/hostpath"
@@ -181,7 +181,8 @@ class Provisioner:
             self.client.delete(f"/api/v1/persistentvolumes/{meta['name']}")
             log(f"deleted released volume {meta['name']}")
 
-    def run(self, interval: float = 0.5) -> None:
+    def run(self, interval: float = 0.5, owner: tuple[int, int] | None = None) -> bool:
+        """Reconcile until signalled (return False) or until ``owner`` exits (return True)."""
         stop = {"flag": False}
 
         def _stop(signum: int, _frame: object) -> None:
@@ -192,6 +193,9 @@ class Provisioner:
         log(f"provisioner {PROVISIONER} started, volumes under {self.volumes_dir}")
         last_error = ""
         while not stop["flag"]:
+            if owner is not None and procs.start_ticks(owner[0]) != owner[1]:
+                log(f"owner process {owner[0]} is gone")
+                return True
             try:
                 self.provision()
                 self.reclaim()
@@ -202,22 +206,31 @@ class Provisioner:
                     last_error = str(err)
             time.sleep(interval)
         log("provisioner stopped")
+        return False
 
 
 def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def main(state_dir: Path) -> int:
-    """Entry point of the ``provisioner`` subcommand (runs as its own process)."""
+def main(state_dir: Path, owner: str | None = None) -> int:
+    """Entry point of the ``provisioner`` subcommand (runs as its own process).
+
+    ``owner`` is ``pid:start_ticks`` of the process the cluster belongs to (a test session);
+    when it disappears without stopping the cluster, this process stops the cluster instead.
+    """
     info = json.loads((state_dir / "cluster.json").read_text())
     client = KubeClient.from_pki(info["server"], state_dir / "pki")
     volumes = state_dir / "volumes"
     volumes.mkdir(parents=True, exist_ok=True)
     os.umask(0o022)
-    Provisioner(client, volumes).run()
+    owner_id = None
+    if owner:
+        pid, ticks = owner.split(":")
+        owner_id = (int(pid), int(ticks))
+    if Provisioner(client, volumes).run(owner=owner_id):
+        from .cluster import stop  # late import: cluster imports this module
+
+        log("stopping the cluster")
+        stop(state_dir, keep_logs=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))

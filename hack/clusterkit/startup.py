@@ -81,7 +81,11 @@ def _spawn_and_wait(
 
 
 def _describe(argv: list[str], rec: procs.ProcRecord) -> str:
-    return f"command: {' '.join(argv)}\n--- {rec.log} ---\n{procs.tail(rec.log)}"
+    text = f"command: {' '.join(argv)}\n"
+    errors = procs.error_lines(rec.log)
+    if errors:
+        text += f"--- first error lines of {rec.log} ---\n{errors}\n"
+    return text + f"--- last lines of {rec.log} ---\n{procs.tail(rec.log)}"
 
 
 def _launch(
@@ -107,7 +111,9 @@ def _launch(
         raise ClusterError(f"{name} exited during startup\n{_describe(argv, dead)}")
 
 
-def start_fresh(layout: Layout, job_complete_after: str | None, timeout: float) -> Cluster:
+def start_fresh(
+    layout: Layout, job_complete_after: str | None, timeout: float, owner_pid: int | None = None
+) -> Cluster:
     """Start every component in an empty state directory and bootstrap the cluster."""
     bin_dir = build.ensure_binaries()
     for d in (layout.run, layout.logs, layout.kubeconfigs, layout.kwok, layout.volumes):
@@ -206,7 +212,7 @@ def start_fresh(layout: Layout, job_complete_after: str | None, timeout: float) 
     _launch(
         layout,
         "provisioner",
-        lambda: components.provisioner_argv(layout),
+        lambda: components.provisioner_argv(layout, owner_pid),
         lambda: "started" in procs.tail(layout.log("provisioner"), 5),
         30,
     )
