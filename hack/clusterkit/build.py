@@ -182,6 +182,13 @@ def _build_into(tmp: Path, go: str, jobs: int) -> dict[str, object]:
     }
 
 
+def _complete(entry: Path) -> bool:
+    """A cache entry is usable when its manifest and every binary are present."""
+    if not (entry / "manifest.json").exists():
+        return False
+    return all(os.access(entry / "bin" / name, os.X_OK) for name in BINARIES)
+
+
 def ensure_binaries(quiet: bool = False) -> Path:
     """Return the cached bin directory, building it first if this key has never been built."""
     go = os.environ.get("GO", "go")
@@ -191,12 +198,11 @@ def ensure_binaries(quiet: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     key = cache_key(go)
     final = root / key
-    marker = final / "manifest.json"
-    if marker.exists():
+    if _complete(final):
         return final / "bin"
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():  # another builder finished while we waited
+        if _complete(final):  # another builder finished while we waited
             return final / "bin"
         jobs = int(os.environ.get("RTDETR_CLUSTER_BUILD_JOBS", "2"))
         if not quiet:
