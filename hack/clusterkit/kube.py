@@ -1,4 +1,4 @@
-"""Minimal Kubernetes REST client built on urllib.
+"""Minimal Kubernetes REST client built on the standard library.
 
 The cluster scripts must not depend on kubectl or a Python Kubernetes client, so bootstrap
 work (creating nodes, the storage class, the volume provisioner) talks to the API server
@@ -7,12 +7,11 @@ directly with the admin client certificate.
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,53 @@ def tls_context(ca_file: Path, cert_file: Path | None, key_file: Path | None) ->
 
 
 class KubeClient:
-    """Just enough of the Kubernetes REST API for bootstrap and the provisioner."""
+    """Just enough of the Kubernetes REST API for bootstrap and the provisioner.
+
+    One keep-alive HTTPS connection is reused across requests: a fresh TLS handshake per call
+    would cost the API server (and this process) far more than the requests themselves.
+    """
 
     def __init__(self, server: str, ctx: ssl.SSLContext, timeout: float = 15.0) -> None:
         self.server = server.rstrip("/")
+        parsed = urllib.parse.urlsplit(self.server)
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or 443
         self.ctx = ctx
         self.timeout = timeout
+        self._conn: http.client.HTTPSConnection | None = None
 
     @classmethod
     def from_pki(cls, server: str, pki_dir: Path, user: str = "admin") -> KubeClient:
         """Build a client from the PKI directory written by the ``pki`` helper."""
         ctx = tls_context(pki_dir / "ca.crt", pki_dir / f"{user}.crt", pki_dir / f"{user}.key")
         return cls(server, ctx)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _send(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str]:
+        # A kept-alive connection may have been closed by the server; retry once on a new one.
+        for attempt in (0, 1):
+            conn = self._conn or http.client.HTTPSConnection(
+                self._host, self._port, context=self.ctx, timeout=self.timeout
+            )
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read().decode(errors="replace")
+            except (http.client.HTTPException, OSError) as err:
+                conn.close()
+                self._conn = None
+                if attempt == 1:
+                    raise ApiError(method, path, 0, str(err)) from None
+                continue
+            self._conn = conn
+            return resp.status, raw
+        raise AssertionError("unreachable")
 
     def request(
         self,
@@ -58,26 +92,16 @@ class KubeClient:
         body: JSON | None = None,
         content_type: str = "application/json",
         query: dict[str, str] | None = None,
-        timeout: float | None = None,
     ) -> JSON:
         """Send one request and decode the JSON reply; raise ApiError on non-2xx."""
-        url = self.server + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
+        target = path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
         if data is not None:
-            req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(
-                req, context=self.ctx, timeout=timeout or self.timeout
-            ) as resp:
-                raw = resp.read().decode()
-        except urllib.error.HTTPError as err:
-            raise ApiError(method, path, err.code, err.read().decode(errors="replace")) from None
-        except (urllib.error.URLError, OSError) as err:
-            raise ApiError(method, path, 0, str(err)) from None
+            headers["Content-Type"] = content_type
+        status, raw = self._send(method, target, data, headers)
+        if not 200 <= status < 300:
+            raise ApiError(method, path, status, raw)
         if not raw:
             return {}
         try:
@@ -91,14 +115,10 @@ class KubeClient:
 
     def get_text(self, path: str) -> str:
         """GET a plain-text endpoint such as /readyz or /version."""
-        req = urllib.request.Request(self.server + path, method="GET")
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=self.timeout) as resp:
-                return str(resp.read().decode())
-        except urllib.error.HTTPError as err:
-            raise ApiError("GET", path, err.code, err.read().decode(errors="replace")) from None
-        except (urllib.error.URLError, OSError) as err:
-            raise ApiError("GET", path, 0, str(err)) from None
+        status, raw = self._send("GET", path, None, {"Accept": "*/*"})
+        if not 200 <= status < 300:
+            raise ApiError("GET", path, status, raw)
+        return raw
 
     def create(self, path: str, body: JSON, exist_ok: bool = True) -> JSON:
         """POST an object; an existing object is not an error when ``exist_ok``."""

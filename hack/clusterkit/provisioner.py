@@ -181,7 +181,7 @@ class Provisioner:
             self.client.delete(f"/api/v1/persistentvolumes/{meta['name']}")
             log(f"deleted released volume {meta['name']}")
 
-    def run(self, interval: float = 0.5, owner: tuple[int, int] | None = None) -> bool:
+    def run(self, interval: float = 1.0, owner: tuple[int, int] | None = None) -> bool:
         """Reconcile until signalled (return False) or until ``owner`` exits (return True)."""
         stop = {"flag": False}
 
