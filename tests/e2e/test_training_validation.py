@@ -144,3 +144,19 @@ def test_what_only_the_operator_can_judge_fails_with_the_field_named(
     assert condition(st, "Stalled")["status"] == "True"
     assert not e2e_cluster.get("jobs", "-n", ns)["items"]
     assert operator.proc.poll() is None
+
+
+def test_a_key_pruned_without_validation_still_fails_loudly(
+    e2e_cluster, e2e_namespace, operator
+) -> None:
+    """`kubectl apply --validate=false` lets the API server drop a misspelt key silently."""
+    ns = e2e_namespace
+    cr = example_training()
+    cr["spec"]["experiment"]["train"]["optim"]["lr_backbon"] = 1e-6
+    e2e_cluster.kubectl("apply", "--validate=false", "-n", ns, "-f", "-", input=json.dumps(cr))
+    stored = e2e_cluster.get("rtdetrtraining", "warehouse-r50", "-n", ns)
+    assert "lr_backbon" not in stored["spec"]["experiment"]["train"]["optim"]  # pruned
+    st = wait_phase(e2e_cluster, ns, "warehouse-r50", "Failed", operator, timeout=60)
+    message = condition(st, "Ready")["message"]
+    assert "spec.experiment.train.optim.lr_backbon: unknown key" in message
+    assert "did you mean 'lr_backbone'" in message
