@@ -8,6 +8,7 @@ import pytest
 
 from tests.e2e.training_support import (
     EVAL_SUMMARY,
+    EXAMPLE,
     EXPORT_SUMMARY,
     apply_example,
     condition,
@@ -121,3 +122,18 @@ def test_deleting_the_cr_never_waits_for_the_operator(e2e_cluster, e2e_namespace
     assert not cr["metadata"].get("finalizers")
     operator.kill()
     e2e_cluster.kubectl("delete", "rtdetrtraining", "warehouse-r50", "-n", ns, "--timeout=20s")
+
+
+def test_the_example_applies_verbatim(e2e_cluster, e2e_namespace, operator) -> None:
+    """examples/training.yaml as shipped: PVCs bind, the run goes through (kwok writes no
+    TaskSummary, so the operator warns and carries on with the default checkpoint)."""
+    ns = e2e_namespace
+    e2e_cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
+    st = wait_phase(e2e_cluster, ns, "warehouse-r50", "Succeeded", operator, timeout=120)
+    assert st["nodes"] == 2 and st["gpus"] == 16
+    pvcs = e2e_cluster.get("pvc", "-n", ns)["items"]
+    assert sorted(p["status"]["phase"] for p in pvcs) == ["Bound", "Bound"]
+    warnings = {
+        e["reason"] for e in events(e2e_cluster, ns, "warehouse-r50") if e["type"] == "Warning"
+    }
+    assert warnings == {"NoTaskSummary"}

@@ -110,3 +110,45 @@ def test_suspend_and_resume(e2e_cluster, e2e_namespace, operator) -> None:
     st = wait_phase(e2e_cluster, ns, NAME, "Succeeded", operator, timeout=120)
     assert st["tasks"]["train"]["job"] == f"{NAME}-train-1" and st["restarts"] == 0
     assert st["observedGeneration"] == 3
+
+
+def test_bad_input_fails_at_once(e2e_cluster, e2e_namespace, operator) -> None:
+    """Exit code 2 is the trainer's "fix your input": no restart could help."""
+    ns = e2e_namespace
+    apply_example(e2e_cluster, ns, example_training(train_after="30s"))
+    wait_phase(e2e_cluster, ns, NAME, "Training", operator)
+    victim = _train_pods(e2e_cluster, ns, f"{NAME}-train-0")[0]["metadata"]["name"]
+    message = (
+        '{"task": "train", "status": "FAILURE", "message": '
+        '"dataset.val_data_sources.json_file: /data/warehouse/annotations/val.json does not exist"}'
+    )
+    e2e_cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        "pod",
+        victim,
+        "-n",
+        ns,
+        f"{KWOK}/fail=true",
+        f"{KWOK}/exit-code=2",
+        f"{KWOK}/termination-message={message}",
+    )
+    st = wait_phase(e2e_cluster, ns, NAME, "Failed", operator, timeout=60)
+    ready = condition(st, "Ready")
+    assert ready["reason"] == "BadInput" and st["restarts"] == 0
+    assert "val.json does not exist" in ready["message"]
+    assert [j["metadata"]["name"] for j in jobs(e2e_cluster, ns, NAME)] == [f"{NAME}-train-0"]
+
+
+def test_active_deadline_fails_the_run_and_stops_its_pods(
+    e2e_cluster, e2e_namespace, operator
+) -> None:
+    ns = e2e_namespace
+    apply_example(e2e_cluster, ns, example_training(train_after="300s", activeDeadlineSeconds=8))
+    st = wait_phase(e2e_cluster, ns, NAME, "Failed", operator, timeout=60)
+    assert condition(st, "Ready")["reason"] == "DeadlineExceeded"
+    e2e_cluster.wait_for(
+        "training pods gone",
+        lambda: not _train_pods(e2e_cluster, ns, f"{NAME}-train-0"),
+        timeout=60,
+    )
