@@ -100,6 +100,16 @@ class KubeApi:
         base = _COLLECTIONS[kind].format(ns=namespace)
         return f"{base}/{name}" if name else base
 
+    def served(self) -> bool:
+        """Whether the API server serves rtdetr.dev/v1alpha1 RTDETRTrainings (CRD installed)."""
+        try:
+            found = self._request("GET", f"/apis/{GROUP}/{VERSION}")
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        return any(r.get("name") == PLURAL for r in found.get("resources") or [])
+
     # ------------------------------------------------------------------ RTDETRTraining
     def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get(KIND, namespace, name)
