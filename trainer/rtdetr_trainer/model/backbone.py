@@ -253,7 +253,8 @@ class ResNet(nn.Module):
             with _bn_stats_untouched(stage):
                 return stage(inp)
 
-        return checkpoint(run, x, use_reentrant=False)
+        # A ResNet stage draws no random numbers: no RNG state needs restoring.
+        return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, H, W]`` -> the selected stage outputs, strides ``out_strides``."""

@@ -58,6 +58,11 @@ def build_model(
         raise ValueError(
             f"eval_spatial_size {[h, w]} must be multiples of the largest stride {stride}"
         )
+    if any(c != model_cfg.hidden_dim for c in model_cfg.feat_channels):
+        raise ValueError(
+            f"model.feat_channels {model_cfg.feat_channels} are the encoder's output widths and "
+            f"must all equal model.hidden_dim={model_cfg.hidden_dim}"
+        )
     pretrained = model_cfg.pretrained_backbone_path
     freeze_at: tuple[int, ...] = (0,) if pretrained and model_cfg.train_backbone else ()
     backbone = ResNet(

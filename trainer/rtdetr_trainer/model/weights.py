@@ -99,12 +99,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(p), device="cpu"))
+    unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         log.warning("%s needs full unpickling (not weights-only); loading it as trusted", p)
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as e:
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+        except unreadable as e:
+            raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
+    except unreadable as e:
         raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointFormatError(f"{p}: expected a dict, found {type(obj).__name__}")
@@ -212,11 +216,13 @@ def load_pretrained(
             name,
             len(dropped),
         )
-    sd = _align_counters(sd, own)
+    # BN counters are bookkeeping, not weights: keep ours where the checkpoint has none.
+    sd = {k: v for k, v in sd.items() if not (k.endswith(_COUNTER) and k not in own)}
     merged = dict(own)
     for k, v in own.items():
         if k not in sd:
-            report.skipped.append(k)
+            if not k.endswith(_COUNTER):
+                report.skipped.append(k)
         elif sd[k].shape != v.shape:
             report.reinitialised.append(k)
             log.info(
