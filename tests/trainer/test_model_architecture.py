@@ -193,9 +193,14 @@ def test_training_without_any_box_skips_denoising(r18):
     empty = [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}] * 2
     out = r18(torch.rand(2, 3, 128, 128), empty)
     assert "dn_aux_outputs" not in out
-    losses = build_criterion(ModelConfig(), 7)(out, empty)
+    losses = build_criterion(small_config(), 7)(out, empty)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["loss_bbox"].item() == 0.0
+    r18.zero_grad()
+    total_loss(losses).backward()
+    # Every trainable parameter takes part (DDP without find_unused_parameters).
+    unused = [n for n, p in r18.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused
 
 
 def test_training_under_cpu_bf16_autocast(r18):

@@ -185,4 +185,5 @@ def test_infer_architecture_reads_depth_classes_and_layers():
     )
     assert info.enc_layers == 1 and info.num_levels == 3 and info.denoising
     assert info.frozen_backbone_bn is False
-    assert infer_architecture(_model(backbone="resnet_34").state_dict()).backbone == "resnet_34"
+    tao_keys = to_tao_state_dict(_model(backbone="resnet_34"))
+    assert infer_architecture(tao_keys).backbone == "resnet_34"

@@ -30,6 +30,7 @@ from rtdetr_trainer.model.weights_inspect import (
     describe_mismatch,
     infer_architecture,
     is_resnet_vd,
+    strip_prefixes,
 )
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TAO_PREFIX = "model.model."
-_PREFIXES = ("module.", "model.model.", "model.", "_orig_mod.")
 _COUNTER = "num_batches_tracked"
 
 
@@ -115,16 +115,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return dict(obj)
 
 
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix) :], True
-    return key
-
-
 def extract_state_dict(
     checkpoint: Mapping[str, Any], name: str = "checkpoint"
 ) -> tuple[dict[str, Tensor], str]:
@@ -149,7 +139,7 @@ def extract_state_dict(
         fmt, raw = "rtdetr-original", checkpoint["model"]
     else:
         fmt, raw = "state_dict", checkpoint
-    sd = {_strip(k): v for k, v in raw.items() if isinstance(v, Tensor)}
+    sd = {strip_prefixes(k): v for k, v in raw.items() if isinstance(v, Tensor)}
     if not sd:
         raise CheckpointFormatError(f"{name} holds no tensors (format {fmt})")
     return sd, fmt
