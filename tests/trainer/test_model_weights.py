@@ -187,3 +187,13 @@ def test_infer_architecture_reads_depth_classes_and_layers():
     assert info.frozen_backbone_bn is False
     tao_keys = to_tao_state_dict(_model(backbone="resnet_34"))
     assert infer_architecture(tao_keys).backbone == "resnet_34"
+
+
+def test_safetensors_state_dict_loads_strictly(tmp_path):
+    from safetensors.torch import save_file
+
+    src, dst = _model(seed=1), _model(seed=2)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in to_tao_state_dict(src).items()}, str(path))
+    assert load_strict(dst, path) == "state_dict"
+    assert _same(src, dst)
