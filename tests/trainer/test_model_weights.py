@@ -197,3 +197,13 @@ def test_safetensors_state_dict_loads_strictly(tmp_path):
     save_file({k: v.contiguous() for k, v in to_tao_state_dict(src).items()}, str(path))
     assert load_strict(dst, path) == "state_dict"
     assert _same(src, dst)
+
+
+def test_pretrained_from_another_backbone_depth_loads_encoder_and_decoder_only():
+    src, dst = _model(seed=1, backbone="resnet_34"), _model(seed=2)
+    stem = dst.backbone.conv1.weight.clone()
+    report = load_pretrained(dst, _tao_checkpoint(src))
+    assert torch.equal(dst.backbone.conv1.weight, stem)  # same shape, still not loaded
+    assert all(k.startswith("backbone.") for k in report.skipped)
+    assert "backbone.conv1.weight" in report.skipped
+    assert _same(dst, src, "decoder.")

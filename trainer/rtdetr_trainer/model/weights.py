@@ -29,7 +29,6 @@ from rtdetr_trainer.model.weights_inspect import (
     ArchitectureInfo,
     describe_mismatch,
     infer_architecture,
-    is_resnet_vd,
     strip_prefixes,
 )
 
@@ -196,16 +195,20 @@ def load_pretrained(
     sd, fmt = extract_state_dict(ckpt, name)
     own = model.state_dict()
     report = PretrainedReport(source_format=fmt)
-    if is_resnet_vd(sd):
+    theirs, ours = infer_architecture(sd).backbone, infer_architecture(own).backbone
+    if theirs is not None and ours is not None and theirs != ours:
+        # Another backbone (ResNet-vd of the original RT-DETR, or another depth): a few
+        # same-shaped tensors (the stem) would load by name but mean nothing here.
         dropped = [k for k in sd if k.startswith("backbone.")]
         sd = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
         report.unexpected.extend(dropped)
-        log.info(
-            "%s has a ResNet-vd backbone (original RT-DETR), which does not fit the plain "
-            "ResNet: loading encoder and decoder only (%d backbone tensors skipped)",
-            name,
-            len(dropped),
-        )
+        log.warning(
+            "%s has a %s backbone, the model a %s one: loading encoder and decoder only "
+            "(%d backbone tensors skipped)%s",
+            name, theirs, ours, len(dropped),
+            " (the original RT-DETR's ResNet-vd does not fit the plain ResNet)"
+            if theirs == "resnet_vd" else "",
+        )  # fmt: skip
     # BN counters are bookkeeping, not weights: keep ours where the checkpoint has none.
     sd = {k: v for k, v in sd.items() if not (k.endswith(_COUNTER) and k not in own)}
     merged = dict(own)
