@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rtdetr_spec.model import ModelConfig
-from rtdetr_trainer.model import build_criterion, build_model, total_loss
+from rtdetr_trainer.model import TargetError, build_criterion, build_model, total_loss
 from rtdetr_trainer.model.backbone import FrozenBatchNorm2d
 from tests.trainer._model_fixtures import one_thread, sample_targets, small_config
 
@@ -269,3 +269,37 @@ def test_activation_checkpointing_changes_nothing_but_memory():
     # Running statistics updated once per forward, not again by the recomputation.
     for (name, a), b in zip(plain.named_buffers(), ckpt.buffers(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            {"labels": torch.tensor([7]), "boxes": torch.tensor([[0.5, 0.5, 0.1, 0.1]])},
+            "label 7 outside 0..6",
+        ),
+        ({"labels": torch.tensor([-1]), "boxes": torch.tensor([[0.5, 0.5, 0.1, 0.1]])}, "label -1"),
+        (
+            {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.0, 0.1]])},
+            "positive size",
+        ),
+        ({"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 1.5, 0.1, 0.1]])}, "inside"),
+        (
+            {"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.5, 0.5, 0.1, 0.1]])},
+            r"\[2, 4\]",
+        ),
+        ({"labels": torch.tensor([1.0]), "boxes": torch.tensor([[0.5, 0.5, 0.1, 0.1]])}, "integer"),
+        ({"boxes": torch.zeros(0, 4)}, "needs 'labels'"),
+    ],
+)
+def test_bad_targets_fail_loudly_naming_the_image(r18, target, message):
+    r18.train()
+    good = sample_targets()[0]
+    with pytest.raises(TargetError, match=message) as err:
+        r18(torch.rand(2, 3, 128, 128), [good, target])
+    assert "target 1" in str(err.value)
+
+
+def test_input_size_must_be_a_multiple_of_the_stride(r18):
+    with pytest.raises(ValueError, match="multiples of 32"):
+        r18(torch.rand(1, 3, 100, 128))
