@@ -303,3 +303,13 @@ def test_bad_targets_fail_loudly_naming_the_image(r18, target, message):
 def test_input_size_must_be_a_multiple_of_the_stride(r18):
     with pytest.raises(ValueError, match="multiples of 32"):
         r18(torch.rand(1, 3, 100, 128))
+
+
+def test_freeze_paths_stop_gradients_and_unknown_paths_fail():
+    model = build_model(small_config(), 7, (128, 128))
+    names = model.freeze(["backbone.layer1", "encoder.input_proj.0"])
+    assert "backbone.layer1.0.conv1.weight" in names and "encoder.input_proj.0.0.weight" in names
+    assert not model.backbone.layer1[0].conv1.weight.requires_grad
+    assert model.backbone.layer2[0].conv1.weight.requires_grad
+    with pytest.raises(ValueError, match=r"'decoder\.nope'"):
+        model.freeze(["decoder.nope"])

@@ -97,6 +97,27 @@ class RTDETR(nn.Module):
         feats = self.backbone(images)
         return self.decoder(self.encoder(feats), targets)
 
+    def freeze(self, paths: Sequence[str]) -> list[str]:
+        """``train.freeze``: stop gradients for modules named like ``backbone`` or
+        ``encoder.input_proj.0`` (TAO's paths under ``model.model``). Unlike TAO, which skips
+        unknown names with a warning, an unknown path raises ValueError naming it.
+
+        Returns the parameter names that were frozen.
+        """
+        frozen: list[str] = []
+        for path in paths:
+            try:
+                module = self.get_submodule(path)
+            except AttributeError:
+                top = ", ".join(name for name, _ in self.named_children())
+                raise ValueError(
+                    f"train.freeze: no module {path!r} in the model (top level: {top})"
+                ) from None
+            for name, p in module.named_parameters(prefix=path):
+                p.requires_grad_(False)
+                frozen.append(name)
+        return frozen
+
     def export_module(self) -> ExportWrapper:
         """An eval-mode view returning ``(pred_logits, pred_boxes)`` for tracing/ONNX."""
         return ExportWrapper(self)
