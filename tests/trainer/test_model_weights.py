@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 import torch
@@ -207,3 +208,15 @@ def test_pretrained_from_another_backbone_depth_loads_encoder_and_decoder_only()
     assert all(k.startswith("backbone.") for k in report.skipped)
     assert "backbone.conv1.weight" in report.skipped
     assert _same(dst, src, "decoder.")
+
+
+class _Unimportable:
+    """Pickled by reference; the test removes it before loading, as a foreign class would be."""
+
+
+def test_checkpoint_with_foreign_python_objects_fails_clearly(tmp_path, monkeypatch):
+    path = tmp_path / "foreign.pth"
+    torch.save({"state_dict": to_tao_state_dict(_model()), "callbacks": _Unimportable()}, path)
+    monkeypatch.delattr(sys.modules[__name__], "_Unimportable")
+    with pytest.raises(CheckpointFormatError, match="cannot be imported"):
+        read_checkpoint(path)

@@ -105,6 +105,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         log.warning("%s needs full unpickling (not weights-only); loading it as trusted", p)
         try:
             obj = torch.load(p, map_location="cpu", weights_only=False)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointFormatError(
+                f"{p}: the checkpoint pickles Python objects that cannot be imported here ({e}); "
+                "save only its state_dict"
+            ) from None
         except unreadable as e:
             raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
     except unreadable as e:
