@@ -21,6 +21,7 @@ import kopf
 from kubernetes import client, config
 
 from rtdetr_operator import handlers
+from rtdetr_operator.api import GROUP, PLURAL, VERSION
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.training.plan import Settings
 from rtdetr_operator.training.reconcile import Reconciler
@@ -124,12 +125,29 @@ def main(argv: list[str] | None = None) -> int:
         "full": kopf.LogFormat.FULL,
     }[args.log_format]
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        # kopf logs every handled watch event per object; the reconciler logs what it does.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         api_client = _load_kube_config(args.kubeconfig)
     except config.ConfigException as e:
         print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    reconciler = Reconciler(KubeApi(api_client), Settings(stuck_grace=args.stuck_grace))
+    api = KubeApi(api_client)
+    try:
+        served = api.served()
+    except Exception as e:  # urllib3 raises its own types for refused/timed-out connections
+        print(f"rtdetr-operator: cannot reach the Kubernetes API: {e}", file=sys.stderr)
+        return 2
+    if not served:
+        # kopf would start, find nothing to watch, and idle: say so instead.
+        print(
+            f"rtdetr-operator: the API server does not serve {GROUP}/{VERSION} {PLURAL}; "
+            "install the CRD first: kubectl apply --server-side -f crds/",
+            file=sys.stderr,
+        )
+        return 2
+    reconciler = Reconciler(api, Settings(stuck_grace=args.stuck_grace))
     scope = ", ".join(args.namespace) if args.namespace else "all namespaces"
     logger.info("serving RTDETRTrainings in %s", scope)
     asyncio.run(run(args, reconciler))

@@ -44,6 +44,8 @@ async def on_child_event(body: Any, namespace: str, memo: Any, **_: Any) -> None
 
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    # An explicit registry starts empty: log in the way the reconciler's client does.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(on_training_event)
     for resource in CHILD_RESOURCES:
         kopf.on.event(
