@@ -67,6 +67,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m rtdetr_operator.crdgen --check
+
+# Regenerate crds/ and the API reference in docs/ from the pydantic models (tests fail on drift).
+crds: venv
+	$(BIN)/python -m rtdetr_operator.crdgen
+	$(BIN)/python -m rtdetr_operator.apidoc
 
 # Regenerate the lock after editing dependencies in pyproject.toml.
 lock: venv
