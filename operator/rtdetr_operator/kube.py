@@ -1,0 +1,196 @@
+"""The handful of Kubernetes API calls the reconciler makes, on the official client.
+
+Objects travel as plain dicts exactly as the API server sends them (no model classes: less
+memory, no camelCase/snake_case round trip). Failures
+become :class:`ApiError` carrying the HTTP status and the server's message, which the reconciler
+shows users verbatim (a 422 on a Job names the bad field).
+
+Synchronous on purpose: the reconciler runs in worker threads (see workqueue.py) and reads more
+simply as straight-line code; kopf's event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rtdetr_operator.api import GROUP, KIND, PLURAL, VERSION
+
+#: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
+TIMEOUT = (5, 30)
+COMPONENT = "rtdetr-operator"
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}")
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+#: REST collection of each kind the operator touches, under a namespace.
+_COLLECTIONS = {
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Event": "/api/v1/namespaces/{ns}/events",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    KIND: f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
+}
+
+
+class KubeApi:
+    """Typed-enough access to trainings, their children and Events.
+
+    Requests go through the client's ApiClient (its kubeconfig, TLS and token handling) but not
+    through the generated ``*Api`` classes: instantiating CoreV1Api alone builds validators for
+    hundreds of endpoints and costs ~70 MiB of resident memory, more than the rest of the
+    operator together.
+    """
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.client = api_client
+        self.instance = socket.gethostname()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            req = self.client.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            resp = self.client.call_api(*req, _request_timeout=TIMEOUT)
+            data = resp.read()
+        except ApiException as e:
+            raise ApiError(int(e.status or 0), str(e.reason or e)) from None
+        if not 200 <= resp.status <= 299:
+            message = resp.reason or ""
+            with contextlib.suppress(ValueError):
+                message = json.loads(data or b"{}").get("message") or message
+            raise ApiError(resp.status, message)
+        return json.loads(data) if data else {}
+
+    def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
+        base = _COLLECTIONS[kind].format(ns=namespace)
+        return f"{base}/{name}" if name else base
+
+    def served(self) -> bool:
+        """Whether the API server serves rtdetr.dev/v1alpha1 RTDETRTrainings (CRD installed)."""
+        try:
+            found = self._request("GET", f"/apis/{GROUP}/{VERSION}")
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        return any(r.get("name") == PLURAL for r in found.get("resources") or [])
+
+    # ------------------------------------------------------------------ RTDETRTraining
+    def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(KIND, namespace, name)
+
+    def replace_status(self, training: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Write ``status`` guarded by the object's resourceVersion (409 if it moved on)."""
+        meta = training["metadata"]
+        body = {
+            "apiVersion": training["apiVersion"],
+            "kind": training["kind"],
+            "metadata": {"name": meta["name"], "resourceVersion": meta["resourceVersion"]},
+            "spec": training.get("spec"),
+            "status": status,
+        }
+        path = self._path(KIND, meta["namespace"], meta["name"]) + "/status"
+        return self._request("PUT", path, body=body)
+
+    # ------------------------------------------------------------------------ children
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        out = self._request("GET", self._path(kind, namespace), query=[("labelSelector", selector)])
+        return list(out.get("items") or [])
+
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.list("Job", namespace, selector)
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.list("Pod", namespace, selector)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", self._path(kind, namespace, name))
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        path = self._path(obj["kind"], obj["metadata"]["namespace"])
+        return self._request("POST", path, body=obj)
+
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        path = self._path(obj["kind"], meta["namespace"], meta["name"])
+        return self._request("PUT", path, body=obj)
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        """Delete (Background propagation: the garbage collector removes a Job's pods)."""
+        meta = obj["metadata"]
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if meta.get("uid"):
+            body["preconditions"] = {"uid": meta["uid"]}
+        path = self._path(obj.get("kind", "Job"), meta["namespace"], meta["name"])
+        try:
+            self._request("DELETE", path, body=body)
+        except ApiError as e:
+            if not (e.not_found or e.conflict):
+                raise
+
+    # -------------------------------------------------------------------------- events
+    def post_event(self, training: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = training["metadata"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self._request("POST", self._path("Event", meta["namespace"]), body=event)
