@@ -38,6 +38,7 @@ from rtdetr_trainer.export.graph import (
     INPUT_NAME,
     OUTPUT_NAMES,
     DeployModel,
+    exact_float32,
     export_onnx,
 )
 from rtdetr_trainer.export.manifest import build_manifest
@@ -184,7 +185,7 @@ def run_export(spec: ExperimentSpec) -> TaskSummary:
             check_graph(tmp, inputs, outputs, batch_dim=BATCH_DIM)
         except ValueError as e:
             raise ExportVerificationError(f"the exported graph is not as specified: {e}") from e
-        with torch.no_grad():
+        with torch.no_grad(), exact_float32():  # no TF32 convolutions in the reference
             ref = tuple(t.float().cpu().numpy() for t in module(torch.from_numpy(probe).to(device)))
         fp32_out = run_onnx(tmp, probe)
         a32 = _verify("onnxruntime vs PyTorch outputs", ref, fp32_out, FP32_TOLERANCE, W)  # type: ignore[arg-type]
