@@ -42,10 +42,11 @@ class DeploymentKubeApi:
         self.core = core
         self.instance = socket.gethostname()
         self.kinds: dict[str, KindCalls] = {
+            # Jobs are never changed once created (a new build is a new Job).
             "Job": KindCalls(
                 batch.list_namespaced_job,
                 batch.create_namespaced_job,
-                batch.replace_namespaced_job,
+                _none,
                 batch.delete_namespaced_job,
             ),
             "Pod": KindCalls(core.list_namespaced_pod, _none, _none, _none),
@@ -168,4 +169,5 @@ class DeploymentKubeApi:
 
 
 def _none(*_: Any, **__: Any) -> Any:
-    raise NotImplementedError("pods are only read")
+    """A call the operator never makes (and has no RBAC permission for)."""
+    raise NotImplementedError("the operator does not make this call")
