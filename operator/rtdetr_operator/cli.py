@@ -21,6 +21,8 @@ import kopf
 from kubernetes import client, config
 
 from rtdetr_operator import handlers
+from rtdetr_operator.api import GROUP, PLURAL, VERSION
+from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
 from rtdetr_operator.deployment import defaults as deployment_defaults
 from rtdetr_operator.deployment.index import SourceIndex
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
@@ -173,14 +175,32 @@ def main(argv: list[str] | None = None) -> int:
         "full": kopf.LogFormat.FULL,
     }[args.log_format]
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        # kopf logs every handled watch event per object; the reconciler logs what it does.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         api_client = _load_kube_config(args.kubeconfig)
     except config.ConfigException as e:
         print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    reconciler = Reconciler(KubeApi(api_client), Settings(stuck_grace=args.stuck_grace))
+    api = KubeApi(api_client)
+    deployment_api = DeploymentKubeApi(api_client)
     try:
-        deployments = DeploymentReconciler(DeploymentKubeApi(api_client), deployment_settings(args))
+        served = api.served() and deployment_api.served_deployments()
+    except Exception as e:  # urllib3 raises its own types for refused/timed-out connections
+        print(f"rtdetr-operator: cannot reach the Kubernetes API: {e}", file=sys.stderr)
+        return 2
+    if not served:
+        # kopf would start, find nothing to watch, and idle: say so instead.
+        print(
+            f"rtdetr-operator: the API server does not serve {GROUP}/{VERSION} {PLURAL} and "
+            f"{DEPLOYMENT_PLURAL}; install the CRDs first: kubectl apply --server-side -f crds/",
+            file=sys.stderr,
+        )
+        return 2
+    reconciler = Reconciler(api, Settings(stuck_grace=args.stuck_grace))
+    try:
+        deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
     except ServingError as e:
         print(f"rtdetr-operator: {e}", file=sys.stderr)
         return 2

@@ -37,6 +37,9 @@ CRD_FILE = f"{api.GROUP}_{api.PLURAL}.yaml"
 #: The API server refuses objects above ~1.5 MiB (etcd); client-side ``kubectl apply`` also keeps
 #: a copy in a 256 KiB annotation. Stay well below both.
 MAX_CRD_BYTES = 200 * 1024
+#: Longest path and most training sources the CRD accepts (bounds CEL cost estimates).
+MAX_PATH = 4096
+MAX_DATA_SOURCES = 64
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -77,7 +80,14 @@ def _experiment_patches(schema: Schema) -> None:
     backbone["enum"] = sorted({*SUPPORTED_BACKBONES, *BACKBONE_ALIASES})
     for act in ("enc_act", "act"):
         props["model"]["properties"][act]["enum"] = ["relu", "gelu", "silu"]
-    aug = props["dataset"]["properties"]["augmentation"]["properties"]
+    dataset = props["dataset"]["properties"]
+    # Bounds that let the API server price the CEL data-path rules within its budget.
+    dataset["train_data_sources"]["maxItems"] = MAX_DATA_SOURCES
+    for source in ("train_data_sources", "val_data_sources", "test_data_sources"):
+        node = dataset[source].get("items", dataset[source])
+        for key in ("image_dir", "json_file"):
+            node["properties"][key]["maxLength"] = MAX_PATH
+    aug = dataset["augmentation"]["properties"]
     for size in ("train_spatial_size", "eval_spatial_size"):
         aug[size]["minItems"] = aug[size]["maxItems"] = 2
         aug[size]["items"]["minimum"] = 32

@@ -38,30 +38,40 @@ kopf watches. No Secrets, no nodes, no CRDs or namespaces (kopf's scanning is of
 (no peering: one replica). Namespaced, so the same rules serve a ClusterRole or per-namespace Roles.
 */}}
 {{- define "rtdetr-operator.rules" -}}
+# Watch both kinds and write their status (a replace guarded by resourceVersion).
 - apiGroups: [rtdetr.dev]
   resources: [rtdetrtrainings, rtdetrdeployments]
   verbs: [get, list, watch]
 - apiGroups: [rtdetr.dev]
   resources: [rtdetrtrainings/status, rtdetrdeployments/status]
-  verbs: [get, update]
+  verbs: [update]
+# Training task Jobs and engine/repository build Jobs: created, never changed, deleted when stale.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
+# Pods are only read: phases, scheduling conditions, termination messages.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# A training's experiment ConfigMap (repaired if edited).
 - apiGroups: [""]
-  resources: [services, configmaps]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, update]
+# A training's headless Service; a pool's Service.
+- apiGroups: [""]
+  resources: [services]
   verbs: [get, list, watch, create, update, delete]
+# A pool's Triton Deployment (watched: rollouts drive the deployment's status).
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, update, delete]
+# A pool's HorizontalPodAutoscaler and PodDisruptionBudget (read when reconciling, not watched).
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, create, update, delete]
+  verbs: [list, create, update, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, create, update, delete]
+  verbs: [list, create, update, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

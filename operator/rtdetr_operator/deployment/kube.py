@@ -1,97 +1,85 @@
-"""The Kubernetes API calls of the RTDETRDeployment reconciler, on the official client.
+"""The Kubernetes API calls of the RTDETRDeployment reconciler.
 
-Same conventions as :mod:`rtdetr_operator.kube`: plain dicts as the API server sends them,
-``ApiError`` carrying the HTTP status and the server's own message, synchronous calls with
-timeouts (the reconciler runs in worker threads). One table maps each child kind to its list,
-create, replace and delete calls, so the reconciler stays kind-agnostic.
+Built on :class:`rtdetr_operator.kube.KubeApi` (plain REST through the client's ApiClient, no
+generated ``*Api`` classes and their memory cost; ``ApiError`` with the server's message). It
+adds the collections of the kinds a deployment owns, and :data:`VERBS`: the only calls the
+reconciler may make per kind, enforced here and granted, exactly, by the Helm chart's RBAC (a
+unit test renders the chart and compares).
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-
 from rtdetr_operator.api import GROUP, PLURAL, VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_KIND, DEPLOYMENT_PLURAL
-from rtdetr_operator.kube import COMPONENT, ApiError, _call
+from rtdetr_operator.kube import COMPONENT, ApiError, KubeApi
+
+#: REST collection (and API group, resource) of each kind a deployment reads or owns.
+COLLECTIONS: dict[str, tuple[str, str, str]] = {
+    "Job": ("/apis/batch/v1/namespaces/{ns}/jobs", "batch", "jobs"),
+    "Pod": ("/api/v1/namespaces/{ns}/pods", "", "pods"),
+    "Service": ("/api/v1/namespaces/{ns}/services", "", "services"),
+    "Deployment": ("/apis/apps/v1/namespaces/{ns}/deployments", "apps", "deployments"),
+    "HorizontalPodAutoscaler": (
+        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+        "autoscaling",
+        "horizontalpodautoscalers",
+    ),
+    "PodDisruptionBudget": (
+        "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+        "policy",
+        "poddisruptionbudgets",
+    ),
+    DEPLOYMENT_KIND: (
+        f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{DEPLOYMENT_PLURAL}",
+        GROUP,
+        DEPLOYMENT_PLURAL,
+    ),
+}
+
+#: Every call of the deployment reconciler, per kind (Jobs are never changed once created).
+VERBS: dict[str, tuple[str, ...]] = {
+    "Job": ("list", "create", "delete"),
+    "Pod": ("list",),
+    "Service": ("list", "create", "update", "delete"),
+    "Deployment": ("list", "create", "update", "delete"),
+    "HorizontalPodAutoscaler": ("list", "create", "update", "delete"),
+    "PodDisruptionBudget": ("list", "create", "update", "delete"),
+    DEPLOYMENT_KIND: ("get",),
+}
 
 
-@dataclass(frozen=True)
-class KindCalls:
-    list: Callable[..., Any]
-    create: Callable[..., Any]
-    replace: Callable[..., Any]
-    delete: Callable[..., Any]
-
-
-class DeploymentKubeApi:
+class DeploymentKubeApi(KubeApi):
     """RTDETRDeployments, their source RTDETRTrainings, their children and Events."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.custom = client.CustomObjectsApi(api_client)
-        core = client.CoreV1Api(api_client)
-        batch = client.BatchV1Api(api_client)
-        apps = client.AppsV1Api(api_client)
-        scaling = client.AutoscalingV2Api(api_client)
-        policy = client.PolicyV1Api(api_client)
-        self.core = core
-        self.instance = socket.gethostname()
-        self.kinds: dict[str, KindCalls] = {
-            # Jobs are never changed once created (a new build is a new Job).
-            "Job": KindCalls(
-                batch.list_namespaced_job,
-                batch.create_namespaced_job,
-                _none,
-                batch.delete_namespaced_job,
-            ),
-            "Pod": KindCalls(core.list_namespaced_pod, _none, _none, _none),
-            "Deployment": KindCalls(
-                apps.list_namespaced_deployment,
-                apps.create_namespaced_deployment,
-                apps.replace_namespaced_deployment,
-                apps.delete_namespaced_deployment,
-            ),
-            "Service": KindCalls(
-                core.list_namespaced_service,
-                core.create_namespaced_service,
-                core.replace_namespaced_service,
-                core.delete_namespaced_service,
-            ),
-            "HorizontalPodAutoscaler": KindCalls(
-                scaling.list_namespaced_horizontal_pod_autoscaler,
-                scaling.create_namespaced_horizontal_pod_autoscaler,
-                scaling.replace_namespaced_horizontal_pod_autoscaler,
-                scaling.delete_namespaced_horizontal_pod_autoscaler,
-            ),
-            "PodDisruptionBudget": KindCalls(
-                policy.list_namespaced_pod_disruption_budget,
-                policy.create_namespaced_pod_disruption_budget,
-                policy.replace_namespaced_pod_disruption_budget,
-                policy.delete_namespaced_pod_disruption_budget,
-            ),
-        }
+    def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
+        if kind not in COLLECTIONS:
+            return super()._path(kind, namespace, name)
+        base = COLLECTIONS[kind][0].format(ns=namespace)
+        return f"{base}/{name}" if name else base
 
-    # ------------------------------------------------------------------ custom objects
-    def _get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _allowed(kind: str, verb: str) -> None:
+        if verb not in VERBS.get(kind, ()):
+            raise ValueError(f"the deployment reconciler does not {verb} {kind} objects")
+
+    def served_deployments(self) -> bool:
+        """Whether the API server serves rtdetr.dev/v1alpha1 RTDETRDeployments."""
         try:
-            return _call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
+            found = self._request("GET", f"/apis/{GROUP}/{VERSION}")
         except ApiError as e:
             if e.not_found:
-                return None
+                return False
             raise
+        names = {r.get("name") for r in found.get("resources") or []}
+        return {DEPLOYMENT_PLURAL, PLURAL} <= names
 
+    # ------------------------------------------------------------------ custom objects
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_custom(DEPLOYMENT_PLURAL, namespace, name)
-
-    def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_custom(PLURAL, namespace, name)
+        self._allowed(DEPLOYMENT_KIND, "get")
+        return self.get(DEPLOYMENT_KIND, namespace, name)
 
     def replace_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` guarded by the object's resourceVersion (409 if it moved on)."""
@@ -103,42 +91,28 @@ class DeploymentKubeApi:
             "spec": obj.get("spec"),
             "status": status,
         }
-        return _call(
-            self.custom.replace_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            meta["namespace"],
-            DEPLOYMENT_PLURAL,
-            meta["name"],
-            body,
-        )
+        path = self._path(DEPLOYMENT_KIND, meta["namespace"], meta["name"]) + "/status"
+        return self._request("PUT", path, body=body)
 
     # ------------------------------------------------------------------------ children
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        out = _call(self.kinds[kind].list, namespace, label_selector=selector)
-        items = list(out.get("items") or [])
+        self._allowed(kind, "list")
+        items = super().list(kind, namespace, selector)
         for item in items:
             item.setdefault("kind", kind)
         return items
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return _call(self.kinds[obj["kind"]].create, obj["metadata"]["namespace"], obj)
+        self._allowed(obj["kind"], "create")
+        return super().create(obj)
 
     def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        return _call(self.kinds[obj["kind"]].replace, meta["name"], meta["namespace"], obj)
+        self._allowed(obj["kind"], "update")
+        return super().replace(obj)
 
     def delete(self, obj: dict[str, Any]) -> None:
-        """Delete with Background propagation (the garbage collector removes dependants)."""
-        meta = obj["metadata"]
-        body: dict[str, Any] = {"propagationPolicy": "Background"}
-        if meta.get("uid"):
-            body["preconditions"] = {"uid": meta["uid"]}
-        try:
-            _call(self.kinds[obj["kind"]].delete, meta["name"], meta["namespace"], body=body)
-        except ApiError as e:
-            if not (e.not_found or e.conflict):
-                raise
+        self._allowed(obj["kind"], "delete")
+        super().delete(obj)
 
     # -------------------------------------------------------------------------- events
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -165,9 +139,4 @@ class DeploymentKubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        _call(self.core.create_namespaced_event, meta["namespace"], event)
-
-
-def _none(*_: Any, **__: Any) -> Any:
-    """A call the operator never makes (and has no RBAC permission for)."""
-    raise NotImplementedError("the operator does not make this call")
+        self._request("POST", self._path("Event", meta["namespace"]), body=event)
