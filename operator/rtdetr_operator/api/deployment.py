@@ -159,8 +159,7 @@ class RepositoryStorage(ApiModel):
     """PersistentVolumeClaim (ReadWriteMany: build Jobs and Triton pods on several nodes).
     Unset: the model source's volume."""
     sub_path: str | None = None
-    """Folder of the volume. Unset: triton/<name> (below the training's results folder when
-    the source is an RTDETRTraining)."""
+    """Folder of the volume (mounted at /models). Unset: triton/<name>."""
 
 
 class TritonOptions(ApiModel):
