@@ -3,6 +3,8 @@
     python -m rtdetr_operator.apidoc            # rewrite the reference block in docs/operator.md
     python -m rtdetr_operator.apidoc --check    # exit 1 if docs/operator.md is out of date
 
+RTDETRDeployment's reference is generated the same way into docs/deployment.md.
+
 The block lives between two marker comments in docs/operator.md; everything else in that file is
 prose. ``spec.experiment`` is documented as one row: it is TAO's experiment spec, whose fields
 are rtdetr_spec's (see docs of the trainer).
@@ -21,6 +23,7 @@ from rtdetr_operator import crdgen
 BEGIN = "<!-- BEGIN GENERATED API REFERENCE (python -m rtdetr_operator.apidoc) -->"
 END = "<!-- END GENERATED API REFERENCE -->"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
+DEPLOYMENT_DOC = DOC.with_name("deployment.md")
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -54,8 +57,8 @@ def _rows(node: dict[str, Any], path: str, required: set[str]) -> list[str]:
     return rows
 
 
-def render() -> str:
-    schema = crdgen.openapi_schema()
+def render(schema: dict[str, Any] | None = None) -> str:
+    schema = schema or crdgen.openapi_schema()
     lines = [BEGIN, ""]
     for part in ("spec", "status"):
         node = schema["properties"][part]
@@ -71,30 +74,39 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def updated(text: str) -> str:
+def updated(text: str, block: str | None = None) -> str:
     if BEGIN not in text or END not in text:
-        raise ValueError(f"{DOC} has no generated-reference markers")
+        raise ValueError("no generated-reference markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    return head + render() + tail
+    return head + (block if block is not None else render()) + tail
+
+
+def blocks() -> dict[Path, str]:
+    """Each document with a generated reference, and the reference it must contain."""
+    from rtdetr_operator import crdgen_deployment
+
+    return {DOC: render(), DEPLOYMENT_DOC: render(crdgen_deployment.openapi_schema())}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtdetr_operator.apidoc")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    text = DOC.read_text()
-    new = updated(text)
-    if args.check:
-        if new != text:
-            print(f"{DOC} is out of date; run `python -m rtdetr_operator.apidoc`", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        from rtdetr_spec.artifacts import atomic_write_text
+    stale = False
+    for doc, block in blocks().items():
+        text = doc.read_text()
+        new = updated(text, block)
+        if new == text:
+            continue
+        if args.check:
+            print(f"{doc} is out of date; run `python -m rtdetr_operator.apidoc`", file=sys.stderr)
+            stale = True
+        else:
+            from rtdetr_spec.artifacts import atomic_write_text
 
-        atomic_write_text(DOC, new)
-    return 0
+            atomic_write_text(doc, new)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -17,11 +17,10 @@ from tests.e2e.training_support import CRDS, OperatorProcess
 
 @pytest.fixture(scope="session")
 def rtdetr_crd(e2e_cluster: Any) -> None:
-    """The generated CRD, installed once per session (server-side apply: it is large)."""
+    """The generated CRDs, installed once per session (server-side apply: they are large)."""
     e2e_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    e2e_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/rtdetrtrainings.rtdetr.dev", "--timeout=60s"
-    )
+    for crd in ("rtdetrtrainings.rtdetr.dev", "rtdetrdeployments.rtdetr.dev"):
+        e2e_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 
 @pytest.fixture
