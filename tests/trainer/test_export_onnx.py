@@ -95,6 +95,15 @@ def test_manifest_describes_the_file(exported) -> None:
     assert m.backbone == "resnet_18"
 
 
+def test_serving_accepts_the_export_as_is(exported) -> None:
+    """The Triton repository writer's contract check passes on the file and its manifest."""
+    from rtdetr_serving.contract import ModelContract
+
+    contract = ModelContract.from_manifest(exported.manifest)
+    contract.check_onnx(exported.onnx)
+    assert (contract.num_queries, contract.height, contract.width) == (300, SIZE, SIZE)
+
+
 def test_summary_and_termination_message(exported) -> None:
     s = exported.summary
     assert s.status == "SUCCESS" and s.artifacts["onnx"] == str(exported.onnx)

@@ -211,7 +211,10 @@ def run_export(spec: ExperimentSpec) -> TaskSummary:
             metrics["fp16_max_box_diff_px"] = a16.max_box_diff * W
             manifest16 = manifest_for(tmp16, paths.fp16_onnx.name, "fp16")
             staged.write_text(paths.fp16_manifest, _manifest_text(manifest16))
-            artifacts |= {"onnx_fp16": str(paths.fp16_onnx)}
+            artifacts |= {
+                "onnx_fp16": str(paths.fp16_onnx),
+                "manifest_fp16": str(paths.fp16_manifest),
+            }
 
         if paths.nvdsinfer_config and paths.labels:
             aspect = spec.dataset.augmentation.preserve_aspect_ratio
