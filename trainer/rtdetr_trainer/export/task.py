@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,14 @@ import torch
 
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ExportManifest, TaskSummary, TensorSpec
+from rtdetr_spec.tasks import ExportConfig
 from rtdetr_trainer.export import nvdsinfer
-from rtdetr_trainer.export.checkpoint import load_model, pick_device, read_export_checkpoint
+from rtdetr_trainer.export.checkpoint import (
+    LoadedCheckpoint,
+    load_model,
+    pick_device,
+    read_export_checkpoint,
+)
 from rtdetr_trainer.export.classes import LogitLayout, layout_for, resolve_class_map
 from rtdetr_trainer.export.errors import ExportInputError, ExportVerificationError
 from rtdetr_trainer.export.fp16 import FP16ConversionError, convert_to_fp16
@@ -145,101 +151,168 @@ def _manifest_text(manifest: ExportManifest) -> str:
     return json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
 
 
-def run_export(spec: ExperimentSpec) -> TaskSummary:
-    """Run the export task; returns the summary (errors propagate as typed exceptions)."""
+@dataclass
+class _Export:
+    """One export's inputs and what it has produced so far (metrics, artifacts)."""
+
+    spec: ExperimentSpec
+    paths: ExportPaths
+    layout: LogitLayout
+    source: LoadedCheckpoint
+    module: DeployModel
+    device: torch.device
+    probe: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> ExportConfig:
+        return self.spec.export
+
+    def tensors(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        cfg = self.cfg
+        return expected_tensors(
+            cfg.batch_size, cfg.input_height, cfg.input_width, self.spec.model.num_queries,
+            self.layout.num_logits,
+        )  # fmt: skip
+
+    def manifest(self, path: Path, name: str, precision: str) -> str:
+        cfg = self.cfg
+        manifest = build_manifest(
+            path, onnx_name=name, precision=precision, height=cfg.input_height,
+            width=cfg.input_width, batch_size=cfg.batch_size,
+            num_queries=self.spec.model.num_queries, layout=self.layout,
+            source_checkpoint=str(self.source.path),
+            source_checkpoint_sha256=self.source.sha256, backbone=self.spec.model.backbone,
+        )  # fmt: skip
+        return _manifest_text(manifest)
+
+    def fp32(self, staged: StagedFiles) -> tuple[Path, tuple[np.ndarray, np.ndarray]]:
+        """Trace, check and verify the FP32 ONNX; returns its temp path and its outputs."""
+        cfg, paths = self.cfg, self.paths
+        tmp = staged.temp_for(paths.onnx)
+        log.info("exporting %s (opset %d) on %s", paths.onnx, cfg.opset_version, self.device)
+        export_onnx(
+            self.module, tmp, height=cfg.input_height, width=cfg.input_width,
+            batch_size=cfg.batch_size, opset=cfg.opset_version,
+            num_queries=self.spec.model.num_queries, device=self.device,
+        )  # fmt: skip
+        try:
+            check_graph(tmp, *self.tensors(), batch_dim=BATCH_DIM)
+        except ValueError as e:
+            raise ExportVerificationError(f"the exported graph is not as specified: {e}") from e
+        x = torch.from_numpy(self.probe).to(self.device)
+        with torch.no_grad(), exact_float32():  # no TF32 convolutions in the reference
+            logits, boxes = (t.float().cpu().numpy() for t in self.module(x))
+        out = run_onnx(tmp, self.probe)
+        agreement = _verify(
+            "onnxruntime vs PyTorch outputs", (logits, boxes), out, FP32_TOLERANCE,
+            cfg.input_width,
+        )  # fmt: skip
+        self.metrics["onnx_query_agreement"] = agreement.fraction
+        self.metrics["onnx_max_score_diff"] = agreement.max_score_diff
+        self.metrics["onnx_max_box_diff_px"] = agreement.max_box_diff * cfg.input_width
+        staged.write_text(paths.manifest, self.manifest(tmp, paths.onnx.name, "fp32"))
+        self.artifacts |= {"onnx": str(paths.onnx), "manifest": str(paths.manifest)}
+        return tmp, out
+
+    def fp16(
+        self, staged: StagedFiles, fp32: Path, fp32_out: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        """Convert with Model Optimizer, check, and verify against the FP32 file's outputs."""
+        paths = self.paths
+        assert paths.fp16_onnx is not None and paths.fp16_manifest is not None
+        tmp = staged.temp_for(paths.fp16_onnx)
+        log.info("converting to FP16 with Model Optimizer autocast: %s", paths.fp16_onnx)
+        try:
+            convert_to_fp16(fp32, tmp, verbose=self.cfg.verbose)
+            check_graph(tmp, *self.tensors(), batch_dim=BATCH_DIM)
+        except (FP16ConversionError, ValueError) as e:
+            raise ExportVerificationError(f"FP16 conversion: {e}") from e
+        agreement = _verify(
+            "FP16 vs FP32 ONNX outputs", fp32_out, run_onnx(tmp, self.probe), FP16_TOLERANCE,
+            self.cfg.input_width,
+        )  # fmt: skip
+        self.metrics["fp16_query_agreement"] = agreement.fraction
+        self.metrics["fp16_max_score_diff"] = agreement.max_score_diff
+        self.metrics["fp16_max_box_diff_px"] = agreement.max_box_diff * self.cfg.input_width
+        staged.write_text(paths.fp16_manifest, self.manifest(tmp, paths.fp16_onnx.name, "fp16"))
+        self.artifacts |= {
+            "onnx_fp16": str(paths.fp16_onnx),
+            "manifest_fp16": str(paths.fp16_manifest),
+        }
+
+    def deepstream(self, staged: StagedFiles) -> None:
+        """``nvdsinfer_config.yaml`` (+ the FP16 one) and ``labels.txt``."""
+        paths, cfg = self.paths, self.cfg
+        assert paths.nvdsinfer_config is not None and paths.labels is not None
+        labels = nvdsinfer.labels_text(self.layout)
+        configs = [(paths.nvdsinfer_config, paths.onnx)]
+        if paths.nvdsinfer_fp16_config and paths.fp16_onnx:
+            configs.append((paths.nvdsinfer_fp16_config, paths.fp16_onnx))
+        for config_path, onnx_path in configs:
+            config = nvdsinfer.nvdsinfer_config(
+                onnx_path.name, self.layout, cfg.input_height, cfg.input_width,
+                maintain_aspect_ratio=self.spec.dataset.augmentation.preserve_aspect_ratio,
+            )  # fmt: skip
+            nvdsinfer.check_agreement(config, labels, self.layout.num_logits)
+            staged.write_text(config_path, nvdsinfer.render_config(config))
+        staged.write_text(paths.labels, labels)
+        self.artifacts |= {
+            "nvdsinfer_config": str(paths.nvdsinfer_config),
+            "labels": str(paths.labels),
+        }
+
+
+def prepare_export(spec: ExperimentSpec) -> _Export:
+    """Everything that can refuse the input, before any output is written."""
     check_export_config(spec)
     cfg = spec.export
     paths = plan_paths(spec)
     check_writable(paths.onnx.parent, "export.onnx_file")
-    H, W, Q = cfg.input_height, cfg.input_width, spec.model.num_queries
-
     ckpt = read_export_checkpoint(str(cfg.checkpoint))
     device = pick_device(spec)
     if ckpt.get("class_map"):  # a class-count mismatch is named with the class names
         resolve_class_map(spec, ckpt["class_map"])
-    loaded = load_model(spec, ckpt, str(cfg.checkpoint), height=H, width=W)
+    source = load_model(
+        spec, ckpt, str(cfg.checkpoint), height=cfg.input_height, width=cfg.input_width
+    )
     del ckpt
-    layout: LogitLayout = layout_for(resolve_class_map(spec, loaded.class_map))
-    module = DeployModel(loaded.model, prepend_background=layout.prepend_background)
-    inputs, outputs = expected_tensors(cfg.batch_size, H, W, Q, layout.num_logits)
-    probe = probe_batch(2 if cfg.batch_size == -1 else cfg.batch_size, H, W)
-    metrics: dict[str, float] = {}
-    artifacts: dict[str, str] = {}
+    layout = layout_for(resolve_class_map(spec, source.class_map))
+    return _Export(
+        spec=spec,
+        paths=paths,
+        layout=layout,
+        source=source,
+        module=DeployModel(source.model, prepend_background=layout.prepend_background),
+        device=device,
+        probe=probe_batch(
+            2 if cfg.batch_size == -1 else cfg.batch_size, cfg.input_height, cfg.input_width
+        ),
+    )
 
-    def manifest_for(path: Path, name: str, precision: str) -> ExportManifest:
-        return build_manifest(
-            path, onnx_name=name, precision=precision, height=H, width=W,
-            batch_size=cfg.batch_size, num_queries=Q, layout=layout,
-            source_checkpoint=str(loaded.path), source_checkpoint_sha256=loaded.sha256,
-            backbone=spec.model.backbone,
-        )  # fmt: skip
 
+def run_export(spec: ExperimentSpec) -> TaskSummary:
+    """Run the export task; returns the summary (errors propagate as typed exceptions)."""
+    job = prepare_export(spec)
     with StagedFiles() as staged:
-        tmp = staged.temp_for(paths.onnx)
-        log.info("exporting %s (opset %d) on %s", paths.onnx, cfg.opset_version, device)
-        export_onnx(
-            module, tmp, height=H, width=W, batch_size=cfg.batch_size,
-            opset=cfg.opset_version, num_queries=Q, device=device,
-        )  # fmt: skip
-        try:
-            check_graph(tmp, inputs, outputs, batch_dim=BATCH_DIM)
-        except ValueError as e:
-            raise ExportVerificationError(f"the exported graph is not as specified: {e}") from e
-        with torch.no_grad(), exact_float32():  # no TF32 convolutions in the reference
-            ref = tuple(t.float().cpu().numpy() for t in module(torch.from_numpy(probe).to(device)))
-        fp32_out = run_onnx(tmp, probe)
-        a32 = _verify("onnxruntime vs PyTorch outputs", ref, fp32_out, FP32_TOLERANCE, W)  # type: ignore[arg-type]
-        metrics["onnx_query_agreement"] = a32.fraction
-        metrics["onnx_max_score_diff"] = a32.max_score_diff
-        metrics["onnx_max_box_diff_px"] = a32.max_box_diff * W
-        manifest = manifest_for(tmp, paths.onnx.name, "fp32")
-        staged.write_text(paths.manifest, _manifest_text(manifest))
-        artifacts |= {"onnx": str(paths.onnx), "manifest": str(paths.manifest)}
-
-        if paths.fp16_onnx and paths.fp16_manifest:
-            tmp16 = staged.temp_for(paths.fp16_onnx)
-            log.info("converting to FP16 with Model Optimizer autocast: %s", paths.fp16_onnx)
-            try:
-                convert_to_fp16(tmp, tmp16, verbose=cfg.verbose)
-                check_graph(tmp16, inputs, outputs, batch_dim=BATCH_DIM)
-            except (FP16ConversionError, ValueError) as e:
-                raise ExportVerificationError(f"FP16 conversion: {e}") from e
-            a16 = _verify("FP16 vs FP32 ONNX outputs", fp32_out, run_onnx(tmp16, probe),
-                          FP16_TOLERANCE, W)  # fmt: skip
-            metrics["fp16_query_agreement"] = a16.fraction
-            metrics["fp16_max_score_diff"] = a16.max_score_diff
-            metrics["fp16_max_box_diff_px"] = a16.max_box_diff * W
-            manifest16 = manifest_for(tmp16, paths.fp16_onnx.name, "fp16")
-            staged.write_text(paths.fp16_manifest, _manifest_text(manifest16))
-            artifacts |= {
-                "onnx_fp16": str(paths.fp16_onnx),
-                "manifest_fp16": str(paths.fp16_manifest),
-            }
-
-        if paths.nvdsinfer_config and paths.labels:
-            aspect = spec.dataset.augmentation.preserve_aspect_ratio
-            labels = nvdsinfer.labels_text(layout)
-            configs = [(paths.nvdsinfer_config, paths.onnx)]
-            if paths.nvdsinfer_fp16_config and paths.fp16_onnx:
-                configs.append((paths.nvdsinfer_fp16_config, paths.fp16_onnx))
-            for config_path, onnx_path in configs:
-                config = nvdsinfer.nvdsinfer_config(
-                    onnx_path.name, layout, H, W, maintain_aspect_ratio=aspect
-                )
-                nvdsinfer.check_agreement(config, labels, layout.num_logits)
-                staged.write_text(config_path, nvdsinfer.render_config(config))
-            staged.write_text(paths.labels, labels)
-            artifacts |= {"nvdsinfer_config": str(paths.nvdsinfer_config),
-                          "labels": str(paths.labels)}  # fmt: skip
+        fp32, fp32_out = job.fp32(staged)
+        if job.paths.fp16_onnx:
+            job.fp16(staged, fp32, fp32_out)
+        if job.paths.nvdsinfer_config:
+            job.deepstream(staged)
         staged.commit()
-
-    detectable = ", ".join(layout.detectable())
+    layout = job.layout
     message = (
-        f"exported {paths.onnx.name} ({layout.num_logits} logit columns"
+        f"exported {job.paths.onnx.name} ({layout.num_logits} logit columns"
         + (", background column 0 added" if layout.prepend_background else "")
-        + f"; classes {detectable})"
+        + f"; classes {', '.join(layout.detectable())})"
     )
     log.info(message)
     return TaskSummary(
-        task="export", status="SUCCESS", message=message, metrics=metrics, artifacts=artifacts
+        task="export",
+        status="SUCCESS",
+        message=message,
+        metrics=dict(job.metrics),
+        artifacts=dict(job.artifacts),
     )
