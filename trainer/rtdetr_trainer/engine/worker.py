@@ -1,0 +1,120 @@
+"""Entry point of one training process: ``python -m rtdetr_trainer.engine.worker``.
+
+torchrun starts ``train.num_gpus`` of these per node with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+set. The launcher hands each a private run folder holding the resolved spec and, for
+``dataset_type: serialized``, the annotation index it built and checked (memory-mapped here, one
+page-cache copy per node). Each worker records its outcome (exit code + message) in that folder,
+so the launcher reports the real cause and exit code rather than torchrun's generic failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from rtdetr_spec import SpecError, load_experiment
+from rtdetr_spec.artifacts import ClassMap, atomic_write_text
+from rtdetr_trainer.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME, TrainerError
+
+log = logging.getLogger("rtdetr_trainer")
+
+DATA_FILE = "data.json"
+SPEC_FILE = "experiment.yaml"
+
+
+def outcome_path(run_dir: str | Path, rank: int) -> Path:
+    return Path(run_dir) / f"outcome-rank{rank}.json"
+
+
+def _record(run_dir: str, rank: int, code: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        record = json.dumps({"exit_code": code, "message": message})
+        atomic_write_text(outcome_path(run_dir, rank), record)
+
+
+def _load_data(spec, run_dir: Path):  # type: ignore[no-untyped-def]
+    from rtdetr_trainer.data.index import DetectionIndex
+    from rtdetr_trainer.data.pipeline import TrainData, prepare_train_data
+
+    meta_file = run_dir / DATA_FILE
+    if spec.dataset.dataset_type == "serialized" and meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        return TrainData(
+            class_map=ClassMap.model_validate(meta["class_map"]),
+            train=DetectionIndex.load(run_dir / "index" / "train"),
+            val=DetectionIndex.load(run_dir / "index" / "val"),
+            val_categories={int(k): v for k, v in meta["val_categories"].items()},
+            sample_sizes=meta["sample_sizes"],
+        )
+    return prepare_train_data(spec, check_files=False)  # "default": a per-process index
+
+
+def run(spec_path: str, run_dir: str) -> None:
+    from rtdetr_trainer.engine.distributed import init_distributed
+    from rtdetr_trainer.engine.loop import Trainer
+    from rtdetr_trainer.model.build import build_criterion, build_model
+    from rtdetr_trainer.results import TaskResults
+
+    spec = load_experiment(spec_path)
+    ctx = init_distributed()
+    try:
+        if not ctx.is_main:
+            logging.getLogger("rtdetr_trainer").setLevel(logging.WARNING)
+        log.info(
+            "process group: world size %d, %s, backend %s",
+            ctx.world_size,
+            ctx.device,
+            ctx.backend or "none",
+        )
+        data = _load_data(spec, Path(run_dir))
+        num_classes = spec.dataset.num_classes
+        h, w = spec.dataset.augmentation.eval_spatial_size
+        model = build_model(
+            spec.model, num_classes, (h, w), activation_checkpoint=spec.train.activation_checkpoint
+        )
+        criterion = build_criterion(spec.model, num_classes)
+        results = TaskResults(spec, "train", writer=ctx.is_main)
+        Trainer(spec, ctx, data, model, criterion, results).fit()
+    finally:
+        ctx.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rtdetr_trainer.engine.worker")
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--run-dir", required=True)
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"[rank {rank}] %(levelname)s %(message)s"
+        if "RANK" in os.environ
+        else "%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        run(args.spec, args.run_dir)
+    except TrainerError as e:
+        log.error("%s", e)
+        _record(args.run_dir, rank, e.exit_code, str(e))
+        return e.exit_code
+    except SpecError as e:
+        log.error("%s", e)
+        _record(args.run_dir, rank, EXIT_BAD_INPUT, str(e))
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        traceback.print_exc()
+        _record(args.run_dir, rank, EXIT_RUNTIME, f"{type(e).__name__}: {e}")
+        return EXIT_RUNTIME
+    _record(args.run_dir, rank, EXIT_OK, "")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
