@@ -75,3 +75,57 @@ def rgb_array(h: int = 8, w: int = 10) -> np.ndarray:
     arr = np.zeros((h, w, 3), dtype=np.uint8)
     arr[..., 0], arr[..., 1], arr[..., 2] = 200, 100, 10
     return arr
+
+
+#: A small RT-DETR (ResNet-18, 64-wide, 20 queries, 1 decoder layer) for 64x64 CPU tests.
+TINY_MODEL: dict[str, Any] = {
+    "backbone": "resnet_18",
+    "hidden_dim": 64,
+    "feat_channels": [64, 64, 64],
+    "dim_feedforward": 128,
+    "num_queries": 20,
+    "num_select": 20,
+    "dec_layers": 1,
+    "dn_number": 10,
+}
+
+
+def tiny_spec_dict(root: Path, paths: dict[str, Path], size: int = 64, **train: Any) -> dict:
+    """An experiment (as a dict) training the tiny model on a synth set under ``root``."""
+    data = str(paths["train"].parent.parent / "images")
+    if not Path(data).is_dir():  # h5 layout: frames next to annotations/
+        data = str(paths["train"].parent.parent)
+    return {
+        "results_dir": str(root / "results"),
+        "model": dict(TINY_MODEL),
+        "dataset": {
+            "num_classes": 7,
+            "batch_size": 2,
+            "workers": 0,
+            "train_data_sources": [{"image_dir": data, "json_file": str(paths["train"])}],
+            "val_data_sources": {"image_dir": data, "json_file": str(paths["val"])},
+            "test_data_sources": {"image_dir": data, "json_file": str(paths["test"])},
+            "augmentation": {
+                "train_spatial_size": [size, size],
+                "eval_spatial_size": [size, size],
+                "multi_scales": [[size, size]],
+            },
+        },
+        "train": {"num_epochs": 1, "activation_checkpoint": False, **train},
+    }
+
+
+def overrides_from(d: dict, prefix: str = "") -> list[str]:
+    """Flatten a spec dict into CLI ``key=value`` overrides (lists/dicts as YAML flow)."""
+    import yaml
+
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += overrides_from(v, key + ".")
+        else:
+            out.append(f"{key}={yaml.safe_dump(v, default_flow_style=True).strip()}")
+            if out[-1].endswith("\n..."):
+                out[-1] = out[-1][: -len("\n...")]
+    return out

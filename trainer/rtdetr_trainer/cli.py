@@ -103,7 +103,9 @@ def load_spec(path: str, overrides: Sequence[str], task: str) -> ExperimentSpec:
     spec = load_experiment(path, list(overrides))
     spec.check_required(task)
     for key in spec.optional_missing(task):
-        log.warning("warning: %s is ?? (not set); using the default: %r", key, spec.get(key))
+        print(
+            f"warning: {key} is ?? (not set); using the default: {spec.get(key)!r}", file=sys.stderr
+        )
     return spec
 
 

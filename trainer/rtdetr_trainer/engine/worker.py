@@ -64,14 +64,16 @@ def run(spec_path: str, run_dir: str) -> None:
     spec = load_experiment(spec_path)
     ctx = init_distributed()
     try:
-        if not ctx.is_main:
-            logging.getLogger("rtdetr_trainer").setLevel(logging.WARNING)
-        log.info(
-            "process group: world size %d, %s, backend %s",
+        log.warning(
+            "joined: rank %d of world size %d (local rank %d), device %s, backend %s",
+            ctx.rank,
             ctx.world_size,
+            ctx.local_rank,
             ctx.device,
             ctx.backend or "none",
         )
+        if not ctx.is_main:  # one voice: the others report only warnings and errors
+            logging.getLogger("rtdetr_trainer").setLevel(logging.WARNING)
         data = _load_data(spec, Path(run_dir))
         num_classes = spec.dataset.num_classes
         h, w = spec.dataset.augmentation.eval_spatial_size
