@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ def test_save_points_latest_and_loads_weights_only(tmp_path: Path) -> None:
     first = save_checkpoint(_ckpt(0), tmp_path)
     second = save_checkpoint(_ckpt(1), tmp_path)
     latest = tmp_path / LATEST_NAME
-    assert latest.is_symlink() and os.readlink(latest) == second.name == "model_epoch_001.pth"
+    assert latest.is_symlink() and str(latest.readlink()) == second.name == "model_epoch_001.pth"
     assert first.exists()  # every checkpoint is kept, as TAO does
     loaded = read_training_checkpoint(latest)  # weights_only=True under the hood
     assert loaded["epoch"] == 1 and loaded["state_dict"]["model.model.w"].tolist() == [1.0] * 3
@@ -53,7 +52,7 @@ def test_failed_write_leaves_previous_state_intact(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="disk full"):
         save_checkpoint(bad, tmp_path)
     assert not (tmp_path / "model_epoch_001.pth").exists()
-    assert os.readlink(tmp_path / LATEST_NAME) == "model_epoch_000.pth"
+    assert str((tmp_path / LATEST_NAME).readlink()) == "model_epoch_000.pth"
     assert not list(tmp_path.glob(".*.tmp"))
 
 

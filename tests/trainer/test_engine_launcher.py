@@ -75,7 +75,7 @@ def test_pytorchjob_rank_without_node_rank_is_named() -> None:
 
 
 def test_more_processes_than_gpus() -> None:
-    with pytest.raises(LaunchError, match="train.num_gpus=8 but this node has 2 visible GPU"):
+    with pytest.raises(LaunchError, match=r"train\.num_gpus=8 but this node has 2 visible GPU"):
         plan_launch(TrainConfig(num_gpus=8), {}, gpus_visible=2)
 
 

@@ -76,7 +76,7 @@ def test_freeze_prefixes_and_unknown_prefix() -> None:
         "decoder_no_decay",
         "default",
     }
-    with pytest.raises(UserInputError, match="train.freeze: 'decoder.nope' names no module"):
+    with pytest.raises(UserInputError, match=r"train\.freeze: 'decoder\.nope' names no module"):
         apply_freeze(m, ["decoder.nope"])
 
 

@@ -111,7 +111,7 @@ def tiny_spec_dict(root: Path, paths: dict[str, Path], size: int = 64, **train: 
                 "multi_scales": [[size, size]],
             },
         },
-        "train": {"num_epochs": 1, "activation_checkpoint": False, **train},
+        "train": {"num_epochs": 1, "activation_checkpoint": False, "precision": "fp32", **train},
     }
 
 

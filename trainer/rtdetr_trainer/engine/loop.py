@@ -407,7 +407,7 @@ class Trainer:
         summary = TaskSummary(
             task="train",
             status="SUCCESS",
-            epoch=epoch,
+            epoch=epoch + 1,  # epochs completed (status.json keeps TAO's 0-based index)
             num_epochs=self.cfg.num_epochs,
             metrics=metrics,
             artifacts=artifacts,
