@@ -13,6 +13,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 
 .DEFAULT_GOAL := help
 
+include hack/cluster.mk
+
 .PHONY: help venv demo test test-unit test-slow test-e2e test-triton test-gpu lint crds lock bench clean
 
 help:
@@ -42,6 +44,7 @@ PYTEST_TIER = $(BIN)/pytest -m "$(1)" tests; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -e
 test: venv lint
 	$(call PYTEST_TIER,not e2e and not triton and not gpu)
 	$(call PYTEST_TIER,triton)
+	$(MAKE) cluster-build
 	$(call PYTEST_TIER,e2e)
 	$(call PYTEST_TIER,gpu)
 
@@ -51,7 +54,7 @@ test-unit: venv
 test-slow: venv
 	$(BIN)/pytest -m "slow" tests
 
-test-e2e: venv
+test-e2e: venv cluster-build
 	$(BIN)/pytest -m "e2e" tests
 
 test-triton: venv

@@ -1,0 +1,148 @@
+"""CEL rules (``x-kubernetes-validations``) that make ``kubectl apply`` refuse unrunnable CRs.
+
+Each rule carries a message naming the field and a ``fieldPath`` so the API server's error reads
+``spec.resources.gpus: Invalid value: ...: spec.resources.gpus must equal ...``. The operator
+re-checks the same conditions (:mod:`rtdetr_operator.training.resolve`) because a CRD can be
+installed without them (``--validate=false`` does not skip CEL, but an older CRD version would).
+
+Written against the CRD's wire names: the experiment keeps TAO's snake_case, the rest of the spec
+is camelCase. A nullable field may hold ``null``, hence the ``!= null`` guards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: TAO's "required and not set" markers, plus the empty string (an unusable path).
+_UNSET = "['', '??', '???']"
+
+
+def _set(expr: str, field: str) -> str:
+    """CEL: ``expr.field`` is present, non-null and not a ``??`` marker."""
+    return f"(has({expr}.{field}) && {expr}.{field} != null && !({expr}.{field} in {_UNSET}))"
+
+
+def _rule(rule: str, message: str, field_path: str | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    out.update(extra)
+    return out
+
+
+_DS = "self.experiment.dataset"
+_TRAIN_NUM_GPUS = (
+    "(has(self.experiment.train) && has(self.experiment.train.num_gpus) "
+    "? self.experiment.train.num_gpus : 1)"
+)
+
+#: Rules on ``spec`` (``self`` is the spec).
+SPEC_RULES: list[dict[str, Any]] = [
+    _rule(
+        f"!has(self.resources.gpus) || self.resources.gpus == {_TRAIN_NUM_GPUS}",
+        "spec.resources.gpus must equal spec.experiment.train.num_gpus (GPUs per node); "
+        "leave it unset to derive it",
+        ".resources.gpus",
+    ),
+    _rule(
+        f"has({_DS}) && has({_DS}.train_data_sources) && size({_DS}.train_data_sources) > 0 && "
+        f"{_DS}.train_data_sources.all(s, {_set('s', 'image_dir')} && {_set('s', 'json_file')})",
+        "spec.experiment.dataset.train_data_sources: every source needs image_dir and json_file "
+        "set to paths on the data volume (not ??)",
+        ".experiment",
+    ),
+    _rule(
+        f"has({_DS}) && has({_DS}.val_data_sources) && "
+        f"{_set(f'{_DS}.val_data_sources', 'image_dir')} && "
+        f"{_set(f'{_DS}.val_data_sources', 'json_file')}",
+        "spec.experiment.dataset.val_data_sources: image_dir and json_file must be set to paths "
+        "on the data volume (not ??)",
+        ".experiment",
+    ),
+    _rule(
+        "!has(self.experiment.results_dir) || self.experiment.results_dir == null || "
+        f"self.experiment.results_dir in {_UNSET} || "
+        "self.experiment.results_dir == self.storage.results.mountPath || "
+        "self.experiment.results_dir.startsWith(self.storage.results.mountPath + '/')",
+        "spec.experiment.results_dir must be spec.storage.results.mountPath or a folder below it, "
+        "so results survive pod restarts",
+        ".experiment",
+    ),
+    _rule(
+        "!has(self.experiment.evaluate) || !has(self.experiment.evaluate.num_nodes) || "
+        "self.experiment.evaluate.num_nodes == 1",
+        "spec.experiment.evaluate.num_nodes must be 1: evaluation runs on one node",
+        ".experiment",
+    ),
+    _rule(
+        "!has(self.gpuProduct) || !has(self.nodeSelector) || "
+        "!('nvidia.com/gpu.product' in self.nodeSelector) || "
+        "self.nodeSelector['nvidia.com/gpu.product'] == self.gpuProduct",
+        "spec.nodeSelector['nvidia.com/gpu.product'] contradicts spec.gpuProduct",
+        ".gpuProduct",
+    ),
+    _rule(
+        "!has(self.evaluation.minMAP50) || self.evaluation.enabled",
+        "spec.evaluation.minMAP50 needs spec.evaluation.enabled: true",
+        ".evaluation",
+    ),
+]
+
+
+def reserved_env_rule(names: tuple[str, ...]) -> dict[str, Any]:
+    quoted = ", ".join(f"'{n}'" for n in names)
+    return _rule(
+        f"self.all(e, !(e.name in [{quoted}]))",
+        f"spec.env must not set {', '.join(names)}: the operator sets the launch contract",
+    )
+
+
+#: Fields that may change after creation; everything else is fixed for the life of a run.
+MUTABLE_FIELDS: tuple[str, ...] = ("suspend", "maxRestarts", "activeDeadlineSeconds")
+
+
+def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
+    """Transition rules: each field of ``spec`` not in MUTABLE_FIELDS keeps its first value.
+
+    A training run is a record of what was trained. To change it, create a new RTDETRTraining
+    (``train.resume_training_checkpoint_path`` can start it from this run's checkpoint).
+    """
+    rules = []
+    for f in fields:
+        if f in MUTABLE_FIELDS:
+            continue
+        rules.append(
+            _rule(
+                f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
+                f"spec.{f} is immutable; create a new RTDETRTraining to train with other settings",
+                f".{f}",
+            )
+        )
+    return rules
+
+
+#: Rules on a storage entry (data or results).
+STORAGE_RULES: list[dict[str, Any]] = [
+    _rule("has(self.claimName) != has(self.volume)", "set exactly one of claimName or volume"),
+]
+
+#: Extra rule on results storage: it must outlive the pod.
+RESULTS_RULES: list[dict[str, Any]] = [
+    _rule(
+        "!has(self.volume) || !has(self.volume.emptyDir)",
+        "spec.storage.results must survive pod restarts (a PersistentVolumeClaim or network "
+        "volume), not emptyDir",
+        ".volume",
+    ),
+]
+
+#: Rules on the whole object: names must fit the children's DNS names.
+ROOT_RULES: list[dict[str, Any]] = [
+    _rule(
+        "self.metadata.name.size() <= 40 && "
+        "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "metadata.name must be at most 40 characters, start with a letter and contain only "
+        "lowercase letters, digits and '-' (it names the pods' DNS hostnames)",
+        reason="FieldValueInvalid",
+    ),
+]

@@ -1,0 +1,140 @@
+"""``rtdetr-operator``: run the RTDETRTraining operator against the current kubeconfig.
+
+    rtdetr-operator                          # all namespaces
+    rtdetr-operator -n team-a -n team-b      # only these namespaces
+    rtdetr-operator --kubeconfig .cluster/kubeconfig --stuck-grace 10
+
+One replica, no peering (``--standalone``): kopf's peering is not leader election, and two
+operators that see each other freeze (kopf #734), so the Deployment uses ``strategy: Recreate``.
+kopf settings are chosen here, each with the reason next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import kopf
+from kubernetes import client, config
+
+from rtdetr_operator import handlers
+from rtdetr_operator.kube import KubeApi
+from rtdetr_operator.training.plan import Settings
+from rtdetr_operator.training.reconcile import Reconciler
+from rtdetr_operator.workqueue import WorkQueue
+
+logger = logging.getLogger("rtdetr_operator")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rtdetr-operator", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to serve (repeatable; default: all namespaces)",
+    )
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or in-cluster)")
+    p.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL ('' disables it)",
+    )
+    p.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    p.add_argument(
+        "--stuck-grace",
+        type=float,
+        default=60.0,
+        help="seconds a pod may be unschedulable or unable to pull its image before the "
+        "RTDETRTraining is marked Stalled",
+    )
+    p.add_argument(
+        "--resync",
+        type=float,
+        default=300.0,
+        help="seconds between full re-checks of every known RTDETRTraining",
+    )
+    p.add_argument("--log-format", choices=("json", "plain", "full"), default="json")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.peering.standalone = True
+    # Server-side timeouts end idle watches cleanly before a load balancer silently drops them
+    # (kopf #614, #957); the client timeout is the backstop, the inactivity timeout (kopf
+    # >= 1.44) restarts a stream that stopped delivering even bookmarks.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    # The reconciler posts its own, deliberate Events; kopf's log-to-event bridge stays off.
+    settings.posting.enabled = False
+    # No CRD/namespace discovery at runtime: needs no cluster-wide list permissions on
+    # CustomResourceDefinitions and Namespaces (kopf #1153); the CRD must exist at start.
+    settings.scanning.disabled = True
+    handlers.watch_selectors(settings)
+    return settings
+
+
+def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig  # kopf's own login reads the same file
+        config.load_kube_config(config_file=kubeconfig)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+async def run(args: argparse.Namespace, reconciler: Reconciler) -> None:
+    queue = WorkQueue(resync_period=args.resync)
+
+    async def work(key: object) -> float | None:
+        namespace, name = key  # type: ignore[misc]
+        return await asyncio.to_thread(reconciler.reconcile, namespace, name)
+
+    queue.start(work, args.workers)
+    try:
+        await kopf.operator(
+            registry=handlers.build_registry(),
+            settings=operator_settings(),
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness or None,
+            memo=kopf.Memo(queue=queue),
+        )
+    finally:
+        await queue.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log_format = {
+        "json": kopf.LogFormat.JSON,
+        "plain": kopf.LogFormat.PLAIN,
+        "full": kopf.LogFormat.FULL,
+    }[args.log_format]
+    kopf.configure(verbose=args.verbose, log_format=log_format)
+    try:
+        api_client = _load_kube_config(args.kubeconfig)
+    except config.ConfigException as e:
+        print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
+        return 2
+    reconciler = Reconciler(KubeApi(api_client), Settings(stuck_grace=args.stuck_grace))
+    scope = ", ".join(args.namespace) if args.namespace else "all namespaces"
+    logger.info("serving RTDETRTrainings in %s", scope)
+    asyncio.run(run(args, reconciler))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reconciling RTDETRTraining: pure planning (resolve, manifests, observe, plan) + thin I/O."""

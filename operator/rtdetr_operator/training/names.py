@@ -1,0 +1,101 @@
+"""Deterministic names and labels of everything an RTDETRTraining owns.
+
+Names are a pure function of the CR's name, the task and the task's attempt number recorded in
+status, so a restarted operator finds exactly the objects it created before (and an
+``AlreadyExists`` on create means "already done", never "make another one"). Attempts give a
+recreated group a new Job name, so it never waits for the old Job's deletion to finish.
+
+DNS limits: a Job's pods get the hostname ``<job>-<index>`` (63 characters at most) under the
+headless Service, which is why CR names are capped at 40 characters (a CEL rule on the CRD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rtdetr_operator.api import API_VERSION, KIND
+
+LABEL_TRAINING = "rtdetr.dev/training"
+LABEL_TASK = "rtdetr.dev/task"
+LABEL_ATTEMPT = "rtdetr.dev/attempt"
+#: Set by the Job controller on pods of Indexed Jobs; NODE_RANK is read from it.
+ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+MANAGED_BY = "rtdetr-operator"
+CONTAINER = "rtdetr"
+#: Where the experiment ConfigMap is mounted in every task container.
+EXPERIMENT_DIR = "/etc/rtdetr"
+EXPERIMENT_FILE = "experiment.yaml"
+EXPERIMENT_PATH = f"{EXPERIMENT_DIR}/{EXPERIMENT_FILE}"
+TERMINATION_LOG = "/dev/termination-log"
+
+TASK_COMPONENT = {"train": "training", "evaluate": "evaluation", "export": "export"}
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of one RTDETRTraining's children."""
+
+    training: str
+    namespace: str
+
+    def job(self, task: str, attempt: int) -> str:
+        return f"{self.training}-{task}-{attempt}"
+
+    @property
+    def configmap(self) -> str:
+        return f"{self.training}-experiment"
+
+    @property
+    def service(self) -> str:
+        """The headless Service giving training pods stable DNS names (pod subdomain)."""
+        return f"{self.training}-train"
+
+    def master_addr(self, job: str) -> str:
+        """Pod 0's stable hostname: ``<job>-0.<service>`` (resolved via the pod's search path)."""
+        return f"{job}-0.{self.service}"
+
+
+def labels(training: str, task: str | None = None, attempt: int | None = None) -> dict[str, str]:
+    """Labels of a child: selectable by run, task and attempt, plus the app.kubernetes.io set."""
+    out = {
+        LABEL_TRAINING: training,
+        "app.kubernetes.io/name": "rtdetr",
+        "app.kubernetes.io/instance": training,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "rtdetr-operator",
+    }
+    if task is not None:
+        out[LABEL_TASK] = task
+        out["app.kubernetes.io/component"] = TASK_COMPONENT.get(task, task)
+    if attempt is not None:
+        out[LABEL_ATTEMPT] = str(attempt)
+    return out
+
+
+def owner_reference(training: dict[str, Any]) -> dict[str, Any]:
+    """Controller reference to the CR: children are garbage-collected with it."""
+    meta = training["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj``'s controller is the CR with ``uid`` (not a same-named predecessor)."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def parent_of(obj: dict[str, Any]) -> str | None:
+    """Name of the RTDETRTraining controlling ``obj`` (by owner reference, else by label)."""
+    meta = obj.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("rtdetr.dev/"):
+            return str(ref["name"])
+    return (meta.get("labels") or {}).get(LABEL_TRAINING)

@@ -1,0 +1,387 @@
+"""The reconciler's brain: observed world in, desired changes out. Pure (no I/O, no clock).
+
+:func:`plan` reads an RTDETRTraining and everything labelled as its child, and returns the
+status to write, the objects to create, replace or delete, the Events to post and when to look
+again. The I/O half (:mod:`rtdetr_operator.training.reconcile`) applies that in a fixed order:
+status first, then deletions, then creations, so a crash between steps never forgets a restart
+(the status says attempt k+1 before Job k is touched) and never duplicates a Job (names are
+deterministic; see names.py).
+
+The run is a pipeline of tasks (train, then evaluate and export when enabled). ``status.tasks``
+records each task's attempt and outcome; the current task is the first one not Succeeded, and
+its Job is ``<name>-<task>-<attempt>``. Everything else follows from comparing that desire with
+what exists:
+
+* Job missing -> create it (also after someone deleted it).
+* Job succeeded -> read the task's summary from pod 0's termination message into status, move on.
+* Any pod failed -> restart: attempt + 1 (a new Job, the whole group), up to spec.maxRestarts;
+  training resumes from the latest checkpoint on the results volume.
+* Pods unschedulable / image not pullable beyond the grace period -> Stalled, with the reason.
+* spec.suspend -> delete the active Job, phase Suspended; clearing it creates the next attempt.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rtdetr_operator.api import TERMINAL_PHASES
+from rtdetr_operator.training import manifests
+from rtdetr_operator.training.conditions import Health, condition, kstatus, timestamp
+from rtdetr_operator.training.names import LABEL_TASK, owned_by
+from rtdetr_operator.training.observe import JobView, failure_text, job_view, parse_time
+from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
+from rtdetr_operator.training.results import apply_summary, success_message
+
+TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
+TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
+JOB_FIELD = {"train": "trainingJob", "evaluate": "evaluationJob", "export": "exportJob"}
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the reconciler read, at one instant."""
+
+    training: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    configmap: dict[str, Any] | None
+    service: dict[str, Any] | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Seconds a pod may stay unschedulable (or unable to pull its image) before Stalled.
+    stuck_grace: float = 60.0
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any]
+    create: list[dict[str, Any]] = field(default_factory=list)
+    replace: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def plan(world: World, settings: Settings | None = None) -> Plan:
+    return _Planner(world, settings or Settings()).run()
+
+
+class _Planner:
+    def __init__(self, world: World, settings: Settings) -> None:
+        self.w, self.settings, self.now = world, settings, world.now
+        meta = world.training["metadata"]
+        self.name, self.uid = meta["name"], meta.get("uid", "")
+        self.generation: int | None = meta.get("generation")
+        self.old = world.training.get("status") or {}
+        self.st: dict[str, Any] = copy.deepcopy(self.old)
+        self.out = Plan(status=self.st)
+        self.health: Health | None = None
+        self.jobs = {j["metadata"]["name"]: j for j in world.jobs if owned_by(j, self.uid)}
+        self.foreign = {j["metadata"]["name"] for j in world.jobs if not owned_by(j, self.uid)}
+        self.r: ResolvedTraining
+
+    # ----------------------------------------------------------------------------- driver
+    def run(self) -> Plan:
+        self.st.setdefault("phase", "Pending")
+        self.st.setdefault("restarts", 0)
+        try:
+            self.r = resolve(self.w.training)
+        except InvalidTrainingError as e:
+            self._delete_active()
+            if self.st["phase"] not in TERMINAL_PHASES:
+                self._fail("InvalidSpec", "; ".join(e.problems))
+            return self._finish()
+        self._describe_run()
+        if self.st["phase"] == "Failed" and not self._retry_after_failure():
+            self._delete_active()
+            return self._finish()
+        if self.st["phase"] == "Succeeded":
+            return self._finish()
+        self.st.setdefault("startTime", timestamp(self.now))
+        if self.st["phase"] == "Suspended" and not self.r.spec.suspend:
+            # As for Jobs, the deadline clock restarts when a suspended run resumes.
+            self.st["startTime"] = timestamp(self.now)
+            self._event("Normal", "Resumed", "resumed from the latest checkpoint")
+        if self._deadline_exceeded():
+            return self._finish()
+        if self.r.spec.suspend:
+            self._suspend()
+            return self._finish()
+        self._ensure_support_objects()
+        for task in self.r.tasks:
+            if self._record(task).get("state") == "Succeeded":
+                continue
+            if not self._step(task):
+                return self._finish()
+        self.st["phase"] = "Succeeded"
+        self.st["completionTime"] = timestamp(self.now)
+        self.health = Health("Succeeded", success_message(self.st))
+        return self._finish()
+
+    def _describe_run(self) -> None:
+        r = self.r
+        self.st["nodes"], self.st["gpus"] = r.nodes, r.nodes * r.gpus_per_node
+        results = r.spec.storage.results
+        volume: dict[str, Any] = {"subPath": r.results_sub_path, "mountPath": results.mount_path}
+        if results.claim_name:
+            volume["claimName"] = results.claim_name
+        self.st["resultsVolume"] = volume
+
+    # ------------------------------------------------------------------------- one task
+    def _step(self, task: str) -> bool:
+        """Drive ``task`` one step; True when it is done and the next task may start."""
+        rec = self._record(task)
+        name = self.r.names.job(task, rec.setdefault("attempt", 0))
+        rec["job"] = name
+        self.st[JOB_FIELD[task]] = name
+        self._set_task_phase(task, rec)
+        for other, job in self.jobs.items():
+            labels = job["metadata"].get("labels") or {}
+            if other != name and labels.get(LABEL_TASK) == task and self._active(job):
+                self._delete(job)
+        job = self.jobs.get(name)
+        if job is None:
+            if name in self.foreign:
+                self._wait(f"Job {name} of an earlier RTDETRTraining {self.name} is being deleted")
+                return False
+            self._create_job(task, rec)
+            return False
+        view = job_view(job, self.w.pods)
+        if view.deleting:
+            self._wait(f"Job {name} is being deleted")
+            return False
+        if view.succeeded:
+            return self._succeeded(task, rec, view)
+        if view.failed:
+            self._failed(task, rec, view)
+            return False
+        self._running(task, rec, view)
+        return False
+
+    def _create_job(self, task: str, rec: dict[str, Any]) -> None:
+        checkpoint = self._checkpoint_for(task)
+        job = manifests.task_job(self.r, task, rec["attempt"], checkpoint)
+        self.out.create.append(job)
+        rec["state"] = "Pending"
+        shape = f"{self.r.nodes} node(s) x {self.r.gpus_per_node} GPU(s)" if task == "train" else ""
+        what = f"created {TASK_TITLE[task]} Job {rec['job']}" + (f" ({shape})" if shape else "")
+        self._event("Normal", "JobCreated", what)
+        self.health = Health(self.st["phase"], f"{what}; waiting for its pods")
+
+    def _running(self, task: str, rec: dict[str, Any], view: JobView) -> None:
+        all_up = view.running == view.expected
+        if all_up and not rec.get("startTime"):
+            rec["startTime"] = timestamp(self.now)
+        rec["state"] = "Running" if all_up else "Pending"
+        self._set_task_phase(task, rec)
+        detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
+        self.health = Health(self.st["phase"], f"{TASK_TITLE[task]}: {detail}")
+        stuck = view.stuck()
+        if stuck is None:
+            return
+        waited = (self.now - stuck.since).total_seconds() if stuck.since else 0.0
+        if waited < self.settings.stuck_grace:
+            self._requeue(self.settings.stuck_grace - waited)
+            return
+        message = stuck.message
+        self.health = Health(stuck.reason, message, stalled=True)
+        old = condition(self.old, "Stalled")
+        if not old or old.get("status") != "True" or old.get("reason") != stuck.reason:
+            self._event("Warning", stuck.reason, message)
+
+    def _succeeded(self, task: str, rec: dict[str, Any], view: JobView) -> bool:
+        leader = view.leader()
+        problem, reported_failure = apply_summary(self.st, task, leader.message if leader else None)
+        if problem:
+            reason = "MalformedTaskSummary" if "malformed" in problem else "NoTaskSummary"
+            self._event("Warning", reason, f"{TASK_TITLE[task]} Job {view.name}: {problem}")
+        if reported_failure is not None:
+            self._failed(task, rec, view, why=reported_failure)
+            return False
+        rec["state"] = "Succeeded"
+        rec["completionTime"] = timestamp(self.now)
+        self._event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
+        gate = self.r.spec.evaluation.min_map50
+        if task == "evaluate" and gate is not None:
+            m50 = (self.st.get("metrics") or {}).get("mAP50")
+            if m50 is None or m50 < gate:
+                self._fail(
+                    "AccuracyBelowThreshold",
+                    f"evaluated mAP50 {m50} is below spec.evaluation.minMAP50 {gate}; "
+                    "not exporting",
+                )
+                return False
+        return True
+
+    def _failed(self, task: str, rec: dict[str, Any], view: JobView, why: str = "") -> None:
+        pod = view.first_failure()
+        why = why or (failure_text(pod) if pod else view.job_message or "the Job failed")
+        restarts, limit = int(self.st.get("restarts", 0)), self.r.spec.max_restarts
+        rec["message"] = why
+        if restarts >= limit:
+            rec["state"] = "Failed"
+            self._fail(
+                "BackoffLimitExceeded",
+                f"{TASK_TITLE[task]} failed after {restarts} restart(s) (spec.maxRestarts "
+                f"{limit}): {why}",
+            )
+            return
+        self.st["restarts"] = restarts + 1
+        rec["attempt"] = rec.get("attempt", 0) + 1
+        rec["job"] = self.r.names.job(task, rec["attempt"])
+        self.st[JOB_FIELD[task]] = rec["job"]
+        self._event(
+            "Warning",
+            "Restarting",
+            f"{TASK_TITLE[task]} Job {view.name} failed: {why}; recreating the whole group as "
+            f"Job {rec['job']} (restart {restarts + 1}/{limit})",
+        )
+        self._create_job(task, rec)
+
+    # ----------------------------------------------------------------- run-level states
+    def _retry_after_failure(self) -> bool:
+        """A run that used up its restarts may go on once spec.maxRestarts is raised."""
+        ready = condition(self.st, "Ready") or {}
+        restarts = int(self.st.get("restarts", 0))
+        if ready.get("reason") != "BackoffLimitExceeded" or restarts >= self.r.spec.max_restarts:
+            return False
+        for task in self.r.tasks:
+            rec = self._record(task)
+            if rec.get("state") == "Failed":
+                rec["state"] = "Pending"
+                rec["attempt"] = rec.get("attempt", 0) + 1
+        self.st["restarts"] = restarts + 1
+        self.st.pop("completionTime", None)
+        self.st["phase"] = "Pending"
+        self._event("Normal", "Retrying", f"spec.maxRestarts raised to {self.r.spec.max_restarts}")
+        return True
+
+    def _deadline_exceeded(self) -> bool:
+        deadline = self.r.spec.active_deadline_seconds
+        started = parse_time(self.st.get("startTime"))
+        if not deadline or started is None or self.r.spec.suspend:
+            return False
+        left = deadline - (self.now - started).total_seconds()
+        if left > 0:
+            self._requeue(left)
+            return False
+        self._delete_active()
+        self._fail("DeadlineExceeded", f"the run was active longer than {deadline}s")
+        return True
+
+    def _suspend(self) -> None:
+        for task in self.r.tasks:
+            rec = self._record(task)
+            job = self.jobs.get(rec.get("job") or "")
+            if rec.get("state") != "Succeeded" and job is not None and self._active(job):
+                rec["attempt"] = rec.get("attempt", 0) + 1  # resuming starts a fresh group
+                rec["state"] = "Pending"
+        self._delete_active()
+        self.st["phase"] = "Suspended"
+        self.health = Health(
+            "Suspended", "spec.suspend is true: no pods run; clearing it resumes the run"
+        )
+
+    def _ensure_support_objects(self) -> None:
+        want = manifests.experiment_configmap(self.r)
+        have = self.w.configmap
+        if have is None:
+            self.out.create.append(want)
+        elif owned_by(have, self.uid) and have.get("data") != want["data"]:
+            want["metadata"]["resourceVersion"] = have["metadata"].get("resourceVersion")
+            self.out.replace.append(want)
+        if self.w.service is None:
+            self.out.create.append(manifests.headless_service(self.r))
+
+    # ------------------------------------------------------------------------- helpers
+    def _record(self, task: str) -> dict[str, Any]:
+        tasks = self.st.setdefault("tasks", {})
+        return tasks.setdefault(task, {"state": "Pending", "attempt": 0})
+
+    def _set_task_phase(self, task: str, rec: dict[str, Any]) -> None:
+        started = task != "train" or bool(rec.get("startTime"))
+        self.st["phase"] = TASK_PHASE[task] if started else "Pending"
+
+    def _checkpoint_for(self, task: str) -> str | None:
+        """Checkpoint a task must use, None for the experiment's own (see resolve._fill)."""
+        if task == "train" or f"{task}.checkpoint" in self.r.user_set:
+            return None
+        return (self.st.get("artifacts") or {}).get("checkpoint")
+
+    def _active(self, job: dict[str, Any]) -> bool:
+        view = job_view(job, self.w.pods)
+        return view.active and not view.deleting
+
+    def _delete(self, job: dict[str, Any]) -> None:
+        if all(d["metadata"]["name"] != job["metadata"]["name"] for d in self.out.delete):
+            self.out.delete.append(job)
+
+    def _delete_active(self) -> None:
+        for job in self.jobs.values():
+            if self._active(job):
+                self._delete(job)
+
+    def _fail(self, reason: str, message: str) -> None:
+        self.st["phase"] = "Failed"
+        self.st["completionTime"] = timestamp(self.now)
+        self.health = Health(reason, message, stalled=True)
+
+    def _wait(self, message: str) -> None:
+        self.health = Health(self.st["phase"], message)
+        self._requeue(2.0)
+
+    def _requeue(self, seconds: float) -> None:
+        seconds = max(seconds, 0.5)
+        current = self.out.requeue_after
+        self.out.requeue_after = seconds if current is None else min(current, seconds)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        self.out.events.append(Event(type_, reason, message))
+
+    def _finish(self) -> Plan:
+        phase = self.st["phase"]
+        health = self.health or _carried_health(self.st, phase)
+        self.st["observedGeneration"] = self.generation
+        self.st["conditions"] = kstatus(
+            self.st.get("conditions") or [],
+            phase,
+            health,
+            now=self.now,
+            generation=self.generation,
+        )
+        self.st["progress"] = _progress(self.st, getattr(self, "r", None))
+        if self.old.get("phase") != phase and (self.old.get("phase") or phase != "Pending"):
+            kind = "Warning" if phase == "Failed" else "Normal"
+            self._event(kind, phase, health.message)
+        return self.out
+
+
+def _carried_health(status: dict[str, Any], phase: str) -> Health:
+    """Terminal runs keep the reason they ended with."""
+    ready = condition(status, "Ready") or {}
+    return Health(ready.get("reason") or phase, ready.get("message") or phase.lower())
+
+
+def _progress(status: dict[str, Any], r: ResolvedTraining | None) -> str:
+    tasks = list(r.tasks) if r is not None else list((status.get("tasks") or {}).keys())
+    if not tasks:
+        return "0/0"
+    records = status.get("tasks") or {}
+    done = sum(1 for t in tasks if (records.get(t) or {}).get("state") == "Succeeded")
+    if done == len(tasks):
+        return f"{done}/{len(tasks)} done"
+    current = next(t for t in tasks if (records.get(t) or {}).get("state") != "Succeeded")
+    return f"{done + 1}/{len(tasks)} {current}"

@@ -1,0 +1,262 @@
+"""Validate a custom resource and resolve its experiment into what the pods will run.
+
+The API server already refused what CEL can express; this re-checks those rules (a CRD may be
+older than the operator) and adds what only ``rtdetr_spec`` can judge (model validators, keys a
+task needs, unknown keys the API server pruned). Problems come back as one line per field,
+``spec.experiment.model: hidden_dim 256 is not divisible by nheads 7``, and the CR goes Stalled
+with exactly that text.
+
+Resolution fills what TAO leaves to the person at the terminal, and only where the experiment
+left it unset or ``??``: ``results_dir`` (the results mount), ``train.gpu_ids`` (the pod's GPUs
+0..n-1), evaluation data (the validation set when no test set is named), checkpoints (the run's
+latest checkpoint) and the ONNX file name. Explicit values always win.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rtdetr_operator.api import RESERVED_ENV, RTDETRTrainingSpec
+from rtdetr_operator.training.names import Names
+from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
+from rtdetr_spec.loading import format_validation_error
+
+#: TAO keeps a pointer to the newest checkpoint here; a restarted group resumes from it.
+LATEST_CHECKPOINT = "rtdetr_model_latest.pth"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class InvalidTrainingError(ValueError):
+    """A CR that cannot run; ``problems`` are one line each, starting with the field path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class ResolvedTraining:
+    """A validated CR with everything the manifest builders need, already decided."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: RTDETRTrainingSpec
+    experiment: ExperimentSpec
+    experiment_yaml: str
+    names: Names
+    nodes: int
+    gpus_per_node: int
+    results_dir: str
+    results_sub_path: str
+    #: Keys of the experiment its author set (so task overrides never replace them).
+    user_set: frozenset[str]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        out = ["train"]
+        if self.spec.evaluation.enabled:
+            out.append("evaluate")
+        if self.spec.export.enabled:
+            out.append("export")
+        return tuple(out)
+
+    @property
+    def latest_checkpoint(self) -> str:
+        return f"{self.results_dir}/train/{LATEST_CHECKPOINT}"
+
+    @property
+    def evaluate_gpus(self) -> int:
+        return self.experiment.evaluate.num_gpus
+
+    @property
+    def export_gpus(self) -> int:
+        return 0 if self.experiment.export.on_cpu else 1
+
+
+def _unset(value: Any) -> bool:
+    return value is None or value == "" or is_missing(value)
+
+
+def _get(raw: dict[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        if isinstance(node, list):
+            node = node[int(part)] if part.isdigit() and int(part) < len(node) else None
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            return None
+    return node
+
+
+def _pydantic_problems(err: ValidationError, prefix: str) -> list[str]:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{prefix}{where}: {msg}")
+    return lines
+
+
+def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
+    """The CRD's CEL rules, re-checked (same wording as rules.py)."""
+    out: list[str] = []
+    train = spec.experiment.train
+    if spec.resources.gpus is not None and spec.resources.gpus != train.num_gpus:
+        out.append(
+            f"spec.resources.gpus: {spec.resources.gpus} must equal "
+            f"spec.experiment.train.num_gpus ({train.num_gpus})"
+        )
+    if spec.experiment.evaluate.num_nodes != 1:
+        out.append("spec.experiment.evaluate.num_nodes must be 1: evaluation runs on one node")
+    product = spec.node_selector.get("nvidia.com/gpu.product")
+    if spec.gpu_product and product and product != spec.gpu_product:
+        out.append("spec.nodeSelector['nvidia.com/gpu.product'] contradicts spec.gpuProduct")
+    if spec.evaluation.min_map50 is not None and not spec.evaluation.enabled:
+        out.append("spec.evaluation.minMAP50 needs spec.evaluation.enabled: true")
+    reserved = sorted({e.name for e in spec.env} & set(RESERVED_ENV))
+    if reserved:
+        out.append(f"spec.env: {', '.join(reserved)} are set by the operator (launch contract)")
+    for which, store in (("data", spec.storage.data), ("results", spec.storage.results)):
+        if (store.claim_name is None) == (store.volume is None):
+            out.append(f"spec.storage.{which}: set exactly one of claimName or volume")
+    results = spec.storage.results
+    if results.volume is not None and results.volume.empty_dir is not None:
+        out.append("spec.storage.results.volume: emptyDir does not survive pod restarts")
+    if len(name) > 40 or not _DNS_LABEL.match(name):
+        out.append(f"metadata.name: {name!r} must be at most 40 characters of [a-z0-9-]")
+    return out
+
+
+def _pruned_keys(training: dict[str, Any]) -> list[str]:
+    """Experiment keys the API server dropped as unknown (seen in kubectl's last-applied copy).
+
+    Without this a typo such as ``lr_backbon`` applied with ``--validate=false`` would vanish
+    and the run would silently use TAO's default, the failure mode we exist to prevent.
+    """
+    text = (training["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return []
+    try:
+        applied = json.loads(text)["spec"]["experiment"]
+        ExperimentSpec.model_validate(applied)
+    except (ValueError, KeyError, TypeError) as e:
+        if not isinstance(e, ValidationError):
+            return []
+        lines = format_validation_error(e, ExperimentSpec)
+        return [f"spec.experiment.{line}" for line in lines if "unknown key" in line]
+    return []
+
+
+def resolve(training: dict[str, Any]) -> ResolvedTraining:
+    """Validate ``training`` (a CR body) and resolve its experiment.
+
+    Raises:
+        InvalidTrainingError: naming every field that makes the CR unrunnable.
+    """
+    meta = training["metadata"]
+    name, namespace = meta["name"], meta.get("namespace", "default")
+    raw_spec = training.get("spec") or {}
+    raw = copy.deepcopy(raw_spec.get("experiment") or {})
+    try:
+        # The experiment is validated on its own below, with TAO-style messages.
+        spec = RTDETRTrainingSpec.model_validate({**raw_spec, "experiment": {}})
+    except ValidationError as e:
+        raise InvalidTrainingError(_pydantic_problems(e, "spec.")) from None
+    problems = _pruned_keys(training)
+    user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
+    results = spec.storage.results
+    results_dir = raw.get("results_dir")
+    if _unset(results_dir):
+        results_dir = results.mount_path
+    elif results_dir != results.mount_path and not str(results_dir).startswith(
+        results.mount_path.rstrip("/") + "/"
+    ):
+        problems.append(
+            f"spec.experiment.results_dir: {results_dir!r} is not under "
+            f"spec.storage.results.mountPath ({results.mount_path}), so results would not "
+            "survive pod restarts"
+        )
+    results_dir = str(results_dir).rstrip("/") or "/"
+    try:
+        _fill(raw, spec, name, results_dir)
+        experiment = ExperimentSpec.model_validate(raw)
+        spec = spec.model_copy(update={"experiment": experiment})
+        problems += cross_field_problems(spec, name)
+        for task in ("train", *(t for t in ("evaluate", "export") if _enabled(spec, t))):
+            experiment.check_required(task)
+    except ValidationError as e:
+        lines = format_validation_error(e, ExperimentSpec)
+        problems += [f"spec.experiment.{line}" for line in lines]
+    except MissingValueError as e:
+        problems += [f"spec.experiment.{line}" for line in e.problems]
+    except SpecError as e:
+        problems += [f"spec.experiment: {line}" for line in e.problems]
+    if problems:
+        raise InvalidTrainingError(problems)
+    return ResolvedTraining(
+        name=name,
+        namespace=namespace,
+        uid=meta.get("uid", ""),
+        spec=spec,
+        experiment=experiment,
+        experiment_yaml=yaml.safe_dump(raw, sort_keys=False),
+        names=Names(name, namespace),
+        nodes=experiment.train.num_nodes,
+        gpus_per_node=experiment.train.num_gpus,
+        results_dir=results_dir,
+        results_sub_path=name if results.sub_path is None else results.sub_path,
+        user_set=user_set,
+    )
+
+
+def _enabled(spec: RTDETRTrainingSpec, task: str) -> bool:
+    return spec.evaluation.enabled if task == "evaluate" else spec.export.enabled
+
+
+#: Keys the operator may fill in; the others are the author's alone.
+_KEYS = (
+    "results_dir",
+    "train.gpu_ids",
+    "dataset.test_data_sources.image_dir",
+    "dataset.test_data_sources.json_file",
+    "evaluate.checkpoint",
+    "inference.checkpoint",
+    "export.checkpoint",
+    "export.onnx_file",
+    "export.gpu_id",
+)
+
+
+def _fill(raw: dict[str, Any], spec: RTDETRTrainingSpec, name: str, results_dir: str) -> None:
+    """Set the keys of _KEYS that ``raw`` leaves unset or ``??`` (in place)."""
+    latest = f"{results_dir}/train/{LATEST_CHECKPOINT}"
+    num_gpus = _get(raw, "train.num_gpus")
+    val = _get(raw, "dataset.val_data_sources") or {}
+    values: dict[str, Any] = {
+        "results_dir": results_dir,
+        "train.gpu_ids": list(range(num_gpus if isinstance(num_gpus, int) else 1)),
+        "evaluate.checkpoint": latest,
+        "inference.checkpoint": latest,
+        "export.checkpoint": latest,
+        "export.onnx_file": f"{results_dir}/export/{name}.onnx",
+        "export.gpu_id": 0,
+    }
+    test = ("dataset.test_data_sources.image_dir", "dataset.test_data_sources.json_file")
+    no_test = all(_unset(_get(raw, k)) for k in test)
+    if spec.evaluation.enabled and isinstance(val, dict) and no_test:
+        # No test set named: evaluate on the validation set (TAO would refuse to start).
+        values[test[0]] = val.get("image_dir")
+        values[test[1]] = val.get("json_file")
+    for key in _KEYS:
+        if key in values and _unset(_get(raw, key)) and values[key] is not None:
+            apply_override(raw, key, values[key])

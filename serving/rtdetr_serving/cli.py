@@ -1,0 +1,378 @@
+"""``rtdetr-serve``: GPU catalog, capacity plans, engines, Triton repositories, a local Triton,
+inference and load generation.
+
+Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch; the
+message names the file, field or model); 2 command-line usage; 3 ``bench`` ran but the target
+did not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtdetr_serving.catalog import CATALOG_ENV, GpuCatalog, load_catalog
+from rtdetr_serving.errors import PlanningError, ServingError
+from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
+from rtdetr_serving.preprocess import NotAnImageError
+
+EXIT_ERROR, EXIT_TARGET_MISSED = 1, 3
+
+
+def _catalog(args: argparse.Namespace) -> GpuCatalog:
+    return load_catalog(args.catalog or [])
+
+
+def _out(text: str, path: str | None) -> None:
+    if path:
+        from rtdetr_spec.artifacts import atomic_write_text
+
+        atomic_write_text(path, text)
+    else:
+        sys.stdout.write(text)
+
+
+# -- catalog / plan --------------------------------------------------------------------------
+def cmd_catalog(args: argparse.Namespace) -> int:
+    cat = _catalog(args)
+    if args.json:
+        _out(cat.model_dump_json(indent=2) + "\n", None)
+        return 0
+    print(f"{'GPU':<28} {'CC':>5} {'GiB':>5} {'@30':>5} {'@15':>5}  batch(opt/max) inst  labels")
+    for g in cat.gpus:
+        e = g.engine
+        print(
+            f"{g.name:<28} {g.compute_capability:>5} {g.memory_gib:>5g} "
+            f"{g.streams.fps30 if g.streams.fps30 is not None else '-':>5} "
+            f"{g.streams.fps15 if g.streams.fps15 is not None else '-':>5}  "
+            f"{e.opt_batch:>5}/{e.max_batch:<8} {e.instances:>4}  "
+            f"{', '.join(g.gpu_product_labels) or '-'}"
+        )
+    return 0
+
+
+def _plan_line(p: CapacityPlan) -> str:
+    return (
+        f"{p.gpu:<28} {p.streams_per_replica:>8} {p.replicas:>9} {p.capacity_streams:>9} "
+        f"{p.images_per_second_per_replica:>12.0f} {p.utilisation:>7.1%}  {p.source}"
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    cat = _catalog(args)
+    measurement = None
+    if (args.latency_ms is None) != (args.batch is None):
+        raise PlanningError("--latency-ms and --batch go together")
+    if args.latency_ms is not None:
+        if not args.gpu:
+            raise PlanningError("--latency-ms/--batch describe one GPU: give --gpu")
+        measurement = Measurement(latency_ms=args.latency_ms, batch=args.batch)
+    if args.gpu:
+        plans: list[CapacityPlan | PlanningError] = [
+            plan_replicas(
+                cat.get(args.gpu),
+                args.fps,
+                args.streams,
+                measurement=measurement,
+                headroom=args.headroom,
+            )
+        ]
+    else:
+        plans = plan_all(cat, args.fps, args.streams, headroom=args.headroom)
+    if args.json:
+        doc = {
+            "fps": args.fps,
+            "streams": args.streams,
+            "headroom": args.headroom,
+            "measurement": measurement.model_dump() if measurement else None,
+            "plans": [
+                p.model_dump() if isinstance(p, CapacityPlan) else {"error": str(p)} for p in plans
+            ],
+        }
+        _out(json.dumps(doc, indent=2) + "\n", None)
+        return 0
+    print(
+        f"{args.streams} streams at {args.fps:g} FPS"
+        + (f", headroom {args.headroom:g}" if args.headroom else "")
+    )
+    print(
+        f"{'GPU':<28} {'streams/':>8} {'replicas':>9} {'capacity':>9} {'images/s per':>12} "
+        f"{'util':>7}  source"
+    )
+    print(f"{'':<28} {'replica':>8} {'(GPUs)':>9} {'(streams)':>9} {'replica':>12}")
+    for p in plans:
+        print(_plan_line(p) if isinstance(p, CapacityPlan) else f"  impossible: {p}")
+    return 0
+
+
+# -- engines / repositories ------------------------------------------------------------------
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from rtdetr_serving.engine_build import build_engine
+    from rtdetr_serving.engine_spec import build_spec, trtexec_command
+    from rtdetr_spec.artifacts import ExportManifest
+
+    gpu = _catalog(args).get(args.gpu)
+    try:
+        manifest = ExportManifest.read(args.onnx)
+    except FileNotFoundError as e:
+        raise ServingError(str(e)) from None
+    spec = build_spec(
+        gpu,
+        manifest,
+        args.onnx,
+        args.output,
+        opt_batch=args.opt_batch,
+        max_batch=args.max_batch,
+        workspace_gib=args.workspace_gib,
+        timing_cache=args.timing_cache,
+    )
+    if args.print_command:
+        print(" ".join(trtexec_command(spec, args.trtexec_path)))
+        return 0
+    sidecar = build_engine(
+        spec,
+        gpu,
+        method="trtexec" if args.trtexec else "tensorrt",
+        trtexec=args.trtexec_path,
+        allow_same_cc=args.allow_same_cc,
+        device_index=args.device,
+    )
+    print(
+        f"{spec.plan_path} (TensorRT {sidecar.tensorrt_version}, {sidecar.gpu_device_name}, "
+        f"cc {sidecar.compute_capability}, {sidecar.build_seconds:.1f}s)"
+    )
+    return 0
+
+
+def cmd_repository(args: argparse.Namespace) -> int:
+    from rtdetr_serving.repository import write_repository
+
+    cat = _catalog(args)
+    gpus = cat.select(args.gpu) if args.gpu else []
+    model_dir = write_repository(
+        args.onnx,
+        args.output,
+        gpus=gpus,
+        flavor=args.flavor,
+        model_name=args.model_name,
+        force=args.force,
+        cpu_max_batch=args.cpu_max_batch,
+        cpu_threads=args.cpu_threads,
+    )
+    print(
+        f"{model_dir} ({args.flavor}"
+        + (f": {', '.join(g.name for g in gpus)}" if gpus else "")
+        + ")"
+    )
+    return 0
+
+
+# -- local triton / client / bench -----------------------------------------------------------
+def cmd_local(args: argparse.Namespace) -> int:
+    from rtdetr_serving.triton_local import TritonOptions, run_foreground
+
+    return run_foreground(
+        TritonOptions(
+            model_repository=[Path(p).resolve() for p in args.model_repository],
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            model_control_mode=args.model_control_mode,
+            load_models=args.load_model or [],
+            model_config_name=args.model_config_name,
+            address=args.address,
+            log_verbose=args.log_verbose,
+            exit_timeout_s=args.exit_timeout,
+        )
+    )
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from rtdetr_serving.client import RTDETRClient
+
+    return RTDETRClient(
+        args.url,
+        args.protocol,
+        args.model,
+        timeout_s=args.timeout,
+        retries=args.retries,
+        manifest=args.manifest,
+        threshold=getattr(args, "threshold", 0.5),
+    )
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from rtdetr_serving.client import results_json
+
+    client = _client(args)
+    results = client.detect(args.images, batch_size=args.batch, concurrency=args.concurrency)
+    m = client.manifest
+    text = results_json(
+        results,
+        url=args.url,
+        protocol=args.protocol,
+        model=args.model,
+        onnx_sha256=m.onnx_sha256,
+        class_names=m.detectable_classes(),
+        threshold=args.threshold,
+    )
+    _out(text, args.output)
+    if args.output:
+        n = sum(len(r.detections) for r in results)
+        print(f"{args.output}: {len(results)} images, {n} detections", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rtdetr_serving.bench import run_bench
+
+    report = run_bench(
+        _client(args),
+        streams=args.streams,
+        fps=args.fps,
+        duration_s=args.duration,
+        image=args.image,
+        deadline_ms=args.deadline_ms,
+        tolerance=args.tolerance,
+        max_in_flight=args.max_in_flight,
+    )
+    if args.json:
+        _out(report.model_dump_json(indent=2) + "\n", args.output)
+    else:
+        lat = report.latency_ms
+        ps = report.per_stream_fps
+        print(
+            f"{report.streams} streams x {report.fps:g} FPS for {report.duration_s:g}s: "
+            f"{report.completed}/{report.scheduled} answered ({report.late} late, "
+            f"{report.dropped} dropped, {report.errors} errors)\n"
+            f"throughput {report.throughput_fps:.1f} FPS; per stream min {min(ps):.2f} / "
+            f"max {max(ps):.2f} FPS\n"
+            f"latency ms p50 {lat.p50} p90 {lat.p90} p99 {lat.p99} max {lat.max}\n"
+            + ("target holds" if report.holds else "target NOT met: " + "; ".join(report.reasons))
+        )
+    return 0 if report.holds else EXIT_TARGET_MISSED
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="HOST:PORT of Triton's HTTP or gRPC endpoint")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--model", default="rtdetr")
+    p.add_argument("--manifest", help="export manifest, if the model config does not embed one")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--retries", type=int, default=3, help="retries of transient failures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rtdetr-serve", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--catalog",
+        action="append",
+        metavar="FILE",
+        help=f"extra GPU catalog YAML merged over the built-in one (also ${CATALOG_ENV})",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("catalog", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_catalog)
+
+    p = sub.add_parser("plan", help="GPUs/replicas for N streams at F FPS")
+    p.add_argument("--gpu", help="GPU type (all types when omitted)")
+    p.add_argument("--fps", type=float, required=True)
+    p.add_argument("--streams", type=int, required=True)
+    p.add_argument("--latency-ms", type=float, help="measured latency of one batch (with --batch)")
+    p.add_argument("--batch", type=int, help="batch size of the --latency-ms measurement")
+    p.add_argument("--headroom", type=float, default=0.0, help="fraction of each replica kept free")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_plan)
+
+    p = sub.add_parser("build-engine", help="build a TensorRT FP16 plan on this GPU")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--gpu", required=True)
+    p.add_argument("--output", required=True, help="folder for model.<GPU>.plan and its sidecar")
+    p.add_argument(
+        "--trtexec", action="store_true", help="build with trtexec instead of the Python API"
+    )
+    p.add_argument("--trtexec-path", default="trtexec")
+    p.add_argument(
+        "--print-command", action="store_true", help="print the trtexec command and exit"
+    )
+    p.add_argument("--opt-batch", type=int)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--workspace-gib", type=float)
+    p.add_argument("--timing-cache")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index")
+    p.add_argument(
+        "--allow-same-cc",
+        action="store_true",
+        help="accept another GPU product of the same compute capability",
+    )
+    p.set_defaults(fn=cmd_build_engine)
+
+    p = sub.add_parser("repository", help="write a Triton model repository")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--gpu", action="append", help="GPU type (repeat); required for tensorrt")
+    p.add_argument("--flavor", choices=["tensorrt", "cpu"], default="tensorrt")
+    p.add_argument("--model-name", default="rtdetr")
+    p.add_argument("--cpu-max-batch", type=int, default=4)
+    p.add_argument("--cpu-threads", type=int, default=0, help="onnxruntime threads (0: all)")
+    p.add_argument("--force", action="store_true", help="replace an existing model folder")
+    p.set_defaults(fn=cmd_repository)
+
+    p = sub.add_parser(
+        "local", help="run the real tritonserver (nvidia-pytriton) in the foreground"
+    )
+    p.add_argument("--model-repository", action="append", required=True)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--model-control-mode", choices=["none", "explicit", "poll"], default="none")
+    p.add_argument("--load-model", action="append", help="model to load at start (explicit mode)")
+    p.add_argument("--model-config-name", help="load configs/<name>.pbtxt (e.g. h100)")
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=30,
+        help="seconds tritonserver waits for connections/requests when stopping",
+    )
+    p.set_defaults(fn=cmd_local)
+
+    p = sub.add_parser("infer", help="detect objects in images with a served model")
+    _connection_args(p)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--output", help="results JSON (stdout when omitted)")
+    p.add_argument("--batch", type=int, help="images per request (default: min(max_batch_size, 8))")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(fn=cmd_infer)
+
+    p = sub.add_parser("bench", help="simulate camera streams (open loop) and check the target")
+    _connection_args(p)
+    p.add_argument("--streams", type=int, required=True)
+    p.add_argument("--fps", type=float, required=True)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--image", help="frame to send (default: a grey frame)")
+    p.add_argument("--deadline-ms", type=float, help="late after this (default: one frame period)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="allowed share of late+dropped")
+    p.add_argument("--max-in-flight", type=int)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--output", help="write the JSON report here")
+    p.set_defaults(fn=cmd_bench)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ServingError, NotAnImageError, FileNotFoundError, ValueError) as e:
+        print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,114 @@
+"""``rtdetr-serve infer``, ``bench`` and ``local`` against the real tritonserver."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rtdetr_serving import pbtxt
+from rtdetr_serving.errors import TritonLaunchError
+from rtdetr_serving.repository import cpu_config, write_repository
+from rtdetr_serving.triton_local import LocalTriton
+from tests.serving.conftest import ExportedModel, TritonUnderTest
+
+pytestmark = pytest.mark.triton
+EXE = str(Path(sys.executable).with_name("rtdetr-serve"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_cli_infer_http_and_grpc_agree(
+    triton: TritonUnderTest, exported_model: ExportedModel, images: list[Path], tmp_path: Path
+) -> None:
+    docs = {}
+    for proto, url in [("http", triton.server.http_url), ("grpc", triton.server.grpc_url)]:
+        out = tmp_path / f"{proto}.json"
+        p = run("infer", "--url", url, "--protocol", proto, *map(str, images), "--output", str(out),
+                "--batch", "2", "--concurrency", "2")  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        docs[proto] = json.loads(out.read_text())
+    for d in docs.values():
+        assert d["class_names"] == exported_model.manifest.detectable_classes()
+        assert d["onnx_sha256"] == exported_model.manifest.onnx_sha256
+        assert [i["source"] for i in d["images"]] == [str(p) for p in images]
+        for det in (x for i in d["images"] for x in i["detections"]):
+            assert det["score"] >= 0.5 and det["label"] in d["class_names"]
+            assert det["category_id"] == d["class_names"].index(det["label"]) + 1
+    assert docs["http"]["images"] == docs["grpc"]["images"]
+
+
+def test_cli_infer_errors(
+    triton: TritonUnderTest, images: list[Path], not_images: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "never.json"
+    p = run("infer", "--url", triton.server.http_url, str(images[0]), str(not_images[0]),
+            "--output", str(out))  # fmt: skip
+    assert p.returncode == 1 and "notes.jpg: not a readable image" in p.stderr
+    assert not out.exists()
+    p = run("infer", "--url", triton.server.grpc_url, "--protocol", "grpc", "--model", "nope",
+            str(images[0]))  # fmt: skip
+    assert p.returncode == 1 and "'nope'" in p.stderr and "not loaded" in p.stderr
+    p = run("infer", "--url", triton.server.http_url, str(tmp_path / "missing.png"))
+    assert p.returncode == 1 and "missing.png" in p.stderr
+
+
+def test_cli_bench_verdicts(triton: TritonUnderTest, tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    p = run("bench", "--url", triton.server.grpc_url, "--protocol", "grpc", "--streams", "3",
+            "--fps", "5", "--duration", "2", "--json", "--output", str(report))  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = json.loads(report.read_text())
+    assert r["holds"] and r["scheduled"] == 30 and r["completed"] == 30 and r["errors"] == 0
+    assert len(r["per_stream_fps"]) == 3 and r["latency_ms"]["p99"] is not None
+    # A deadline no server meets: the run completes, the verdict fails, the exit code says so.
+    p = run("bench", "--url", triton.server.http_url, "--streams", "2", "--fps", "5",
+            "--duration", "1", "--deadline-ms", "0.001")  # fmt: skip
+    assert p.returncode == 3 and "target NOT met" in p.stdout
+
+
+def test_metrics_count_the_requests(triton: TritonUnderTest) -> None:
+    assert triton.server.metrics_url is not None
+    with urllib.request.urlopen(triton.server.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    assert 'nv_inference_request_success{model="rtdetr",version="1"}' in text
+
+
+def test_startup_failure_explains_itself(
+    exported_model: ExportedModel, exported_model_bg: ExportedModel, tmp_path: Path
+) -> None:
+    """A model whose ONNX changed after the repository was written refuses to load, loudly."""
+    model = write_repository(exported_model.onnx, tmp_path / "repo", gpus=[], flavor="cpu")
+    shutil.copy(exported_model_bg.onnx, model / "1" / exported_model.onnx.name)
+    server = LocalTriton(tmp_path / "repo", load_models=["rtdetr"], log_path=tmp_path / "t.log")
+    with pytest.raises(TritonLaunchError, match="sha256") as e, server:
+        pass
+    assert "exited with code" in str(e.value)
+
+
+def test_model_config_name_and_sigterm(exported_model: ExportedModel, tmp_path: Path) -> None:
+    """``--model-config-name`` picks ``configs/<name>.pbtxt`` (how per-GPU configs are chosen)."""
+    model = write_repository(exported_model.onnx, tmp_path / "repo", gpus=[], flavor="cpu")
+    (model / "configs").mkdir()
+    small = cpu_config("rtdetr", exported_model.manifest, onnx_file=exported_model.onnx.name,
+                       max_batch=2)  # fmt: skip
+    (model / "configs" / "small.pbtxt").write_text(pbtxt.dumps(small))
+    server = LocalTriton(tmp_path / "repo", model_control_mode="none", model_config_name="small")
+    with server:
+        with urllib.request.urlopen(f"http://{server.http_url}/v2/models/rtdetr/config") as r:
+            assert json.loads(r.read())["max_batch_size"] == 2
+        # The SIGTERM goes to `rtdetr-serve local`, which forwards it to tritonserver.
+        assert server.stop() == 0
+    assert "Started HTTPService" in server.log_text()
+
+
+def test_local_refuses_a_missing_repository(tmp_path: Path) -> None:
+    p = run("local", "--model-repository", str(tmp_path / "none"))
+    assert p.returncode == 1 and "model repository folder not found" in p.stderr

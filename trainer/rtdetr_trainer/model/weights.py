@@ -1,0 +1,278 @@
+"""State-dict layout of checkpoints: TAO's keys, strict loading, pretrained/fine-tune loading.
+
+TAO stores the detector under ``state_dict`` with the prefix ``model.model.`` (its Lightning
+module wraps ``RTDETRModel`` which wraps ``RTDETR``) and marks the file ``"tao_model": "rtdetr"``.
+Our checkpoints use the same layout, so either loads in the other. The rest of a checkpoint file
+(epoch, optimizer, ...) belongs to the training engine.
+
+* :func:`load_strict` (evaluate/inference/export): every key and shape must match, or a
+  :class:`CheckpointMismatchError` says what differs and what the checkpoint appears to be.
+* :func:`load_pretrained` (``train.pretrained_model_path``): TAO, original RT-DETR (ResNet-vd
+  backbone: only encoder/decoder load) or ours; shape mismatches (another ``num_classes``) keep
+  their fresh init and are logged; unknown keys are dropped and counted.
+* :func:`load_backbone_weights` (``model.pretrained_backbone_path``): torchvision/timm ImageNet.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rtdetr_trainer.model.weights_inspect import (
+    ArchitectureInfo,
+    describe_mismatch,
+    infer_architecture,
+    is_resnet_vd,
+)
+
+__all__ = [
+    "TAO_PREFIX",
+    "ArchitectureInfo",
+    "BackboneLoadReport",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "PretrainedReport",
+    "extract_state_dict",
+    "infer_architecture",
+    "load_backbone_weights",
+    "load_pretrained",
+    "load_strict",
+    "read_checkpoint",
+    "to_tao_state_dict",
+]
+
+log = logging.getLogger(__name__)
+
+TAO_PREFIX = "model.model."
+_PREFIXES = ("module.", "model.model.", "model.", "_orig_mod.")
+_COUNTER = "num_batches_tracked"
+
+
+class CheckpointFormatError(ValueError):
+    """The file is not a checkpoint we can read (not a dict of tensors, encrypted, ...)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's keys/shapes do not fit the model built from the spec."""
+
+
+@dataclass
+class PretrainedReport:
+    """What :func:`load_pretrained` did, key by key (model keys unless noted)."""
+
+    source_format: str
+    loaded: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)  # shape differs: fresh init kept
+    skipped: list[str] = field(default_factory=list)  # model keys the checkpoint lacks
+    unexpected: list[str] = field(default_factory=list)  # checkpoint keys the model lacks
+
+
+@dataclass
+class BackboneLoadReport:
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def to_tao_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` with TAO's ``model.model.`` prefix (what a TAO checkpoint holds)."""
+    return {TAO_PREFIX + k: v for k, v in model.state_dict().items()}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file onto the CPU.
+
+    Tries ``weights_only=True`` first; Lightning checkpoints written by TAO may pickle other
+    objects, so a file that needs full unpickling is then loaded that way (trusted input).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} does not exist")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(p), device="cpu"))
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s needs full unpickling (not weights-only); loading it as trusted", p)
+        obj = torch.load(p, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointFormatError(f"{p}: expected a dict, found {type(obj).__name__}")
+    return dict(obj)
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
+def extract_state_dict(
+    checkpoint: Mapping[str, Any], name: str = "checkpoint"
+) -> tuple[dict[str, Tensor], str]:
+    """Find the detector's weights in a checkpoint and strip wrapper prefixes.
+
+    Accepts a TAO/our Lightning-style file (``state_dict``), an original RT-DETR file
+    (``ema.module`` preferred, else ``model``), or a bare state dict. Returns (state dict with
+    ``backbone.``/``encoder.``/``decoder.`` keys, format name).
+    """
+    if checkpoint.get("state_dict_encrypted"):
+        raise CheckpointFormatError(
+            f"{name} is an encrypted TAO checkpoint; decrypt it with TAO first"
+        )
+    if isinstance(checkpoint.get("state_dict"), Mapping):
+        fmt = "tao" if checkpoint.get("tao_model") else "lightning"
+        raw = checkpoint["state_dict"]
+    elif isinstance(checkpoint.get("ema"), Mapping) and isinstance(
+        checkpoint["ema"].get("module"), Mapping
+    ):
+        fmt, raw = "rtdetr-original(ema)", checkpoint["ema"]["module"]
+    elif isinstance(checkpoint.get("model"), Mapping):
+        fmt, raw = "rtdetr-original", checkpoint["model"]
+    else:
+        fmt, raw = "state_dict", checkpoint
+    sd = {_strip(k): v for k, v in raw.items() if isinstance(v, Tensor)}
+    if not sd:
+        raise CheckpointFormatError(f"{name} holds no tensors (format {fmt})")
+    return sd, fmt
+
+
+def _align_counters(sd: dict[str, Tensor], own: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """BN ``num_batches_tracked`` exists only with trainable BN (not FrozenBatchNorm2d): a
+    difference there is a training option, not an architecture mismatch."""
+    out = {k: v for k, v in sd.items() if not (k.endswith(_COUNTER) and k not in own)}
+    for k, v in own.items():
+        if k.endswith(_COUNTER) and k not in out:
+            out[k] = v
+    return out
+
+
+def load_strict(
+    model: nn.Module,
+    checkpoint: Mapping[str, Any] | str | Path,
+    *,
+    expected: Mapping[str, Any] | None = None,
+) -> str:
+    """Load every weight or raise :class:`CheckpointMismatchError` naming what differs.
+
+    Args:
+        model: the model built from the spec.
+        checkpoint: a checkpoint dict, a bare state dict, or a path.
+        expected: optional spec facts for the message, e.g. ``{"dataset.num_classes": 7,
+            "model.backbone": "resnet_50"}``.
+
+    Returns the detected format name.
+    """
+    name = str(checkpoint) if isinstance(checkpoint, str | Path) else "checkpoint"
+    ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
+    sd, fmt = extract_state_dict(ckpt, name)
+    own = model.state_dict()
+    sd = _align_counters(sd, own)
+    missing = sorted(k for k in own if k not in sd)
+    unexpected = sorted(k for k in sd if k not in own)
+    wrong = sorted(k for k in own if k in sd and sd[k].shape != own[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(
+            describe_mismatch(name, sd, own, missing, unexpected, wrong, expected or {})
+        )
+    model.load_state_dict(sd, strict=True)
+    return fmt
+
+
+def load_pretrained(
+    model: nn.Module, checkpoint: Mapping[str, Any] | str | Path
+) -> PretrainedReport:
+    """Initialise ``model`` from a TAO, original RT-DETR or own checkpoint, as far as it fits."""
+    name = str(checkpoint) if isinstance(checkpoint, str | Path) else "checkpoint"
+    ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
+    sd, fmt = extract_state_dict(ckpt, name)
+    own = model.state_dict()
+    report = PretrainedReport(source_format=fmt)
+    if is_resnet_vd(sd):
+        dropped = [k for k in sd if k.startswith("backbone.")]
+        sd = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
+        report.unexpected.extend(dropped)
+        log.info(
+            "%s has a ResNet-vd backbone (original RT-DETR), which does not fit the plain "
+            "ResNet: loading encoder and decoder only (%d backbone tensors skipped)",
+            name,
+            len(dropped),
+        )
+    sd = _align_counters(sd, own)
+    merged = dict(own)
+    for k, v in own.items():
+        if k not in sd:
+            report.skipped.append(k)
+        elif sd[k].shape != v.shape:
+            report.reinitialised.append(k)
+            log.info(
+                "skip layer %s: checkpoint shape %s, model shape %s (kept fresh init)",
+                k, list(sd[k].shape), list(v.shape),
+            )  # fmt: skip
+        else:
+            merged[k] = sd[k].to(v.dtype)
+            report.loaded.append(k)
+    report.unexpected.extend(k for k in sd if k not in own)
+    real_loaded = [k for k in report.loaded if not k.endswith(_COUNTER)]
+    if not real_loaded:
+        raise CheckpointMismatchError(
+            f"{name}: no tensor fits the model (format {fmt}); it is not an RT-DETR checkpoint "
+            f"of this layout. {infer_architecture(sd).summary()}"
+        )
+    model.load_state_dict(merged, strict=True)
+    log.info(
+        "loaded %d tensors from %s (%s); %d re-initialised, %d missing, %d unexpected dropped",
+        len(report.loaded), name, fmt, len(report.reinitialised), len(report.skipped),
+        len(report.unexpected),
+    )  # fmt: skip
+    return report
+
+
+def load_backbone_weights(
+    backbone: nn.Module, source: Mapping[str, Any] | str | Path
+) -> BackboneLoadReport:
+    """Load torchvision/timm ImageNet ResNet weights (``conv1``, ``bn1``, ``layer*``; ``fc``
+    ignored) into the backbone, from a file or a dict. Prefixes such as ``module.``,
+    ``backbone.`` or TAO's ``model.model.backbone.`` are stripped."""
+    name = str(source) if isinstance(source, str | Path) else "backbone weights"
+    ckpt = read_checkpoint(source) if isinstance(source, str | Path) else source
+    sd, _ = extract_state_dict(ckpt, name)
+    sd = {k.removeprefix("backbone."): v for k, v in sd.items()}
+    own = backbone.state_dict()
+    sd = _align_counters(sd, own)
+    report = BackboneLoadReport()
+    merged = dict(own)
+    for k, v in own.items():
+        if k in sd and sd[k].shape == v.shape:
+            merged[k] = sd[k].to(v.dtype)
+            report.loaded.append(k)
+        else:
+            report.missing.append(k)
+    report.ignored = sorted(k for k in sd if k not in own or sd[k].shape != own[k].shape)
+    if not [k for k in report.loaded if not k.endswith(_COUNTER)]:
+        raise CheckpointMismatchError(
+            f"{name}: no tensor fits the {type(backbone).__name__} backbone "
+            f"(first keys: {sorted(sd)[:5]}); expected torchvision/timm ResNet keys such as "
+            "'conv1.weight', 'layer1.0.conv1.weight'"
+        )
+    if report.missing:
+        log.warning(
+            "%s: %d backbone tensors not found or of another shape (e.g. %s)",
+            name, len(report.missing), report.missing[:3],
+        )  # fmt: skip
+    backbone.load_state_dict(merged, strict=True)
+    return report
