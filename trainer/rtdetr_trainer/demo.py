@@ -28,7 +28,6 @@ from pathlib import Path
 
 from rtdetr_spec import load_experiment
 from rtdetr_spec.artifacts import atomic_write_text
-
 from rtdetr_trainer.data.synth import SynthConfig, generate
 
 SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
@@ -98,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output).resolve()
     started = time.monotonic()
     print(f"demo: writing {args.num_images} synthetic warehouse scenes to {out / 'data'}")
-    paths = generate(out / "data", SynthConfig(num_images=args.num_images, width=args.image_size,
-                                               height=args.image_size, seed=args.seed,
-                                               splits=(0.8, 0.1, 0.1)))
+    paths = generate(
+        out / "data",
+        SynthConfig(
+            num_images=args.num_images,
+            width=args.image_size,
+            height=args.image_size,
+            seed=args.seed,
+            splits=(0.8, 0.1, 0.1),
+        ),
+    )
     synth_s = time.monotonic() - started
     images = out / "data" / "images"
     data = [
@@ -131,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         "mAP": metrics["mAP"],
         "per_class_AP50": metrics["per_class_AP50"],
         "test_images": metrics["num_images"],
-        "seconds": {"synth": round(synth_s, 1), "train": round(train_s, 1),
-                    "evaluate": round(eval_s, 1), "total": round(total, 1)},
+        "seconds": {
+            "synth": round(synth_s, 1),
+            "train": round(train_s, 1),
+            "evaluate": round(eval_s, 1),
+            "total": round(total, 1),
+        },
         "cpu_count": os.cpu_count(),
         "omp_num_threads": env_threads,
         "overrides": overrides,
