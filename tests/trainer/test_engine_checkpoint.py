@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ def test_save_points_latest_and_loads_weights_only(tmp_path: Path) -> None:
     latest = tmp_path / LATEST_NAME
     assert latest.is_symlink() and str(latest.readlink()) == second.name == "model_epoch_001.pth"
     assert first.exists()  # every checkpoint is kept, as TAO does
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert second.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by other pods' users
     loaded = read_training_checkpoint(latest)  # weights_only=True under the hood
     assert loaded["epoch"] == 1 and loaded["state_dict"]["model.model.w"].tolist() == [1.0] * 3
     restore_rng_state(loaded["rng_state"])  # survives the weights-only round trip

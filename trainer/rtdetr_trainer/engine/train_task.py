@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
 from rtdetr_trainer.data.pipeline import TrainData, prepare_train_data
 from rtdetr_trainer.engine.launcher import LaunchPlan, check_master, plan_launch
-from rtdetr_trainer.engine.worker import DATA_FILE, SPEC_FILE, outcome_path
+from rtdetr_trainer.engine.worker import DATA_FILE, LAUNCHER_PID_ENV, SPEC_FILE, outcome_path
 from rtdetr_trainer.errors import EXIT_BAD_INPUT, RendezvousError, TrainerError, UserInputError
 from rtdetr_trainer.results import TaskResults, failure_recorded
 
@@ -34,6 +35,16 @@ class WorkerFailedError(TrainerError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class TerminatedError(TrainerError):
+    """The launcher was told to stop (SIGTERM from Kubernetes, SIGINT); exit 128 + signal."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(
+            f"stopped by {sig.name}; the next `rtdetr train` resumes from the latest checkpoint"
+        )
+        self.exit_code = 128 + int(sig)
 
 
 def _gpus_visible() -> int:
@@ -86,14 +97,18 @@ def _launch(spec: ExperimentSpec, plan: LaunchPlan, data: TrainData, run_dir: Pa
 
 
 def _torchrun(plan: LaunchPlan, run_dir: Path) -> None:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     argv = plan.torchrun_args(["--spec", str(run_dir / SPEC_FILE), "--run-dir", str(run_dir)])
     log.info("launching: torchrun %s", " ".join(argv))
     args = get_args_parser().parse_args(argv)
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the agent runs in this process
     try:
         run(args)
+    except SignalException as e:  # SIGTERM/SIGINT: the agent already stopped the workers
+        raise TerminatedError(e.sigval) from None
     except ChildFailedError as e:
         raise _worker_failure(run_dir, plan, e) from None
     except Exception as e:  # rendezvous: store timeouts, refused connections, closed peers

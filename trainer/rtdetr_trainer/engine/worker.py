@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -26,6 +28,25 @@ log = logging.getLogger("rtdetr_trainer")
 
 DATA_FILE = "data.json"
 SPEC_FILE = "experiment.yaml"
+#: The launcher's pid; a worker whose parent is not (or no longer) this process exits.
+LAUNCHER_PID_ENV = "RTDETR_LAUNCHER_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Make the kernel kill this worker when the launcher dies, even by SIGKILL.
+
+    torchrun starts workers in their own sessions, so killing the launcher's process group
+    leaves them running: outside a container they would go on training and writing checkpoints
+    next to a restarted run. (In a pod, the whole container goes at once anyway.)
+    """
+    expected = os.environ.get(LAUNCHER_PID_ENV)
+    if sys.platform != "linux" or not expected:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if str(os.getppid()) != expected:  # the launcher died before prctl took effect
+        os._exit(EXIT_RUNTIME)
 
 
 def outcome_path(run_dir: str | Path, rank: int) -> Path:
@@ -92,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True)
     parser.add_argument("--run-dir", required=True)
     args = parser.parse_args(argv)
+    die_with_launcher()
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO,
