@@ -185,6 +185,8 @@ class Trainer:
                     "has to be shared storage)"
                 ) from None
             self._restore(chosen, ckpt)
+            if self.cfg.pretrained_model_path:
+                log.info("resuming, so train.pretrained_model_path is not loaded")
         elif self.cfg.pretrained_model_path:
             from rtdetr_trainer.model.weights import load_pretrained
 

@@ -98,8 +98,14 @@ def run(spec_path: str, run_dir: str) -> None:
         data = _load_data(spec, Path(run_dir))
         num_classes = spec.dataset.num_classes
         h, w = spec.dataset.augmentation.eval_spatial_size
+        model_cfg = spec.model
+        if spec.train.pretrained_model_path and model_cfg.pretrained_backbone_path:
+            # TAO's train.py: a full pretrained model replaces the backbone-only weights, so the
+            # backbone is not frozen (no FrozenBatchNorm) and its BN layers train.
+            log.info("train.pretrained_model_path is set: model.pretrained_backbone_path unused")
+            model_cfg = model_cfg.model_copy(update={"pretrained_backbone_path": None})
         model = build_model(
-            spec.model, num_classes, (h, w), activation_checkpoint=spec.train.activation_checkpoint
+            model_cfg, num_classes, (h, w), activation_checkpoint=spec.train.activation_checkpoint
         )
         criterion = build_criterion(spec.model, num_classes)
         results = TaskResults(spec, "train", writer=ctx.is_main)
