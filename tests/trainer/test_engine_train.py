@@ -1,0 +1,89 @@
+"""The training loop in-process with the tiny model: checkpoint layout, exact resume, EMA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtdetr_spec import load_experiment
+from rtdetr_trainer.data.pipeline import prepare_train_data
+from rtdetr_trainer.engine.checkpoint import LATEST_NAME, read_training_checkpoint
+from rtdetr_trainer.engine.distributed import DistContext
+from rtdetr_trainer.engine.loop import Trainer
+from rtdetr_trainer.model.build import build_criterion, build_model
+from rtdetr_trainer.model.weights import load_strict
+from rtdetr_trainer.results import TaskResults, last_status
+from tests.trainer.trainer_fixtures import synth_dataset, tiny_spec_dict
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return synth_dataset(tmp_path_factory.mktemp("synth"), num_images=12, width=64, height=64)
+
+
+def _trainer(root: Path, paths: dict[str, Path], **train: object) -> Trainer:
+    spec = load_experiment(data=tiny_spec_dict(root, paths, **train))
+    torch.manual_seed(0)
+    model = build_model(spec.model, 7, (64, 64))
+    results = TaskResults(spec, "train")
+    results.prepare()
+    return Trainer(
+        spec,
+        DistContext(),
+        prepare_train_data(spec),
+        model,
+        build_criterion(spec.model, 7),
+        results,
+    )
+
+
+def test_checkpoint_layout_is_taos_plus_ours(tmp_path: Path, paths: dict[str, Path]) -> None:
+    summary = _trainer(tmp_path, paths, enable_ema=True).fit()
+    ckpt = read_training_checkpoint(tmp_path / "results" / "train" / LATEST_NAME)
+    for key in (
+        "state_dict",
+        "tao_model",
+        "epoch",
+        "global_step",
+        "pytorch-lightning_version",
+        "optimizer_states",
+        "lr_schedulers",
+        "class_map",
+        "spec",
+        "ema_state_dict",
+        "sampler",
+        "rng_state",
+    ):
+        assert key in ckpt, key
+    assert ckpt["tao_model"] == "rtdetr" and ckpt["epoch"] == 0 and ckpt["global_step"] == 4
+    assert all(k.startswith("model.model.") for k in ckpt["state_dict"])
+    assert all(k.startswith("model.model.") for k in ckpt["ema_state_dict"])
+    assert ckpt["class_map"]["classes"][0] == {"index": 0, "category_id": 1, "name": "person"}
+    fresh = build_model(load_experiment(data=ckpt["spec"]).model, 7, (64, 64))
+    load_strict(fresh, ckpt)  # TAO's key layout loads strictly into a new model
+    assert summary.status == "SUCCESS" and "val_mAP50" in summary.metrics
+    status = last_status(tmp_path / "results" / "train" / "status.json")
+    assert status["status"] == "SUCCESS" and "val_mAP50" in status["kpi"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, paths: dict[str, Path]) -> None:
+    straight = _trainer(tmp_path / "a", paths, num_epochs=2)
+    straight.fit()
+    first = _trainer(tmp_path / "b", paths, num_epochs=1)
+    first.fit()
+    resumed = _trainer(tmp_path / "b", paths, num_epochs=2)  # same results dir: auto-resume
+    resumed.resume_or_initialise()
+    assert (resumed.state.epoch, resumed.state.global_step) == (1, 4)
+    adam = resumed.optimizer.state_dict()["state"]
+    assert adam and all(int(s["step"]) == 4 for s in adam.values())  # optimizer state restored
+    resumed.fit()
+    a = straight.raw_model.state_dict()
+    b = resumed.raw_model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    ckpt = read_training_checkpoint(tmp_path / "b" / "results" / "train" / LATEST_NAME)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 8 and len(ckpt["history"]) == 2

@@ -1,0 +1,186 @@
+"""Training checkpoints in TAO's Lightning-like layout, written so that a crash never corrupts one.
+
+Layout of ``model_epoch_{epoch:03d}.pth`` (epoch 0-based, the epoch just completed):
+
+* TAO's keys: ``state_dict`` (detector weights, ``model.model.`` prefix), ``tao_model: "rtdetr"``,
+  ``epoch``, ``global_step``, ``pytorch-lightning_version``, ``optimizer_states`` (one AdamW state),
+  ``lr_schedulers`` (one schedule description). TAO's evaluate/export read such a file.
+* ours: ``class_map`` (logit index <-> category id <-> name), ``spec`` (resolved experiment),
+  ``ema_state_dict`` (EMA weights, same prefix) and ``ema`` counters when EMA is on, ``sampler``
+  (seed, epoch), ``rng_state`` (torch/numpy/python), ``grad_scaler`` (fp16) and ``format``.
+
+Everything is plain tensors/lists/dicts, so files load with ``torch.load(weights_only=True)``.
+
+Writes go to a hidden temp file in the same folder, are fsync'ed and renamed over the final name;
+only then is ``rtdetr_model_latest.pth`` (a relative symlink, as TAO's) swapped to it by another
+rename. A crash at any point leaves either the old or the new state, never a partial file under a
+real name. Resume follows the pointer, and falls back to the newest checkpoint that loads if the
+pointer's target is damaged (each fallback is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rtdetr_trainer.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "model_epoch_{epoch:03d}.pth"
+CHECKPOINT_RE = re.compile(r"^model_epoch_(\d+)\.pth$")
+LATEST_NAME = "rtdetr_model_latest.pth"
+FORMAT = "rtdetr-trainer-checkpoint/v1"
+#: The Lightning version TAO 6.x records; kept so TAO's loaders accept our files.
+LIGHTNING_VERSION = "2.4.0"
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file beside ``path``, fsync, rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes 0600 files; evaluate/export pods may run as another user
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def point_latest(folder: Path, target: Path) -> None:
+    """Atomically make ``rtdetr_model_latest.pth`` refer to ``target`` (a file in ``folder``)."""
+    latest = folder / LATEST_NAME
+    tmp = folder / f".{LATEST_NAME}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        tmp.symlink_to(target.name)
+    except OSError:  # filesystems without symlinks: a hard link, else a copy
+        try:
+            os.link(target, tmp)
+        except OSError:
+            shutil.copyfile(target, tmp)
+    tmp.replace(latest)
+    _fsync_dir(folder)
+
+
+def save_checkpoint(ckpt: dict[str, Any], folder: str | Path) -> Path:
+    """Write ``ckpt`` as ``model_epoch_{epoch:03d}.pth`` and point the latest link at it."""
+    folder = Path(folder)
+    path = folder / CHECKPOINT_NAME.format(epoch=int(ckpt["epoch"]))
+    atomic_torch_save(ckpt, path)
+    point_latest(folder, path)
+    return path
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temp files a killed writer left behind (never picked as checkpoints anyway)."""
+    count = 0
+    for p in Path(folder).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        count += 1
+    return count
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU (weights only), or raise :class:`CheckpointError`."""
+    p = Path(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: checkpoint not found") from None
+    except Exception as e:  # truncated zip, bad pickle, wrong magic number...
+        raise CheckpointError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "epoch" not in ckpt:
+        raise CheckpointError(f"{p}: not a training checkpoint (no state_dict/epoch)")
+    return ckpt
+
+
+def epoch_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of every ``model_epoch_NNN.pth`` in ``folder``, newest first."""
+    out = []
+    for p in Path(folder).glob("model_epoch_*.pth"):
+        m = CHECKPOINT_RE.match(p.name)
+        if m and p.is_file():
+            out.append((int(m.group(1)), p))
+    return sorted(out, reverse=True)
+
+
+def find_resume_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from in ``folder``, loaded; None when there is none.
+
+    The newest ``model_epoch_*.pth`` that loads wins (a file under its final name is complete:
+    it got there by rename). That is the latest pointer's target unless a crash came between
+    the rename and the pointer swap. A pointer to a file of another name (a copy made where
+    symlinks are unsupported) is tried first. Damaged files are logged and skipped.
+    """
+    folder = Path(folder)
+    tried: set[Path] = set()
+    latest = folder / LATEST_NAME
+    candidates = [p.resolve() for _, p in epoch_checkpoints(folder)]
+    if latest.exists() and latest.resolve() not in candidates:
+        candidates.insert(0, latest.resolve())
+    for path in candidates:
+        if path in tried:
+            continue
+        tried.add(path)
+        try:
+            ckpt = read_training_checkpoint(path)
+        except CheckpointError as e:
+            log.warning("skipping unusable checkpoint: %s", e)
+            continue
+        return path, ckpt
+    return None

@@ -1,0 +1,440 @@
+"""The training loop: one worker process of ``rtdetr train`` (any rank, any node).
+
+Per optimizer step: multi-scale resize of the batch (nearest, one of ``augmentation.multi_scales``
+as TAO's ``training_step``), forward with targets (denoising), weighted loss terms summed, backward
+(GradScaler for fp16), gradient clipping at ``train.clip_grad_norm``, AdamW step with TAO's four
+groups, EMA update. Per epoch: learning-rate decay, validation every ``validation_interval``
+epochs, a checkpoint every ``checkpoint_interval`` epochs (and always after the last one), a TAO
+status line and a metrics record.
+
+Resume: ``train.resume_training_checkpoint_path`` if set, else the newest loadable checkpoint in
+the task's results folder, restores weights, optimizer, EMA, epoch and step. Randomness is
+reseeded from (seed, epoch, rank) at each epoch start, so a resumed epoch draws the same samples
+and augmentations as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from rtdetr_spec import ExperimentSpec
+from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_trainer.data.datasets import Batch, TrainDataset, TrainSampler, collate
+from rtdetr_trainer.data.pipeline import TrainData
+from rtdetr_trainer.data.transforms import TrainTransform
+from rtdetr_trainer.engine import checkpoint as ckpt_io
+from rtdetr_trainer.engine.distributed import DistContext
+from rtdetr_trainer.engine.ema import ModelEMA
+from rtdetr_trainer.engine.optim import LRSchedule, apply_freeze, build_optimizer
+from rtdetr_trainer.engine.progress import Progress
+from rtdetr_trainer.engine.validation import ValidationResult, Validator
+from rtdetr_trainer.errors import CheckpointError, TrainerError, UserInputError
+from rtdetr_trainer.results import TaskResults
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+class TrainingDivergedError(TrainerError):
+    """The loss became NaN/inf."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # next epoch to run
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _seed_everything(seed: int, epoch: int, rank: int) -> None:
+    s = (max(seed, 0) * 1_000_003 + epoch * 4099 + rank) % (2**31)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+class Trainer:
+    """Runs ``train`` for one rank. The model and criterion come from the caller."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        ctx: DistContext,
+        data: TrainData,
+        model: nn.Module,
+        criterion: nn.Module,
+        results: TaskResults,
+    ) -> None:
+        self.spec, self.ctx, self.data, self.results = spec, ctx, data, results
+        self.cfg = spec.train
+        self.raw_model = model.to(ctx.device)
+        self.criterion = criterion.to(ctx.device)
+        self.autocast_dtype = AUTOCAST[self.cfg.precision]
+        frozen = apply_freeze(model, self.cfg.freeze, train_backbone=spec.model.train_backbone)
+        if frozen:
+            log.info("froze %d parameter tensors (train.freeze / model.train_backbone)", frozen)
+        self.model: nn.Module = model
+        if ctx.distributed:
+            if ctx.device.type == "cuda":
+                self.raw_model = nn.SyncBatchNorm.convert_sync_batchnorm(self.raw_model)
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.model = DistributedDataParallel(
+                self.raw_model, device_ids=ids, find_unused_parameters=True
+            )
+        else:
+            self.model = self.raw_model
+        self.optimizer = build_optimizer(self.raw_model, self.cfg.optim)
+        self.schedule = LRSchedule.from_config(self.optimizer, self.cfg.optim)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.cfg.precision == "fp16")
+        self.ema = (
+            ModelEMA(self.raw_model, self.cfg.ema.decay, every_n_steps=self.cfg.ema.every_n_steps)
+            if self.cfg.enable_ema
+            else None
+        )
+        self.scales = spec.dataset.augmentation.scales_hw()
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------ setup
+    def _train_loader(self) -> tuple[DataLoader, TrainSampler]:
+        aug = self.spec.dataset.augmentation
+        h, w = aug.train_spatial_size
+        dataset = TrainDataset(
+            self.data.train,
+            TrainTransform(
+                h, w, distortion_prob=aug.distortion_prob, iou_crop_prob=aug.iou_crop_prob
+            ),
+        )
+        sampler = TrainSampler(
+            self.data.train.sources,
+            self.data.sample_sizes,
+            seed=self.cfg.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+        )
+        bs = self.spec.dataset.batch_size
+        if len(sampler) < bs:
+            raise UserInputError(
+                f"each of the {self.ctx.world_size} training process(es) gets {len(sampler)} "
+                f"images per epoch, fewer than dataset.batch_size {bs}: no full batch to train on"
+            )
+        workers = self.spec.dataset.workers
+        loader = DataLoader(
+            dataset,
+            batch_size=bs,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=self.spec.dataset.pin_memory and self.ctx.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+        return loader, sampler
+
+    def _validator(self) -> Validator:
+        aug = self.spec.dataset.augmentation
+        h, w = aug.eval_spatial_size
+        return Validator(
+            self.ctx,
+            self.data.val,
+            self.data.val_categories,
+            self.data.class_map,
+            input_size=(h, w),
+            batch_size=self.spec.dataset.batch_size,
+            workers=self.spec.dataset.workers,
+            criterion=self.criterion,
+            num_select=self.spec.model.num_select,
+            autocast_dtype=self.autocast_dtype,
+        )
+
+    def resume_or_initialise(self) -> None:
+        """Restore a checkpoint (explicit or the newest in the results folder) or pretrained."""
+        explicit = self.cfg.resume_training_checkpoint_path
+        chosen: str | None = None
+        if self.ctx.is_main:
+            if self.results.dir.exists():
+                ckpt_io.remove_stale_temp_files(self.results.dir)
+            if explicit:
+                chosen = explicit
+            else:
+                found = ckpt_io.find_resume_checkpoint(self.results.dir)
+                chosen = str(found[0]) if found else None
+        chosen = self.ctx.broadcast_object(chosen)
+        if chosen:
+            try:
+                ckpt = ckpt_io.read_training_checkpoint(chosen)
+            except CheckpointError as e:
+                where = "train.resume_training_checkpoint_path: " if explicit else ""
+                raise CheckpointError(
+                    f"{where}{e} (every node must see the same results_dir; on several nodes it "
+                    "has to be shared storage)"
+                ) from None
+            self._restore(chosen, ckpt)
+            if self.cfg.pretrained_model_path:
+                log.info("resuming, so train.pretrained_model_path is not loaded")
+        elif self.cfg.pretrained_model_path:
+            from rtdetr_trainer.model.weights import load_pretrained
+
+            try:
+                report = load_pretrained(self.raw_model, self.cfg.pretrained_model_path)
+            except (ValueError, FileNotFoundError) as e:
+                raise CheckpointError(f"train.pretrained_model_path: {e}") from None
+            if report.reinitialised:
+                log.info(
+                    "re-initialised for %d classes (shapes differ from %s): %s",
+                    self.spec.dataset.num_classes,
+                    self.cfg.pretrained_model_path,
+                    ", ".join(report.reinitialised),
+                )
+            if self.ema is not None:
+                self.ema.module.load_state_dict(self.raw_model.state_dict())
+
+    def _restore(self, path: str, ckpt: dict[str, Any]) -> None:
+        from rtdetr_trainer.model.weights import load_strict
+
+        saved_map = ckpt.get("class_map")
+        if saved_map and saved_map != self.data.class_map.model_dump():
+            raise CheckpointError(
+                f"{path}: its class map differs from the one this dataset gives "
+                f"({saved_map} vs {self.data.class_map.model_dump()}); resuming would scramble "
+                "the classes. Use a new results_dir, or the same annotation categories"
+            )
+        try:
+            load_strict(self.raw_model, ckpt, expected=self._expected())
+            if self.ema is not None and isinstance(ckpt.get("ema_state_dict"), dict):
+                load_strict(self.ema.module, {"state_dict": ckpt["ema_state_dict"]})
+                self.ema.load_state_dict(ckpt.get("ema", {}))
+        except ValueError as e:
+            raise CheckpointError(f"cannot resume from {path}: {e}") from None
+        if ckpt.get("optimizer_states"):
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer_states"][0])
+            except ValueError as e:
+                raise CheckpointError(
+                    f"cannot resume from {path}: its optimizer state does not fit ({e}); "
+                    "was train.freeze changed?"
+                ) from None
+        if ckpt.get("grad_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
+        self.state.epoch = int(ckpt["epoch"]) + 1
+        self.state.global_step = int(ckpt.get("global_step", 0))
+        self.state.history = list(ckpt.get("history", []))
+        log.info(
+            "resuming from %s: epoch %d done, global step %d",
+            path,
+            int(ckpt["epoch"]),
+            self.state.global_step,
+        )
+
+    def _expected(self) -> dict[str, Any]:
+        return {
+            "dataset.num_classes": self.spec.dataset.num_classes,
+            "model.backbone": self.spec.model.backbone,
+        }
+
+    # ------------------------------------------------------------------ steps
+    def _to_device(self, batch: Batch) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        dev = self.ctx.device
+        images = batch.images.to(dev, non_blocking=True)
+        targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in batch.targets]
+        return images, targets
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        batch.raise_if_failed()
+        self.schedule.apply(self.optimizer, self.state.epoch, self.state.global_step)
+        images, targets = self._to_device(batch)
+        size = random.choice(self.scales)
+        if tuple(images.shape[-2:]) != size:
+            images = F.interpolate(images, size=size, mode="nearest")
+        with torch.autocast(
+            self.ctx.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            outputs = self.model(images, targets)
+            losses = self.criterion(outputs, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"the loss became {float(loss)} at epoch {self.state.epoch} step "
+                f"{self.state.global_step}; lower train.optim.lr or use precision fp32/bf16"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.raw_model)
+        self.state.global_step += 1
+        return {"loss": float(loss.detach()), "lr": float(self.optimizer.param_groups[-1]["lr"])}
+
+    def checkpoint(self, epoch: int, metrics: dict[str, Any]) -> Path:
+        from rtdetr_trainer.model.weights import to_tao_state_dict
+
+        ckpt: dict[str, Any] = {
+            "state_dict": to_tao_state_dict(self.raw_model),
+            "tao_model": "rtdetr",
+            "epoch": epoch,
+            "global_step": self.state.global_step,
+            "pytorch-lightning_version": ckpt_io.LIGHTNING_VERSION,
+            "optimizer_states": [self.optimizer.state_dict()],
+            "lr_schedulers": [self.schedule.state_dict()],
+            "format": ckpt_io.FORMAT,
+            "class_map": self.data.class_map.model_dump(),
+            "spec": self.spec.model_dump(mode="json"),
+            "sampler": {"seed": self.cfg.seed, "epoch": epoch},
+            "rng_state": ckpt_io.rng_state(),
+            "metrics": metrics,
+            "history": self.state.history,
+        }
+        if self.ema is not None:
+            ckpt["ema_state_dict"] = to_tao_state_dict(self.ema.module)
+            ckpt["ema"] = self.ema.state_dict()
+        if self.scaler.is_enabled():
+            ckpt["grad_scaler"] = self.scaler.state_dict()
+        return ckpt_io.save_checkpoint(ckpt, self.results.dir)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TaskSummary:
+        cfg, ctx = self.cfg, self.ctx
+        self.resume_or_initialise()
+        if self.state.epoch >= cfg.num_epochs:
+            log.info("training already finished (%d epochs done)", self.state.epoch)
+            return self._finish(self.state.epoch - 1, None, self._last_checkpoint())
+        loader, sampler = self._train_loader()
+        validator = self._validator()
+        last_ckpt: Path | None = self._last_checkpoint()
+        val: ValidationResult | None = None
+        epoch_times: list[float] = []
+        for epoch in range(self.state.epoch, cfg.num_epochs):
+            self.state.epoch = epoch
+            started = time.time()
+            _seed_everything(cfg.seed, epoch, ctx.rank)
+            sampler.set_epoch(epoch)
+            self.model.train()
+            progress = Progress(
+                epoch=epoch, num_epochs=cfg.num_epochs, total=len(loader), enabled=ctx.is_main
+            )
+            loss_sum, steps = 0.0, 0
+            for batch in loader:
+                values = self.train_step(batch)
+                loss_sum, steps = loss_sum + values["loss"], steps + 1
+                progress.update(**values)
+                if ctx.is_main and self.state.global_step % 10 == 0:
+                    self.results.metrics(
+                        {"type": "step", "epoch": epoch, "step": self.state.global_step, **values}
+                    )
+            progress.close()
+            record: dict[str, Any] = {
+                "type": "epoch",
+                "epoch": epoch,
+                **ctx.mean({"train_loss": loss_sum / max(steps, 1)}),
+            }
+            last = epoch == cfg.num_epochs - 1
+            if (epoch + 1) % cfg.validation_interval == 0 or last:
+                model = self.raw_model
+                if self.ema is not None and not cfg.ema.validate_original_weights:
+                    model = self.ema.module
+                val = validator.run(model)
+                record["val_loss"] = val.loss
+                if val.metrics is not None:
+                    record.update(
+                        val_mAP=val.metrics.mAP,
+                        val_mAP50=val.metrics.mAP50,
+                        val_per_class_AP50=val.metrics.per_class_AP50,
+                    )
+            self.state.history.append({k: v for k, v in record.items() if k != "type"})
+            if ctx.is_main and ((epoch + 1) % cfg.checkpoint_interval == 0 or last):
+                last_ckpt = self.checkpoint(epoch, record)
+                log.info("saved %s", last_ckpt)
+            ctx.barrier()
+            epoch_times.append(time.time() - started)
+            self._report_epoch(epoch, record, epoch_times)
+        return self._finish(cfg.num_epochs - 1, val, last_ckpt)
+
+    def _last_checkpoint(self) -> Path | None:
+        latest = self.results.dir / ckpt_io.LATEST_NAME
+        return latest.resolve() if latest.exists() else None
+
+    def _report_epoch(self, epoch: int, record: dict[str, Any], times: list[float]) -> None:
+        if not self.ctx.is_main:
+            return
+        self.results.metrics(record)
+        kpi = {k: v for k, v in record.items() if isinstance(v, float)}
+        left = self.cfg.num_epochs - epoch - 1
+        per_epoch = sum(times) / len(times)
+        self.results.status(
+            "RUNNING",
+            f"epoch {epoch + 1}/{self.cfg.num_epochs} done",
+            epoch=epoch,
+            max_epoch=self.cfg.num_epochs,
+            time_per_epoch=f"{per_epoch:.1f}s",
+            eta=f"{per_epoch * left:.0f}s",
+            kpi=kpi,
+        )
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in kpi.items() if not math.isnan(v))
+        log.info("epoch %d/%d  %s", epoch + 1, self.cfg.num_epochs, shown)
+
+    def _finish(
+        self, epoch: int, val: ValidationResult | None, last_ckpt: Path | None
+    ) -> TaskSummary:
+        metrics: dict[str, Any] = {}
+        if self.state.history:
+            last = self.state.history[-1]
+            for key in ("train_loss", "val_loss", "val_mAP", "val_mAP50"):
+                if key in last:
+                    metrics[key] = last[key]
+            if "val_per_class_AP50" in last:
+                metrics["per_class_AP50"] = last["val_per_class_AP50"]
+        artifacts = {"checkpoint": str(last_ckpt)} if last_ckpt else {}
+        artifacts["results_dir"] = str(self.results.dir)
+        summary = TaskSummary(
+            task="train",
+            status="SUCCESS",
+            epoch=epoch + 1,  # epochs completed (status.json keeps TAO's 0-based index)
+            num_epochs=self.cfg.num_epochs,
+            metrics=metrics,
+            artifacts=artifacts,
+        )
+        if self.ctx.is_main:
+            atomic_write_text(self.results.dir / SUMMARY_FILE, summary.model_dump_json(indent=2))
+            kpi = {k: v for k, v in metrics.items() if isinstance(v, float)}
+            self.results.status(
+                "SUCCESS",
+                "Training finished successfully",
+                epoch=epoch,
+                max_epoch=self.cfg.num_epochs,
+                kpi=kpi,
+            )
+            if val is not None and val.metrics is not None:
+                from rtdetr_trainer.evaluation.coco_eval import format_table
+
+                print(format_table(val.metrics, title="validation AP@0.50 per class"), flush=True)
+        return summary
+
+
+def read_summary(results_dir: str | Path) -> TaskSummary | None:
+    try:
+        return TaskSummary.model_validate(
+            json.loads((Path(results_dir) / SUMMARY_FILE).read_text())
+        )
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,119 @@
+"""``rtdetr evaluate``: COCO mAP, mAP50 and per-class AP50 of a checkpoint on the test source.
+
+Writes to ``<results_dir>/evaluate/``:
+
+* ``metrics.json``: ``mAP``, ``mAP50``, ``per_class_AP50`` ({class: AP50 or null without GT}),
+  ``stats`` (COCOeval's 12 numbers by name), counts, the checkpoint and its class map;
+* ``detections.json``: the COCO results (top 100 per image, score >= evaluate.conf_threshold);
+* ``status.json`` with TAO's ``test_mAP``/``test_mAP50`` KPI keys, ``experiment.yaml``.
+
+and prints COCOeval's summary and the per-class table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rtdetr_spec import ExperimentSpec
+from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_trainer.data.coco import coco_ground_truth
+from rtdetr_trainer.data.datasets import EvalDataset, collate
+from rtdetr_trainer.data.pipeline import prepare_eval_data
+from rtdetr_trainer.evaluation.coco_eval import (
+    EvalMetrics,
+    coco_evaluate,
+    detections_to_coco,
+    format_table,
+)
+from rtdetr_trainer.evaluation.predictor import Predictor, eval_input_size, load_predictor
+from rtdetr_trainer.results import TaskResults, failure_recorded
+
+log = logging.getLogger(__name__)
+
+
+def device_for(spec_gpu_ids: list[int]) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", spec_gpu_ids[0] if spec_gpu_ids else 0)
+    return torch.device("cpu")
+
+
+def loader_for(dataset: torch.utils.data.Dataset, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=min(workers, os.cpu_count() or 1),
+        collate_fn=collate,
+    )
+
+
+def predict_all(
+    predictor: Predictor, loader: DataLoader
+) -> tuple[list[int], list[dict[str, np.ndarray]]]:
+    image_ids: list[int] = []
+    detections: list[dict[str, np.ndarray]] = []
+    for batch in loader:
+        batch.raise_if_failed()
+        detections += predictor.predict(batch.images, batch.orig_sizes.numpy())
+        image_ids += batch.image_ids
+    return image_ids, detections
+
+
+def run_evaluate(spec: ExperimentSpec) -> tuple[EvalMetrics, TaskSummary]:
+    results = TaskResults(spec, "evaluate")
+    results.prepare()
+    results.status("STARTED", "Starting RT-DETR evaluation")
+    with failure_recorded(results):
+        return _evaluate(spec, results)
+
+
+def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, TaskSummary]:
+    cfg = spec.evaluate
+    assert cfg.checkpoint is not None  # check_required("evaluate") ran
+    predictor = load_predictor(cfg.checkpoint, spec, "evaluate", device_for(cfg.gpu_ids))
+    index, categories, class_map = prepare_eval_data(
+        spec, "dataset.test_data_sources", predictor.class_map
+    )
+    h, w = eval_input_size(spec, "evaluate")
+    batch_size = cfg.batch_size if cfg.batch_size > 0 else spec.dataset.batch_size
+    loader = loader_for(EvalDataset(index, h, w), batch_size, spec.dataset.workers)
+    log.info("evaluating %s on %d images at %dx%d", cfg.checkpoint, len(index), w, h)
+    image_ids, detections = predict_all(predictor, loader)
+    coco_results = detections_to_coco(
+        image_ids, detections, class_map, conf_threshold=cfg.conf_threshold
+    )
+    metrics = coco_evaluate(coco_ground_truth(index, categories), coco_results)
+    payload: dict[str, Any] = {
+        **metrics.to_json(),
+        "checkpoint": cfg.checkpoint,
+        "conf_threshold": cfg.conf_threshold,
+        "input_size": [h, w],
+        "class_map": class_map.model_dump(),
+    }
+    atomic_write_text(results.dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(results.dir / "detections.json", json.dumps(coco_results))
+    print(metrics.summary, end="", flush=True)
+    print(format_table(metrics), flush=True)
+    kpi = {"test_mAP": metrics.mAP, "test_mAP50": metrics.mAP50}
+    results.status("SUCCESS", "Evaluation finished successfully", kpi=kpi)
+    summary = TaskSummary(
+        task="evaluate",
+        status="SUCCESS",
+        metrics={
+            "mAP": metrics.mAP,
+            "mAP50": metrics.mAP50,
+            "per_class_AP50": metrics.per_class_AP50,
+        },
+        artifacts={
+            "metrics": str(results.dir / "metrics.json"),
+            "detections": str(results.dir / "detections.json"),
+        },
+    )
+    return metrics, summary

@@ -1,0 +1,151 @@
+"""What every task leaves in its results folder, and the summary it hands to Kubernetes.
+
+``<results_dir>/<task>/`` (or ``<task>.results_dir``) gets, as TAO's tasks do:
+
+* ``experiment.yaml``: the fully resolved spec (defaults + YAML + command-line overrides);
+* ``status.json``: TAO's status log, one JSON object per line, appended (``date``, ``time``,
+  ``status`` STARTED/RUNNING/SUCCESS/FAILURE, ``verbosity``, ``message``, and for training
+  ``epoch``, ``max_epoch``, ``time_per_epoch``, ``eta``, ``kpi``). The last line is the current
+  state. TAO's own tools (and the TAO API) read this format;
+* ``metrics.jsonl`` (training): one JSON object per logged step/epoch.
+
+A finished task also writes a compact :class:`rtdetr_spec.artifacts.TaskSummary` as the
+container's termination message (<= 4 KiB), which the operator reads from the pod status: to
+``$RTDETR_TERMINATION_LOG`` if set, else to ``/dev/termination-log`` when running in Kubernetes
+and that file is writable. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rtdetr_spec import ExperimentSpec, dump_experiment
+from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TERMINATION_LOG_ENV = "RTDETR_TERMINATION_LOG"
+K8S_TERMINATION_LOG = "/dev/termination-log"
+
+
+class TaskResults:
+    """A task's results folder: resolved spec, TAO status log and metrics lines.
+
+    Args:
+        spec: the resolved spec.
+        task: train, evaluate, inference, export.
+        writer: False on every process but global rank 0, which then writes nothing.
+    """
+
+    def __init__(self, spec: ExperimentSpec, task: str, *, writer: bool = True) -> None:
+        self.spec, self.task, self.writer = spec, task, writer
+        self.dir = Path(spec.task_results_dir(task))
+        self.started = time.time()
+
+    @property
+    def status_file(self) -> Path:
+        return self.dir / "status.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    def prepare(self) -> None:
+        """Create the folder and write ``experiment.yaml`` (atomically)."""
+        if not self.writer:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / "experiment.yaml", dump_experiment(self.spec))
+
+    def status(self, status: str, message: str | None = None, **data: Any) -> None:
+        """Append one TAO status line: STARTED, RUNNING, SUCCESS or FAILURE."""
+        if not self.writer:
+            return
+        now = datetime.now()
+        record: dict[str, Any] = {
+            **data,
+            "date": f"{now.month}/{now.day}/{now.year}",
+            "time": f"{now.hour}:{now.minute}:{now.second}",
+            "status": status,
+            "verbosity": "INFO" if status != "FAILURE" else "ERROR",
+        }
+        if message:
+            record["message"] = message
+        _append_line(self.status_file, record)
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        if self.writer:
+            _append_line(self.metrics_file, {"time": round(time.time(), 3), **record})
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=_jsonable) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "item"):
+        return value.item()  # numpy / torch scalars
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def last_status(path: str | Path) -> dict[str, Any] | None:
+    """The last parseable line of a TAO ``status.json`` (None if there is none)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def termination_log_path() -> Path | None:
+    """Where the termination message goes, or None when there is nowhere to put it."""
+    explicit = os.environ.get(TERMINATION_LOG_ENV)
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.access(K8S_TERMINATION_LOG, os.W_OK):
+        return Path(K8S_TERMINATION_LOG)
+    return None
+
+
+def write_termination_message(summary: TaskSummary) -> Path | None:
+    """Write the summary (<= 4 KiB JSON) for the orchestrator; never fails the task."""
+    path = termination_log_path()
+    if path is None:
+        return None
+    try:
+        with open(path, "w") as f:
+            f.write(summary.to_message())
+    except OSError as e:
+        log.warning("could not write the termination message to %s: %s", path, e)
+        return None
+    return path
+
+
+@contextmanager
+def failure_recorded(results: TaskResults) -> Iterator[None]:
+    """Append a FAILURE status line (with the reason) if the body raises."""
+    try:
+        yield
+    except BaseException as e:
+        reason = str(e) or type(e).__name__
+        results.status("FAILURE", reason[:4000])
+        raise
