@@ -17,9 +17,6 @@ Outputs (``<results_dir>/export/`` unless ``export.onnx_file`` is absolute)::
 
 from __future__ import annotations
 
-import logging
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtdetr_trainer.export.errors import (
@@ -41,32 +38,25 @@ __all__ = [
     "run",
 ]
 
-log = logging.getLogger(__name__)
-
-TERMINATION_LOG_ENV = "RTDETR_TERMINATION_LOG"
-
 
 def run(spec: ExperimentSpec) -> TaskSummary:
-    """Export ``spec.export.checkpoint``; returns the task summary (also written to
-    ``$RTDETR_TERMINATION_LOG`` when set). Raises :class:`ExportError` subclasses (their
-    ``exit_code`` is the process exit status) or the spec's ``SpecError`` (exit 2)."""
-    from rtdetr_spec.artifacts import TaskSummary
+    """Export ``spec.export.checkpoint``; returns the task summary.
+
+    Writes ``experiment.yaml`` and TAO's ``status.json`` lines (STARTED, then SUCCESS or
+    FAILURE with the reason) to ``<results_dir>/export/``. Raises :class:`ExportError`
+    subclasses (their ``exit_code`` is the process exit status; the ``rtdetr`` CLI also writes
+    the termination message) or the spec's ``SpecError`` (exit 2).
+    """
+    from rtdetr_trainer.export.staging import check_writable
     from rtdetr_trainer.export.task import run_export
+    from rtdetr_trainer.results import TaskResults, failure_recorded
 
-    try:
+    spec.check_required("export")
+    results = TaskResults(spec, "export")
+    check_writable(results.dir, "results_dir")
+    results.prepare()
+    results.status("STARTED", "Starting RT-DETR export")
+    with failure_recorded(results):
         summary = run_export(spec)
-    except Exception as e:
-        _terminate(TaskSummary(task="export", status="FAILURE", message=str(e)[:2000]))
-        raise
-    _terminate(summary)
+        results.status("SUCCESS", summary.message, artifacts=summary.artifacts)
     return summary
-
-
-def _terminate(summary: TaskSummary) -> None:
-    path = os.environ.get(TERMINATION_LOG_ENV)
-    if not path:
-        return
-    try:
-        Path(path).write_text(summary.to_message())
-    except OSError as e:
-        log.warning("could not write the termination message to %s: %s", path, e)

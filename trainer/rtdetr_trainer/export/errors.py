@@ -1,4 +1,4 @@
-"""Typed errors of the export package and the exit status each one means.
+"""Typed errors of the export package, in the trainer's hierarchy (the CLI maps them to exits).
 
 * :class:`ExportInputError` (exit 2): something the user gave is wrong - a checkpoint that does
   not fit the spec, an output path that cannot be written, a spec value export cannot honour.
@@ -11,29 +11,20 @@
 
 from __future__ import annotations
 
-EXIT_RUNTIME = 1
-EXIT_BAD_INPUT = 2
+from rtdetr_trainer.errors import TrainerError, UserInputError
 
 
-class ExportError(Exception):
+class ExportError(TrainerError):
     """Base of every error the export package raises on purpose."""
 
-    exit_code: int = EXIT_RUNTIME
 
-
-class ExportInputError(ExportError, ValueError):
+class ExportInputError(UserInputError, ExportError, ValueError):
     """A spec value, checkpoint or path that export cannot use; the message names it."""
 
-    exit_code = EXIT_BAD_INPUT
 
-
-class ModelFileError(ExportError, ValueError):
+class ModelFileError(UserInputError, ExportError, ValueError):
     """An exported model file that evaluate/inference refuse to run; the message names it."""
-
-    exit_code = EXIT_BAD_INPUT
 
 
 class ExportVerificationError(ExportError, RuntimeError):
     """The exported graph's outputs disagree with PyTorch's beyond the stated tolerance."""
-
-    exit_code = EXIT_RUNTIME

@@ -11,8 +11,9 @@ Interface (shared with the PyTorch predictor)::
     forward(batch [B, 3, H, W] float32 in [0, 1]) -> (pred_logits [B, Q, C], pred_boxes [B, Q, 4])
     predict(batch, orig_sizes [B, 2] as (w, h)) -> per image {"scores", "labels", "boxes"}
 
-Decoding is :func:`rtdetr_serving.preprocess.decode_detections` with the manifest's background
-column, the function serving uses, so a checkpoint and its export score identically.
+Decoding (inherited from :class:`rtdetr_trainer.evaluation.predictor.Predictor`) is
+:func:`rtdetr_serving.preprocess.decode_detections` with the manifest's background column, the
+function serving uses, so a checkpoint and its export score identically.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from rtdetr_serving.preprocess import decode_detections
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ClassEntry, ClassMap, ExportManifest, sha256_file
+from rtdetr_trainer.evaluation.predictor import Predictor
 from rtdetr_trainer.export.errors import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def manifest_class_map(manifest: ExportManifest) -> ClassMap:
     return ClassMap(num_classes=manifest.num_logits, classes=entries)
 
 
-class OnnxPredictor:
+class OnnxPredictor(Predictor):
     """An exported RT-DETR on onnxruntime.
 
     Args:
@@ -156,17 +157,3 @@ class OnnxPredictor:
             parts_l.append(logits[:n])
             parts_b.append(boxes[:n])
         return np.concatenate(parts_l), np.concatenate(parts_b)
-
-    def decode(
-        self, logits: np.ndarray, boxes: np.ndarray, orig_sizes: np.ndarray
-    ) -> list[dict[str, np.ndarray]]:
-        return decode_detections(
-            logits,
-            boxes,
-            np.asarray(orig_sizes, dtype=np.float32),
-            num_select=self.num_select,
-            background_index=self.background_index,
-        )
-
-    def predict(self, batch: Any, orig_sizes: np.ndarray) -> list[dict[str, np.ndarray]]:
-        return self.decode(*self.forward(batch), orig_sizes)
