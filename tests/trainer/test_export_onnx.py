@@ -14,8 +14,10 @@ import pytest
 import torch
 import yaml
 
+from rtdetr_serving.preprocess import to_model_input
 from rtdetr_spec import WAREHOUSE_CLASSES
 from rtdetr_spec.artifacts import ExportManifest, TaskSummary, sha256_file
+from rtdetr_trainer.data.synth import SynthConfig, render_scene
 from rtdetr_trainer.export import ExportInputError, run
 from rtdetr_trainer.export.fp16 import FP16ConversionError
 from rtdetr_trainer.export.graph import BACKGROUND_LOGIT
@@ -108,13 +110,17 @@ def test_summary_and_status(exported) -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-@pytest.mark.parametrize("kind", ["random", "image-like"])
+@pytest.mark.parametrize("kind", ["random", "image-like", "warehouse"])
 def test_onnxruntime_matches_pytorch(exported, batch: int, kind: str) -> None:
     rng = np.random.default_rng(batch)
     if kind == "random":
         x = rng.uniform(0, 1, (batch, 3, SIZE, SIZE)).astype(np.float32)
-    else:
+    elif kind == "image-like":
         x = probe_batch(batch, SIZE, SIZE, seed=batch + 10)
+    else:  # rendered warehouse scenes (the trainer's synthetic data), at 2x then resized
+        cfg = SynthConfig(width=2 * SIZE, height=2 * SIZE)
+        scenes = [render_scene(cfg, rng)[0] for _ in range(batch)]
+        x = np.stack([to_model_input(img, SIZE, SIZE) for img in scenes])
     with torch.no_grad():
         out = exported.model(torch.from_numpy(x))
     ref_logits, ref_boxes = out["pred_logits"].numpy(), out["pred_boxes"].numpy()
@@ -234,7 +240,12 @@ def test_a_failed_export_leaves_the_previous_one_intact(tmp_path, monkeypatch) -
     make_checkpoint(ckpt, spec, class_map=warehouse_class_map())
     run(spec)
     out = tmp_path / "results" / "export"
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    records = {"status.json", "experiment.yaml"}  # the task's log, appended by every run
+
+    def outputs() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in out.iterdir() if p.name not in records}
+
+    before = outputs()
     names = {"model.onnx", "model.manifest.json", "nvdsinfer_config.yaml", "labels.txt"}
     assert set(before) == names
 
@@ -253,7 +264,9 @@ def test_a_failed_export_leaves_the_previous_one_intact(tmp_path, monkeypatch) -
     fp16 = small_spec(tmp_path / "results", ckpt, serialize_nvdsinfer=True, fp16=True)
     with pytest.raises(RuntimeError, match="simulated autocast failure"):
         run(fp16)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp files either
+    assert outputs() == before  # no temp files either
+    last = json.loads((out / "status.json").read_text().splitlines()[-1])
+    assert last["status"] == "FAILURE" and "simulated autocast failure" in last["message"]
 
 
 def test_bad_checkpoints_are_named(tmp_path) -> None:
