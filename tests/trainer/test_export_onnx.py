@@ -276,6 +276,11 @@ def test_bad_checkpoints_are_named(tmp_path) -> None:
     with pytest.raises(ExportInputError) as e:
         run(spec)
     assert "resnet_34" in str(e.value) and "model.backbone=resnet_18" in str(e.value)
+    deeper = small_spec(tmp_path / "results", ckpt, backbone="resnet_50")
+    make_checkpoint(ckpt, deeper, class_map=None, backbone="resnet_18", diverse=False)
+    with pytest.raises(ExportInputError) as e:
+        run(deeper)  # a shallower checkpoint is named as what it is
+    assert "looks like resnet_18 but the spec says model.backbone=resnet_50" in str(e.value)
     missing = small_spec(tmp_path / "results", tmp_path / "no.pth")
     with pytest.raises(ExportInputError, match=r"export.checkpoint: .*no.pth does not exist"):
         run(missing)
