@@ -76,12 +76,20 @@ def test_unknown_override_key(capsys: pytest.CaptureFixture) -> None:
     assert "did you mean 'lr_backbone'" in capsys.readouterr().err
 
 
-def test_export_without_export_package(capsys: pytest.CaptureFixture) -> None:
+def test_export_of_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = main(
-        ["export", f"-e={SEED_SPEC}", "export.checkpoint=/x.pth", "export.onnx_file=/x.onnx"]
+        [
+            "export",
+            f"-e={SEED_SPEC}",
+            f"export.checkpoint={tmp_path / 'x.pth'}",
+            f"export.onnx_file={tmp_path / 'x.onnx'}",
+            f"results_dir={tmp_path / 'results'}",
+        ]
     )
     assert code == 2
-    assert "export is not available in this build" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"export.checkpoint: {tmp_path / 'x.pth'} does not exist" in err
+    assert "Traceback" not in err and not (tmp_path / "x.onnx").exists()
 
 
 def _missing_file(root: Path) -> str:

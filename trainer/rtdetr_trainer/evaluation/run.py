@@ -32,7 +32,7 @@ from rtdetr_trainer.evaluation.coco_eval import (
     detections_to_coco,
     format_table,
 )
-from rtdetr_trainer.evaluation.predictor import Predictor, eval_input_size, load_predictor
+from rtdetr_trainer.evaluation.predictor import Predictor, load_predictor
 from rtdetr_trainer.results import TaskResults, failure_recorded
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
     index, categories, class_map = prepare_eval_data(
         spec, "dataset.test_data_sources", predictor.class_map
     )
-    h, w = eval_input_size(spec, "evaluate")
+    h, w = predictor.input_size  # the spec's size, or an exported ONNX's fixed one
     batch_size = cfg.batch_size if cfg.batch_size > 0 else spec.dataset.batch_size
     loader = loader_for(EvalDataset(index, h, w), batch_size, spec.dataset.workers)
     log.info("evaluating %s on %d images at %dx%d", cfg.checkpoint, len(index), w, h)

@@ -30,7 +30,7 @@ from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write_text
 from rtdetr_trainer.data.classmap import class_map_from_names
 from rtdetr_trainer.data.pipeline import read_classmap_file
 from rtdetr_trainer.errors import UserInputError
-from rtdetr_trainer.evaluation.predictor import eval_input_size, load_predictor
+from rtdetr_trainer.evaluation.predictor import load_predictor
 from rtdetr_trainer.evaluation.run import device_for, loader_for
 from rtdetr_trainer.inference.sources import InferDataset, InferInput, InferLoader, list_inputs
 from rtdetr_trainer.results import TaskResults, failure_recorded
@@ -138,10 +138,20 @@ def _infer(spec: ExperimentSpec, results: TaskResults) -> TaskSummary:
     inputs = list_inputs(spec.dataset.infer_data_sources.image_dir)
     assert cfg.checkpoint is not None  # check_required("inference") ran
     predictor = load_predictor(cfg.checkpoint, spec, "inference", device_for(cfg.gpu_ids))
-    names, class_map = class_names(spec, predictor.class_map)
+    if getattr(predictor, "manifest", None) is not None and predictor.class_map is not None:
+        # An exported ONNX: its manifest names every logit column (incl. a background column
+        # the checkpoint did not have), so a TAO classmap file would be off by one.
+        if spec.dataset.infer_data_sources.classmap:
+            log.warning(
+                "dataset.infer_data_sources.classmap is ignored: %s names its classes in its "
+                "manifest", cfg.checkpoint,
+            )  # fmt: skip
+        names, class_map = predictor.class_map.names_by_index(), predictor.class_map
+    else:
+        names, class_map = class_names(spec, predictor.class_map)
     colors = resolve_colors(cfg.color_map, names)
     category_of = class_map.category_of_index() if class_map else {}
-    h, w = eval_input_size(spec, "inference")
+    h, w = predictor.input_size  # the spec's size, or an exported ONNX's fixed one
     batch_size = cfg.batch_size if cfg.batch_size > 0 else spec.dataset.batch_size
     loader = loader_for(InferDataset(inputs, h, w), batch_size, spec.dataset.workers)
     images_dir, labels_dir = results.dir / "images_annotated", results.dir / "labels"

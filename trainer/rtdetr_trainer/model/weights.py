@@ -179,13 +179,15 @@ def load_strict(
     ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
     sd, fmt = extract_state_dict(ckpt, name)
     own = model.state_dict()
-    sd = _align_counters(sd, own)
+    raw, sd = sd, _align_counters(sd, own)
     missing = sorted(k for k in own if k not in sd)
     unexpected = sorted(k for k in sd if k not in own)
     wrong = sorted(k for k in own if k in sd and sd[k].shape != own[k].shape)
     if missing or unexpected or wrong:
         raise CheckpointMismatchError(
-            describe_mismatch(name, sd, own, missing, unexpected, wrong, expected or {})
+            # the checkpoint's own keys: the aligned copy borrows the model's BN counters,
+            # which would make a ResNet-18 checkpoint look like the spec's deeper ResNet
+            describe_mismatch(name, raw, own, missing, unexpected, wrong, expected or {})
         )
     model.load_state_dict(sd, strict=True)
     return fmt
