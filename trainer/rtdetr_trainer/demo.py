@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -90,6 +91,21 @@ def _run(args: list[str], log: Path) -> float:
     return time.monotonic() - started
 
 
+MARKER = ".rtdetr-demo"
+
+
+def _fresh(out: Path) -> None:
+    """Start from scratch (training would otherwise resume the previous demo's run), but only
+    in a folder the demo made: anything else is refused rather than deleted."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise SystemExit(f"demo: {out} exists and is not a demo output folder; pick another")
+        for sub in ("data", "results"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by python -m rtdetr_trainer.demo\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rtdetr_trainer.demo", description=__doc__.splitlines()[0])
     p.add_argument("--output", default="demo-output")
@@ -101,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if not SEED_SPEC.exists():
         raise SystemExit(f"demo: the seed example spec {SEED_SPEC} is missing (run from the repo)")
     out = Path(args.output).resolve()
+    _fresh(out)
     started = time.monotonic()
     load_start = round(os.getloadavg()[0], 2)
     print(f"demo: writing {args.num_images} synthetic warehouse scenes to {out / 'data'}")
