@@ -89,3 +89,17 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, paths: dict[s
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     ckpt = read_training_checkpoint(tmp_path / "b" / "results" / "train" / LATEST_NAME)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 6 and len(ckpt["history"]) == 2
+
+
+def test_explicit_resume_path_that_is_not_a_checkpoint(
+    tmp_path: Path, paths: dict[str, Path]
+) -> None:
+    from rtdetr_trainer.errors import CheckpointError
+
+    bad = tmp_path / "half.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    trainer = _trainer(tmp_path, paths, resume_training_checkpoint_path=str(bad))
+    with pytest.raises(
+        CheckpointError, match=r"train\.resume_training_checkpoint_path: .*half\.pth"
+    ):
+        trainer.resume_or_initialise()

@@ -164,6 +164,7 @@ class Trainer:
         """Restore a checkpoint (explicit or the newest in the results folder) or pretrained."""
         explicit = self.cfg.resume_training_checkpoint_path
         chosen: str | None = None
+        ckpt: dict[str, Any] | None = None
         if self.ctx.is_main:
             if self.results.dir.exists():
                 ckpt_io.remove_stale_temp_files(self.results.dir)
@@ -171,17 +172,21 @@ class Trainer:
                 chosen = explicit
             else:
                 found = ckpt_io.find_resume_checkpoint(self.results.dir)
-                chosen = str(found[0]) if found else None
-        chosen = self.ctx.broadcast_object(chosen)
+                if found:
+                    chosen, ckpt = str(found[0]), found[1]
+        chosen = self.ctx.broadcast_object(chosen)  # every rank resumes from the same file
         if chosen:
-            try:
-                ckpt = ckpt_io.read_training_checkpoint(chosen)
-            except CheckpointError as e:
-                where = "train.resume_training_checkpoint_path: " if explicit else ""
-                raise CheckpointError(
-                    f"{where}{e} (every node must see the same results_dir; on several nodes it "
-                    "has to be shared storage)"
-                ) from None
+            if ckpt is None:
+                try:
+                    ckpt = ckpt_io.read_training_checkpoint(chosen)
+                except CheckpointError as e:
+                    where = "train.resume_training_checkpoint_path: " if explicit else ""
+                    shared = (
+                        " (on several nodes results_dir must be shared storage)"
+                        if self.ctx.world_size > self.ctx.local_world_size
+                        else ""
+                    )
+                    raise CheckpointError(f"{where}{e}{shared}") from None
             self._restore(chosen, ckpt)
             if self.cfg.pretrained_model_path:
                 log.info("resuming, so train.pretrained_model_path is not loaded")
