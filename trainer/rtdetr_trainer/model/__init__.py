@@ -12,7 +12,7 @@ from rtdetr_trainer.model.build import (
 from rtdetr_trainer.model.criterion import Criterion, LossWeights, total_loss
 from rtdetr_trainer.model.matcher import HungarianMatcher, MatchingError
 from rtdetr_trainer.model.postprocess import PostProcessor
-from rtdetr_trainer.model.rtdetr import RTDETR, ExportWrapper
+from rtdetr_trainer.model.rtdetr import RTDETR, ExportWrapper, TargetError, validate_targets
 
 __all__ = [
     "BACKBONE_DEPTHS",
@@ -23,8 +23,10 @@ __all__ = [
     "LossWeights",
     "MatchingError",
     "PostProcessor",
+    "TargetError",
     "build_criterion",
     "build_model",
     "build_postprocessor",
     "total_loss",
+    "validate_targets",
 ]

@@ -133,7 +133,8 @@ def _bn_stats_untouched(module: nn.Module) -> Iterator[None]:
     """During a checkpoint's recomputation, keep BN running statistics from updating twice."""
     saved = []
     for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d) and m.training and m.track_running_stats:
+        # _BatchNorm covers SyncBatchNorm too (multi-GPU training converts BN to it).
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
             saved.append((m, m.momentum, m.num_batches_tracked.clone()))
             m.momentum = 0.0
     try:
@@ -253,7 +254,8 @@ class ResNet(nn.Module):
             with _bn_stats_untouched(stage):
                 return stage(inp)
 
-        return checkpoint(run, x, use_reentrant=False)
+        # A ResNet stage draws no random numbers: no RNG state needs restoring.
+        return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, H, W]`` -> the selected stage outputs, strides ``out_strides``."""

@@ -2,10 +2,13 @@
 
 The decoder's width-independent settings (8 heads, FFN 1024, dropout 0, relu, 4 points, label
 noise 0.5, box noise 1.0) are hard-coded in TAO rather than read from the spec; so they are here.
-``model.nheads``/``dim_feedforward``/``dropout_ratio`` apply to the encoder only, as in TAO.
+``model.nheads``/``dim_feedforward``/``dropout_ratio`` apply to the encoder only, as in TAO, and
+``model.aux_loss`` is ignored as in TAO (auxiliary losses are always on; a warning says so).
 """
 
 from __future__ import annotations
+
+import logging
 
 from rtdetr_spec.model import ModelConfig
 from rtdetr_trainer.model.backbone import ResNet
@@ -15,6 +18,8 @@ from rtdetr_trainer.model.hybrid_encoder import HybridEncoder
 from rtdetr_trainer.model.matcher import HungarianMatcher
 from rtdetr_trainer.model.postprocess import PostProcessor
 from rtdetr_trainer.model.rtdetr import RTDETR
+
+log = logging.getLogger(__name__)
 
 #: spec backbone name -> ResNet depth.
 BACKBONE_DEPTHS: dict[str, int] = {
@@ -58,6 +63,11 @@ def build_model(
         raise ValueError(
             f"eval_spatial_size {[h, w]} must be multiples of the largest stride {stride}"
         )
+    if any(c != model_cfg.hidden_dim for c in model_cfg.feat_channels):
+        raise ValueError(
+            f"model.feat_channels {model_cfg.feat_channels} are the encoder's output widths and "
+            f"must all equal model.hidden_dim={model_cfg.hidden_dim}"
+        )
     pretrained = model_cfg.pretrained_backbone_path
     freeze_at: tuple[int, ...] = (0,) if pretrained and model_cfg.train_backbone else ()
     backbone = ResNet(
@@ -93,6 +103,11 @@ def build_model(
         act=model_cfg.act,
         eval_spatial_size=(h, w),
     )
+    if not model_cfg.aux_loss:
+        log.warning(
+            "model.aux_loss is false, but TAO's RT-DETR always trains with auxiliary and "
+            "denoising losses; this trainer does the same and ignores the setting"
+        )
     decoder = RTDETRTransformer(
         num_classes,
         hidden_dim=model_cfg.hidden_dim,
@@ -104,7 +119,7 @@ def build_model(
         num_denoising=model_cfg.dn_number,
         eval_spatial_size=(h, w),
         eval_idx=model_cfg.eval_idx,
-        aux_loss=model_cfg.aux_loss,
+        aux_loss=True,
     )
     return RTDETR(backbone, encoder, decoder)
 

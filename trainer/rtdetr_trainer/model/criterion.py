@@ -32,7 +32,7 @@ from rtdetr_trainer.model.box_ops import (
     elementwise_box_iou,
     elementwise_generalized_box_iou,
 )
-from rtdetr_trainer.model.matcher import HungarianMatcher, Indices
+from rtdetr_trainer.model.matcher import HungarianMatcher
 
 LOSS_TYPES = ("vfl", "boxes")
 
@@ -84,80 +84,124 @@ class Criterion(nn.Module):
 
     def num_boxes(self, targets: Sequence[Mapping[str, Tensor]], device: torch.device) -> Tensor:
         """Mean number of target boxes per DDP rank, clamped to >= 1, as a device scalar."""
-        n = torch.tensor(float(sum(int(t["labels"].shape[0]) for t in targets)), device=device)
+        count = float(sum(int(t["labels"].shape[0]) for t in targets))
+        n = torch.full((), count, device=device)  # a fill, not a host-to-device copy
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(n)
             n = n / dist.get_world_size()
         return n.clamp(min=1.0)
 
-    def _terms(
+    def _stacked_terms(
         self,
-        out: Mapping[str, Tensor],
-        targets: Sequence[Mapping[str, Tensor]],
-        indices: Indices,
+        logits: Tensor,
+        boxes: Tensor,
+        match: Tensor,
+        labels: Tensor,
+        tgt_boxes: Tensor,
         num_boxes: Tensor,
     ) -> dict[str, Tensor]:
-        logits, boxes = out["pred_logits"], out["pred_boxes"]
-        batch_idx = torch.cat([torch.full_like(q, b) for b, (q, _) in enumerate(indices)])
-        query_idx = torch.cat([q for q, _ in indices])
-        tgt_labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices, strict=True)])
-        tgt_boxes = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices, strict=True)])
-        src_boxes = boxes[batch_idx, query_idx].float()
-        tgt_boxes = tgt_boxes.float()
-        src_xyxy, tgt_xyxy = box_cxcywh_to_xyxy(src_boxes), box_cxcywh_to_xyxy(tgt_boxes)
+        """Loss terms of N same-shaped outputs at once.
+
+        Args:
+            logits: ``[N, B, Q, C]``; boxes: ``[N, B, Q, 4]`` cxcywh.
+            match: int64 ``[>=3, K]`` rows (output, image, query, ...) of the matched pairs.
+            labels: ``[K]`` and tgt_boxes ``[K, 4]``: the target of each matched pair.
+            num_boxes: device scalar normaliser.
+
+        Returns:
+            name -> ``[N]`` weighted term per output.
+        """
+        n, b, q = match[0], match[1], match[2]
+        src = boxes[n, b, q].float()
+        tgt = tgt_boxes.float()
+        src_xyxy, tgt_xyxy = box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt)
         terms: dict[str, Tensor] = {}
         if "vfl" in self.losses:
             logits = logits.float()
             iou = elementwise_box_iou(src_xyxy, tgt_xyxy)[0].detach()
             one_hot = torch.zeros_like(logits)
-            one_hot[batch_idx, query_idx, tgt_labels] = 1.0
+            one_hot[n, b, q, labels] = 1.0
             score = torch.zeros_like(logits)
-            score[batch_idx, query_idx, tgt_labels] = iou
+            score[n, b, q, labels] = iou
             weight = self.alpha * logits.detach().sigmoid().pow(self.gamma) * (1 - one_hot) + score
             bce = F.binary_cross_entropy_with_logits(logits, score, weight=weight, reduction="none")
-            vfl = bce.mean(1).sum() * logits.shape[1] / num_boxes
+            # TAO per output: mean over queries, sum over images and classes, * Q / num_boxes.
+            vfl = bce.mean(2).sum((1, 2)) * logits.shape[2] / num_boxes
             terms["loss_vfl"] = self.weights.vfl * vfl
         if "boxes" in self.losses:
-            l1 = F.l1_loss(src_boxes, tgt_boxes, reduction="none").sum() / num_boxes
-            giou = (1 - elementwise_generalized_box_iou(src_xyxy, tgt_xyxy)).sum() / num_boxes
-            terms["loss_bbox"] = self.weights.bbox * l1
-            terms["loss_giou"] = self.weights.giou * giou
+            zeros = torch.zeros(logits.shape[0], device=src.device)
+            l1 = zeros.index_add(0, n, (src - tgt).abs().sum(-1))
+            giou = zeros.index_add(0, n, 1 - elementwise_generalized_box_iou(src_xyxy, tgt_xyxy))
+            terms["loss_bbox"] = self.weights.bbox * l1 / num_boxes
+            terms["loss_giou"] = self.weights.giou * giou / num_boxes
         return terms
 
-    @staticmethod
-    def denoising_indices(
-        dn_meta: Mapping[str, Any], targets: Sequence[Mapping[str, Tensor]]
-    ) -> Indices:
-        """Fixed DN assignment: positive copy ``g`` of box ``j`` is matched to box ``j``."""
+    def _denoising_match(
+        self, dn_meta: Mapping[str, Any], sizes: Sequence[int], layers: int, device: torch.device
+    ) -> Tensor:
+        """Fixed DN pairs for ``layers`` outputs as ``[5, K]`` rows like the matcher's."""
         groups = int(dn_meta["dn_num_group"])
-        result: Indices = []
-        for b, t in enumerate(targets):
-            device = t["labels"].device
-            n = int(t["labels"].shape[0])
-            gt = torch.arange(n, dtype=torch.int64, device=device).tile(groups)
-            result.append((dn_meta["dn_positive_idx"][b].to(device), gt))
-        return result
+        rows = []
+        offset = 0
+        for b, n in enumerate(sizes):
+            query = dn_meta["dn_positive_idx"][b].to(device)
+            local = torch.arange(n, device=device).tile(groups)
+            rows.append(torch.stack([torch.full_like(local, b), query, local, local + offset]))
+            offset += n
+        one = torch.cat(rows, 1)  # [4, K1]: image, query, target in image, target in batch
+        out = torch.arange(layers, device=device).repeat_interleave(one.shape[1])
+        return torch.cat([out[None], one.repeat(1, layers)], 0)
 
     def forward(
         self, outputs: Mapping[str, Any], targets: Sequence[Mapping[str, Tensor]]
     ) -> dict[str, Tensor]:
-        """Weighted loss terms for the final, auxiliary, encoder and denoising outputs."""
+        """Weighted loss terms for the final, auxiliary, encoder and denoising outputs.
+
+        Outputs of one shape are stacked and scored together (a handful of kernels instead of
+        one set per decoder layer); the numbers are those of scoring each output separately.
+        """
         device = outputs["pred_logits"].device
         num_boxes = self.num_boxes(targets, device)
+        sizes = [int(t["labels"].shape[0]) for t in targets]
+        all_labels = torch.cat([t["labels"] for t in targets]).to(device)
+        all_boxes = torch.cat([t["boxes"] for t in targets]).to(device)
         named: list[tuple[str, Mapping[str, Tensor]]] = [("", outputs)]
         named += [(f"_aux_{i}", o) for i, o in enumerate(outputs.get("aux_outputs", []))]
         named += [(f"_enc_{i}", o) for i, o in enumerate(outputs.get("enc_aux_outputs", []))]
-        matches = self.matcher.match_many([o for _, o in named], targets)
+        match = self.matcher.match_flat([o for _, o in named], targets)
+
         losses: dict[str, Tensor] = {}
-        for (suffix, out), indices in zip(named, matches, strict=True):
-            for k, v in self._terms(out, targets, indices, num_boxes).items():
-                losses[k + suffix] = v
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (_, o) in enumerate(named):
+            groups.setdefault(tuple(o["pred_logits"].shape), []).append(i)
+        for members in groups.values():
+            if len(members) == len(named):
+                sub = match
+            else:  # outputs of different shapes: renumber this group's pairs 0..len-1
+                remap = torch.full((len(named),), -1, dtype=torch.int64, device=device)
+                remap[members] = torch.arange(len(members), device=device)
+                new_out = remap[match[0]]
+                sub = torch.cat([new_out[None], match[1:]])[:, new_out >= 0]
+            terms = self._stacked_terms(
+                torch.stack([named[i][1]["pred_logits"] for i in members]),
+                torch.stack([named[i][1]["pred_boxes"] for i in members]),
+                sub, all_labels[sub[4]], all_boxes[sub[4]], num_boxes,
+            )  # fmt: skip
+            for j, i in enumerate(members):
+                for name, values in terms.items():
+                    losses[name + named[i][0]] = values[j]
+
         dn_outputs = outputs.get("dn_aux_outputs")
         if dn_outputs:
             meta = outputs["dn_meta"]
-            indices = self.denoising_indices(meta, targets)
-            dn_boxes = num_boxes * meta["dn_num_group"]
-            for i, out in enumerate(dn_outputs):
-                for k, v in self._terms(out, targets, indices, dn_boxes).items():
-                    losses[f"{k}_dn_{i}"] = v
+            dn_match = self._denoising_match(meta, sizes, len(dn_outputs), device)
+            terms = self._stacked_terms(
+                torch.stack([o["pred_logits"] for o in dn_outputs]),
+                torch.stack([o["pred_boxes"] for o in dn_outputs]),
+                dn_match, all_labels[dn_match[4]], all_boxes[dn_match[4]],
+                num_boxes * meta["dn_num_group"],
+            )  # fmt: skip
+            for i in range(len(dn_outputs)):
+                for name, values in terms.items():
+                    losses[f"{name}_dn_{i}"] = values[i]
         return losses

@@ -285,6 +285,10 @@ class RTDETRTransformer(nn.Module):
         enc_topk_logits = take(enc_logits)
         content = take(enc_memory).detach()
         attn_mask = None
+        if dn is None and self.training and self.num_denoising > 0:
+            # A batch without boxes skips denoising; an exact zero that still touches the DN
+            # embedding keeps DDP (find_unused_parameters=False) from failing on that step.
+            content = content + self.denoising_class_embed.weight[:0].sum()
         if dn is not None:
             ref_unact = torch.cat([dn.ref_unact.to(ref_unact.dtype), ref_unact], 1)
             content = torch.cat([dn.query.to(content.dtype), content], 1)

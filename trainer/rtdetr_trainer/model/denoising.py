@@ -10,8 +10,8 @@ Layout along the query axis: ``[group 0: pos(max_gt), neg(max_gt) | group 1: ...
 The attention mask keeps groups from seeing each other and hides all DN queries from the
 matching queries, so DN never leaks ground truth into the real predictions.
 
-Index bookkeeping is computed from the Python box counts, so building a group never waits on
-the device (no ``nonzero``).
+Index bookkeeping is computed from the Python box counts with device-side ops, so building a
+group never waits on the device (no ``nonzero``, no host-to-device copy).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rtdetr_trainer.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
@@ -88,22 +89,20 @@ def contrastive_denoising_group(
         return None
     device = targets[0]["labels"].device
     groups = max(num_denoising // max_gt, 1)
-    B = len(targets)
     n_dn = 2 * max_gt * groups
 
-    # Pad every image to max_gt slots with one scatter (slot b * max_gt + j holds box j).
-    slots = torch.tensor(
-        [b * max_gt + j for b, n in enumerate(num_gts) for j in range(n)],
-        dtype=torch.long,
-        device=device,
-    )
-    labels = torch.cat([t["labels"] for t in targets]).to(device=device, dtype=torch.long)
-    boxes = torch.cat([t["boxes"] for t in targets]).to(device=device, dtype=torch.float32)
-    cls = torch.full((B * max_gt,), num_classes, dtype=torch.long, device=device)
-    cls = cls.index_copy(0, slots, labels).view(B, max_gt)
-    box = torch.zeros(B * max_gt, 4, device=device).index_copy(0, slots, boxes).view(B, max_gt, 4)
-    real = torch.zeros(B * max_gt, dtype=torch.bool, device=device).index_fill(0, slots, True)
-    real = real.view(B, max_gt)
+    # Pad every image to max_gt slots with device-side ops only: a host-to-device copy here
+    # would wait for the backbone and encoder still queued on the GPU.
+    cls = torch.stack(
+        [F.pad(t["labels"].to(device, torch.long), (0, max_gt - n), value=num_classes)
+         for t, n in zip(targets, num_gts, strict=True)]
+    )  # fmt: skip
+    box = torch.stack(
+        [F.pad(t["boxes"].to(device, torch.float32), (0, 0, 0, max_gt - n))
+         for t, n in zip(targets, num_gts, strict=True)]
+    )  # fmt: skip
+    slot = torch.arange(max_gt, device=device)
+    real = torch.stack([slot < n for n in num_gts])
 
     cls = cls.tile(1, 2 * groups)
     box = box.tile(1, 2 * groups, 1)

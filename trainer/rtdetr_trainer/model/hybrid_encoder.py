@@ -204,7 +204,8 @@ class HybridEncoder(nn.Module):
             src = x.flatten(2).transpose(1, 2)
             pos = self._pos_embed(int(h), int(w), src.device).to(src.dtype)
             memory = enc(src, pos)
-            proj[idx] = memory.transpose(1, 2).reshape(B, D, h, w).contiguous()
+            # [B, HW, D] -> [B, D, h, w] as a view: already channels_last-strided, no copy.
+            proj[idx] = memory.transpose(1, 2).reshape(B, D, h, w)
 
         n = len(proj)
         # Top-down (FPN): coarse -> fine. inner[0] is always the current finest fused map.

@@ -5,7 +5,7 @@ focal terms' alpha 0.25 and gamma 2 fixed, as TAO. The assignment itself is scip
 ``linear_sum_assignment`` on the host.
 
 Unlike TAO, which builds one ``[B*Q, sum(N)]`` matrix (mostly cross-image pairs it throws away)
-and transfers it per decoder layer, :meth:`HungarianMatcher.match_many` computes the per-image
+and transfers it per decoder layer, :meth:`HungarianMatcher.match_flat` computes the per-image
 blocks of every output at once as ``[outputs, B, Q, max_N]`` on the device and transfers them
 in one copy; the resulting indices go back to the device in one copy too.
 """
@@ -72,33 +72,25 @@ class HungarianMatcher(nn.Module):
         )
         return self.cost_bbox * cost_bbox + self.cost_class * cost_class - self.cost_giou * giou
 
-    @torch.no_grad()
-    def match_many(
+    def _assign(
         self, outputs: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]
-    ) -> list[Indices]:
-        """Match several outputs (e.g. every decoder layer) against the same targets.
-
-        Outputs with the same query count are stacked into one cost computation. Returns, per
-        output, per image ``(query_idx, target_idx)`` int64 tensors on the outputs' device,
-        ``len == min(Q, N_image)``, query indices ascending.
-        """
-        if not outputs:
-            return []
+    ) -> np.ndarray:
+        """Host-side assignment: int64 ``[5, K]`` rows (output, image, query, target in image,
+        target in batch), ordered by output, then image, then query."""
         device = outputs[0]["pred_logits"].device
         sizes = [int(t["labels"].shape[0]) for t in targets]
         B, T = len(sizes), max(sizes, default=0)
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
         if T == 0:
-            return [[(empty, empty) for _ in range(B)] for _ in outputs]
+            return np.zeros((5, 0), dtype=np.int64)
         labels = torch.zeros(B, T, dtype=torch.int64, device=device)
         tgt_boxes = torch.full((B, T, 4), 0.5, device=device)
         for b, t in enumerate(targets):
             labels[b, : sizes[b]] = t["labels"]
             tgt_boxes[b, : sizes[b]] = t["boxes"]
 
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, ...], list[int]] = {}
         for i, o in enumerate(outputs):
-            groups.setdefault(int(o["pred_logits"].shape[1]), []).append(i)
+            groups.setdefault(tuple(o["pred_logits"].shape), []).append(i)
         host: dict[int, np.ndarray] = {}
         for members in groups.values():
             logits = torch.stack([outputs[i]["pred_logits"] for i in members])
@@ -107,7 +99,8 @@ class HungarianMatcher(nn.Module):
             for k, i in enumerate(members):
                 host[i] = cost[k]
 
-        rows: list[np.ndarray] = []
+        offsets = np.cumsum([0, *sizes])
+        parts: list[np.ndarray] = []
         for i in range(len(outputs)):
             for b in range(B):
                 c = host[i][b, :, : sizes[b]]
@@ -118,14 +111,42 @@ class HungarianMatcher(nn.Module):
                         "has zero area"
                     )
                 q, t = linear_sum_assignment(c)
-                rows.extend((q, t))
-        lengths = [len(r) for r in rows]
-        flat = torch.from_numpy(np.concatenate(rows).astype(np.int64)).to(device)
-        parts = flat.split(lengths)
+                n = len(q)
+                parts.append(np.stack([np.full(n, i), np.full(n, b), q, t, t + offsets[b]]))
+        return np.concatenate(parts, axis=1).astype(np.int64)
+
+    @torch.no_grad()
+    def match_flat(
+        self, outputs: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]
+    ) -> Tensor:
+        """All assignments of several outputs as one int64 ``[5, K]`` device tensor.
+
+        Rows: output index, image index, query index, target index within its image, target
+        index in the concatenation of all images' targets. One device-to-host copy of the
+        costs, one host-to-device copy of the result.
+        """
+        if not outputs:
+            raise ValueError("match_flat needs at least one output")
+        device = outputs[0]["pred_logits"].device
+        return torch.from_numpy(self._assign(outputs, targets)).to(device)
+
+    @torch.no_grad()
+    def match_many(
+        self, outputs: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]
+    ) -> list[Indices]:
+        """Per output, per image ``(query_idx, target_idx)`` int64 tensors on the outputs'
+        device, ``len == min(Q, N_image)``, query indices ascending."""
+        if not outputs:
+            return []
+        device = outputs[0]["pred_logits"].device
+        flat = self._assign(outputs, targets)
+        keys = flat[0] * len(targets) + flat[1]
+        counts = np.bincount(keys, minlength=len(outputs) * len(targets)).tolist()
+        pairs = torch.from_numpy(flat[2:4]).to(device).split(counts, dim=1)
         result: list[Indices] = []
         for i in range(len(outputs)):
-            base = 2 * B * i
-            result.append([(parts[base + 2 * b], parts[base + 2 * b + 1]) for b in range(B)])
+            row = pairs[i * len(targets) : (i + 1) * len(targets)]
+            result.append([(p[0], p[1]) for p in row])
         return result
 
     def forward(

@@ -7,6 +7,7 @@ that ONNX export traces: images in, ``(pred_logits, pred_boxes)`` out, as TAO's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +16,45 @@ from torch import Tensor, nn
 from rtdetr_trainer.model.backbone import ResNet
 from rtdetr_trainer.model.decoder import RTDETRTransformer
 from rtdetr_trainer.model.hybrid_encoder import HybridEncoder
+
+
+class TargetError(ValueError):
+    """A training target that cannot be right; the message names the image and the value."""
+
+
+def validate_targets(targets: Sequence[Mapping[str, Tensor]], num_classes: int) -> None:
+    """Check ``labels`` ``[N]`` in 0..C-1 and ``boxes`` ``[N, 4]`` normalised cxcywh, w, h > 0.
+
+    Reads values, so call it where targets are still on the CPU (the collate function): on a
+    GPU it would wait for the device. :meth:`RTDETR.forward` calls it for CPU targets.
+    A category id equal to ``num_classes`` (ids 1..7 with ``num_classes: 7``) fails here
+    instead of indexing past the logits.
+    """
+    for i, t in enumerate(targets):
+        if "labels" not in t or "boxes" not in t:
+            raise TargetError(f"target {i} needs 'labels' and 'boxes', has {sorted(t)}")
+        labels, boxes = t["labels"], t["boxes"]
+        if labels.ndim != 1 or labels.dtype.is_floating_point:
+            raise TargetError(f"target {i}: labels must be an integer [N] tensor, got "
+                              f"{labels.dtype} {tuple(labels.shape)}")  # fmt: skip
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] != labels.shape[0]:
+            raise TargetError(f"target {i}: boxes must be [{labels.shape[0]}, 4], got "
+                              f"{tuple(boxes.shape)}")  # fmt: skip
+        if labels.numel() == 0:
+            continue
+        bad = (labels < 0) | (labels >= num_classes)
+        if bad.any():
+            raise TargetError(
+                f"target {i}: label {int(labels[bad][0])} outside 0..{num_classes - 1} "
+                f"(dataset.num_classes={num_classes}; category ids are logit indices)"
+            )
+        wrong = ~torch.isfinite(boxes).all(1) | (boxes[:, 2:] <= 0).any(1)
+        wrong |= ((boxes < -1e-4) | (boxes > 1 + 1e-4)).any(1)
+        if wrong.any():
+            raise TargetError(
+                f"target {i}: box {boxes[wrong][0].tolist()} is not a normalised cxcywh box "
+                "with positive size inside [0, 1]"
+            )
 
 
 class RTDETR(nn.Module):
@@ -46,8 +86,37 @@ class RTDETR(nn.Module):
     ) -> dict[str, Any]:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+        stride = self.backbone.out_strides[-1]
+        if images.shape[2] % stride or images.shape[3] % stride:
+            raise ValueError(
+                f"image height and width must be multiples of {stride}, got "
+                f"{tuple(images.shape[2:])}"
+            )
+        if targets is not None and self.training and targets and targets[0]["labels"].is_cpu:
+            validate_targets(targets, self.num_classes)
         feats = self.backbone(images)
         return self.decoder(self.encoder(feats), targets)
+
+    def freeze(self, paths: Sequence[str]) -> list[str]:
+        """``train.freeze``: stop gradients for modules named like ``backbone`` or
+        ``encoder.input_proj.0`` (TAO's paths under ``model.model``). Unlike TAO, which skips
+        unknown names with a warning, an unknown path raises ValueError naming it.
+
+        Returns the parameter names that were frozen.
+        """
+        frozen: list[str] = []
+        for path in paths:
+            try:
+                module = self.get_submodule(path)
+            except AttributeError:
+                top = ", ".join(name for name, _ in self.named_children())
+                raise ValueError(
+                    f"train.freeze: no module {path!r} in the model (top level: {top})"
+                ) from None
+            for name, p in module.named_parameters(prefix=path):
+                p.requires_grad_(False)
+                frozen.append(name)
+        return frozen
 
     def export_module(self) -> ExportWrapper:
         """An eval-mode view returning ``(pred_logits, pred_boxes)`` for tracing/ONNX."""

@@ -29,7 +29,7 @@ from rtdetr_trainer.model.weights_inspect import (
     ArchitectureInfo,
     describe_mismatch,
     infer_architecture,
-    is_resnet_vd,
+    strip_prefixes,
 )
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TAO_PREFIX = "model.model."
-_PREFIXES = ("module.", "model.model.", "model.", "_orig_mod.")
 _COUNTER = "num_batches_tracked"
 
 
@@ -99,26 +98,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(p), device="cpu"))
+    unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         log.warning("%s needs full unpickling (not weights-only); loading it as trusted", p)
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as e:
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointFormatError(
+                f"{p}: the checkpoint pickles Python objects that cannot be imported here ({e}); "
+                "save only its state_dict"
+            ) from None
+        except unreadable as e:
+            raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
+    except unreadable as e:
         raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointFormatError(f"{p}: expected a dict, found {type(obj).__name__}")
     return dict(obj)
-
-
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix) :], True
-    return key
 
 
 def extract_state_dict(
@@ -145,7 +143,7 @@ def extract_state_dict(
         fmt, raw = "rtdetr-original", checkpoint["model"]
     else:
         fmt, raw = "state_dict", checkpoint
-    sd = {_strip(k): v for k, v in raw.items() if isinstance(v, Tensor)}
+    sd = {strip_prefixes(k): v for k, v in raw.items() if isinstance(v, Tensor)}
     if not sd:
         raise CheckpointFormatError(f"{name} holds no tensors (format {fmt})")
     return sd, fmt
@@ -202,21 +200,27 @@ def load_pretrained(
     sd, fmt = extract_state_dict(ckpt, name)
     own = model.state_dict()
     report = PretrainedReport(source_format=fmt)
-    if is_resnet_vd(sd):
+    theirs, ours = infer_architecture(sd).backbone, infer_architecture(own).backbone
+    if theirs is not None and ours is not None and theirs != ours:
+        # Another backbone (ResNet-vd of the original RT-DETR, or another depth): a few
+        # same-shaped tensors (the stem) would load by name but mean nothing here.
         dropped = [k for k in sd if k.startswith("backbone.")]
         sd = {k: v for k, v in sd.items() if not k.startswith("backbone.")}
         report.unexpected.extend(dropped)
-        log.info(
-            "%s has a ResNet-vd backbone (original RT-DETR), which does not fit the plain "
-            "ResNet: loading encoder and decoder only (%d backbone tensors skipped)",
-            name,
-            len(dropped),
-        )
-    sd = _align_counters(sd, own)
+        log.warning(
+            "%s has a %s backbone, the model a %s one: loading encoder and decoder only "
+            "(%d backbone tensors skipped)%s",
+            name, theirs, ours, len(dropped),
+            " (the original RT-DETR's ResNet-vd does not fit the plain ResNet)"
+            if theirs == "resnet_vd" else "",
+        )  # fmt: skip
+    # BN counters are bookkeeping, not weights: keep ours where the checkpoint has none.
+    sd = {k: v for k, v in sd.items() if not (k.endswith(_COUNTER) and k not in own)}
     merged = dict(own)
     for k, v in own.items():
         if k not in sd:
-            report.skipped.append(k)
+            if not k.endswith(_COUNTER):
+                report.skipped.append(k)
         elif sd[k].shape != v.shape:
             report.reinitialised.append(k)
             log.info(

@@ -41,6 +41,21 @@ class ArchitectureInfo:
         return "the checkpoint looks like: " + ", ".join(parts)
 
 
+#: Wrapper prefixes stripped from checkpoint keys (DDP, TAO Lightning, torch.compile).
+WRAPPER_PREFIXES = ("module.", "model.model.", "model.", "_orig_mod.")
+
+
+def strip_prefixes(key: str) -> str:
+    """``module.model.model.backbone.conv1.weight`` -> ``backbone.conv1.weight``."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix) :], True
+    return key
+
+
 def _count(sd: Mapping[str, Any], pattern: str) -> int | None:
     found = {int(m.group(1)) for k in sd if (m := re.match(pattern, k))}
     return max(found) + 1 if found else None
@@ -52,7 +67,8 @@ def is_resnet_vd(sd: Mapping[str, Any]) -> bool:
 
 
 def infer_architecture(sd: Mapping[str, Tensor]) -> ArchitectureInfo:
-    """Backbone depth, classes, decoder layers, ... from key names and shapes."""
+    """Backbone depth, classes, decoder layers, ... from key names and shapes (any prefix)."""
+    sd = {strip_prefixes(k): v for k, v in sd.items()}
     backbone: str | None = None
     if is_resnet_vd(sd):
         backbone = "resnet_vd"
