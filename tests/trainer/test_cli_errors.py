@@ -254,3 +254,13 @@ def test_real_executable_exit_code_and_termination_message(tmp_path: Path) -> No
     summary = json.loads(term.read_text())
     assert summary["task"] == "evaluate" and summary["status"] == "FAILURE"
     assert len(term.read_bytes()) <= 4096
+
+
+def test_validate_decodes_every_image(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = _copy(data, tmp_path)
+    victim = root / "images" / "val" / "val_00006.jpg"
+    victim.write_bytes(victim.read_bytes()[:150])  # header intact, pixels cut off
+    assert main(["dataset", "validate", f"-e={SEED_SPEC}", *_data_args(root)]) == 2
+    assert f"val: {victim}: corrupt or unreadable image" in capsys.readouterr().err

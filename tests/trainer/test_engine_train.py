@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return synth_dataset(tmp_path_factory.mktemp("synth"), num_images=12, width=64, height=64)
+    return synth_dataset(
+        tmp_path_factory.mktemp("synth"), num_images=10, width=64, height=64
+    )  # 7 train images
 
 
 def _trainer(root: Path, paths: dict[str, Path], **train: object) -> Trainer:
@@ -59,7 +61,7 @@ def test_checkpoint_layout_is_taos_plus_ours(tmp_path: Path, paths: dict[str, Pa
         "rng_state",
     ):
         assert key in ckpt, key
-    assert ckpt["tao_model"] == "rtdetr" and ckpt["epoch"] == 0 and ckpt["global_step"] == 4
+    assert ckpt["tao_model"] == "rtdetr" and ckpt["epoch"] == 0 and ckpt["global_step"] == 3
     assert all(k.startswith("model.model.") for k in ckpt["state_dict"])
     assert all(k.startswith("model.model.") for k in ckpt["ema_state_dict"])
     assert ckpt["class_map"]["classes"][0] == {"index": 0, "category_id": 1, "name": "person"}
@@ -77,13 +79,27 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, paths: dict[s
     first.fit()
     resumed = _trainer(tmp_path / "b", paths, num_epochs=2)  # same results dir: auto-resume
     resumed.resume_or_initialise()
-    assert (resumed.state.epoch, resumed.state.global_step) == (1, 4)
+    assert (resumed.state.epoch, resumed.state.global_step) == (1, 3)
     adam = resumed.optimizer.state_dict()["state"]
-    assert adam and all(int(s["step"]) == 4 for s in adam.values())  # optimizer state restored
+    assert adam and all(int(s["step"]) == 3 for s in adam.values())  # optimizer state restored
     resumed.fit()
     a = straight.raw_model.state_dict()
     b = resumed.raw_model.state_dict()
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     ckpt = read_training_checkpoint(tmp_path / "b" / "results" / "train" / LATEST_NAME)
-    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 8 and len(ckpt["history"]) == 2
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 6 and len(ckpt["history"]) == 2
+
+
+def test_explicit_resume_path_that_is_not_a_checkpoint(
+    tmp_path: Path, paths: dict[str, Path]
+) -> None:
+    from rtdetr_trainer.errors import CheckpointError
+
+    bad = tmp_path / "half.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    trainer = _trainer(tmp_path, paths, resume_training_checkpoint_path=str(bad))
+    with pytest.raises(
+        CheckpointError, match=r"train\.resume_training_checkpoint_path: .*half\.pth"
+    ):
+        trainer.resume_or_initialise()

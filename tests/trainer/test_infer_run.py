@@ -118,3 +118,25 @@ def test_inference_writes_labels_images_and_json(tmp_path: Path) -> None:
     r = records[0]
     assert set(r) == {"image_id", "file_name", "category_id", "class", "bbox", "score"}
     assert r["category_id"] == SEVEN.index(r["class"]) + 1  # back through the class map
+
+
+def test_classmap_file_names_logit_indices(tmp_path: Path) -> None:
+    from rtdetr_trainer.inference.run import class_names
+
+    cm_file = tmp_path / "classmap.txt"
+    cm_file.write_text("background\nperson\nforklift\n")
+    spec = load_experiment(
+        data={"dataset": {"num_classes": 3, "infer_data_sources": {"classmap": str(cm_file)}}}
+    )
+    names, cm = class_names(spec, None)
+    assert names == ["background", "person", "forklift"] and cm is not None
+    spec = load_experiment(
+        data={
+            "dataset": {
+                "num_classes": 3,
+                "infer_data_sources": {"classmap": str(tmp_path / "missing.txt")},
+            }
+        }
+    )
+    with pytest.raises(DataError, match=r"classmap: cannot read .*missing\.txt"):
+        class_names(spec, None)

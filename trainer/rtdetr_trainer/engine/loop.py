@@ -15,9 +15,7 @@ and augmentations as an uninterrupted run would.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import TaskSummary
 from rtdetr_trainer.data.datasets import Batch, TrainDataset, TrainSampler, collate
 from rtdetr_trainer.data.pipeline import TrainData
 from rtdetr_trainer.data.transforms import TrainTransform
@@ -41,13 +39,13 @@ from rtdetr_trainer.engine.distributed import DistContext
 from rtdetr_trainer.engine.ema import ModelEMA
 from rtdetr_trainer.engine.optim import LRSchedule, apply_freeze, build_optimizer
 from rtdetr_trainer.engine.progress import Progress
+from rtdetr_trainer.engine.reporting import finish, read_summary, report_epoch  # noqa: F401
 from rtdetr_trainer.engine.validation import ValidationResult, Validator
 from rtdetr_trainer.errors import CheckpointError, TrainerError, UserInputError
 from rtdetr_trainer.results import TaskResults
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
@@ -166,6 +164,7 @@ class Trainer:
         """Restore a checkpoint (explicit or the newest in the results folder) or pretrained."""
         explicit = self.cfg.resume_training_checkpoint_path
         chosen: str | None = None
+        ckpt: dict[str, Any] | None = None
         if self.ctx.is_main:
             if self.results.dir.exists():
                 ckpt_io.remove_stale_temp_files(self.results.dir)
@@ -173,17 +172,21 @@ class Trainer:
                 chosen = explicit
             else:
                 found = ckpt_io.find_resume_checkpoint(self.results.dir)
-                chosen = str(found[0]) if found else None
-        chosen = self.ctx.broadcast_object(chosen)
+                if found:
+                    chosen, ckpt = str(found[0]), found[1]
+        chosen = self.ctx.broadcast_object(chosen)  # every rank resumes from the same file
         if chosen:
-            try:
-                ckpt = ckpt_io.read_training_checkpoint(chosen)
-            except CheckpointError as e:
-                where = "train.resume_training_checkpoint_path: " if explicit else ""
-                raise CheckpointError(
-                    f"{where}{e} (every node must see the same results_dir; on several nodes it "
-                    "has to be shared storage)"
-                ) from None
+            if ckpt is None:
+                try:
+                    ckpt = ckpt_io.read_training_checkpoint(chosen)
+                except CheckpointError as e:
+                    where = "train.resume_training_checkpoint_path: " if explicit else ""
+                    shared = (
+                        " (on several nodes results_dir must be shared storage)"
+                        if self.ctx.world_size > self.ctx.local_world_size
+                        else ""
+                    )
+                    raise CheckpointError(f"{where}{e}{shared}") from None
             self._restore(chosen, ckpt)
             if self.cfg.pretrained_model_path:
                 log.info("resuming, so train.pretrained_model_path is not loaded")
@@ -375,66 +378,18 @@ class Trainer:
         return latest.resolve() if latest.exists() else None
 
     def _report_epoch(self, epoch: int, record: dict[str, Any], times: list[float]) -> None:
-        if not self.ctx.is_main:
-            return
-        self.results.metrics(record)
-        kpi = {k: v for k, v in record.items() if isinstance(v, float)}
-        left = self.cfg.num_epochs - epoch - 1
-        per_epoch = sum(times) / len(times)
-        self.results.status(
-            "RUNNING",
-            f"epoch {epoch + 1}/{self.cfg.num_epochs} done",
-            epoch=epoch,
-            max_epoch=self.cfg.num_epochs,
-            time_per_epoch=f"{per_epoch:.1f}s",
-            eta=f"{per_epoch * left:.0f}s",
-            kpi=kpi,
-        )
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in kpi.items() if not math.isnan(v))
-        log.info("epoch %d/%d  %s", epoch + 1, self.cfg.num_epochs, shown)
+        if self.ctx.is_main:
+            report_epoch(self.results, epoch, self.cfg.num_epochs, record, times)
 
     def _finish(
         self, epoch: int, val: ValidationResult | None, last_ckpt: Path | None
     ) -> TaskSummary:
-        metrics: dict[str, Any] = {}
-        if self.state.history:
-            last = self.state.history[-1]
-            for key in ("train_loss", "val_loss", "val_mAP", "val_mAP50"):
-                if key in last:
-                    metrics[key] = last[key]
-            if "val_per_class_AP50" in last:
-                metrics["per_class_AP50"] = last["val_per_class_AP50"]
-        artifacts = {"checkpoint": str(last_ckpt)} if last_ckpt else {}
-        artifacts["results_dir"] = str(self.results.dir)
-        summary = TaskSummary(
-            task="train",
-            status="SUCCESS",
-            epoch=epoch + 1,  # epochs completed (status.json keeps TAO's 0-based index)
-            num_epochs=self.cfg.num_epochs,
-            metrics=metrics,
-            artifacts=artifacts,
+        return finish(
+            self.results,
+            epoch,
+            self.cfg.num_epochs,
+            self.state.history,
+            val.metrics if val is not None else None,
+            last_ckpt,
+            writer=self.ctx.is_main,
         )
-        if self.ctx.is_main:
-            atomic_write_text(self.results.dir / SUMMARY_FILE, summary.model_dump_json(indent=2))
-            kpi = {k: v for k, v in metrics.items() if isinstance(v, float)}
-            self.results.status(
-                "SUCCESS",
-                "Training finished successfully",
-                epoch=epoch,
-                max_epoch=self.cfg.num_epochs,
-                kpi=kpi,
-            )
-            if val is not None and val.metrics is not None:
-                from rtdetr_trainer.evaluation.coco_eval import format_table
-
-                print(format_table(val.metrics, title="validation AP@0.50 per class"), flush=True)
-        return summary
-
-
-def read_summary(results_dir: str | Path) -> TaskSummary | None:
-    try:
-        return TaskSummary.model_validate(
-            json.loads((Path(results_dir) / SUMMARY_FILE).read_text())
-        )
-    except (OSError, ValueError):
-        return None

@@ -70,7 +70,7 @@ def run_train(spec: ExperimentSpec, env: Mapping[str, str] | None = None) -> Tas
             _launch(spec, plan, data, run_dir)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-    from rtdetr_trainer.engine.loop import read_summary
+    from rtdetr_trainer.engine.reporting import read_summary
 
     summary = read_summary(results.dir)
     if summary is None:
