@@ -16,8 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rtdetr_operator.conditions import parse_time
 from rtdetr_operator.deployment.names import LABEL_REVISION
-from rtdetr_operator.training.observe import STUCK_WAITING, JobView, PodView, Stuck, parse_time
+from rtdetr_operator.training.observe import STUCK_WAITING, JobView, PodView, Stuck
 from rtdetr_serving.task_summary import ServingTaskSummary
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
 from rtdetr_operator.deployment.names import LABEL_COMPONENT
@@ -43,7 +44,6 @@ from rtdetr_operator.deployment.source import (
     repository_key,
     resolve_source,
 )
-from rtdetr_operator.training.conditions import timestamp
 from rtdetr_operator.training.names import owned_by
 from rtdetr_operator.training.observe import JobView, job_view
 from rtdetr_operator.training.plan import Event, Plan

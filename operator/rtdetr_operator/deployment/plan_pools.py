@@ -13,13 +13,13 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment import pool_manifests
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONENT, LABEL_POOL
 from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
-from rtdetr_operator.training.conditions import Health
 from rtdetr_operator.training.plan import Plan
 
 #: When several things are in progress, the status names the earliest stage.

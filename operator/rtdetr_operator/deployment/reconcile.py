@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT
 from rtdetr_operator.deployment.plan import Settings, World, plan
 from rtdetr_operator.kube import ApiError
-from rtdetr_operator.training.conditions import Health
 from rtdetr_operator.training.plan import Plan
 
 logger = logging.getLogger(__name__)

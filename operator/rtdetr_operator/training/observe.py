@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rtdetr_operator.conditions import parse_time
 from rtdetr_operator.training.names import (
     ANNOTATION_COMPLETION_INDEX,
     CONTAINER,
@@ -39,12 +40,6 @@ STUCK_WAITING = frozenset(
         "CrashLoopBackOff",
     }
 )
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,11 @@ from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api import TERMINAL_PHASES
+from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.training import manifests
-from rtdetr_operator.training.conditions import Health, condition, kstatus, timestamp
+from rtdetr_operator.training.conditions import kstatus
 from rtdetr_operator.training.names import LABEL_TASK, owned_by
-from rtdetr_operator.training.observe import JobView, failure_text, job_view, parse_time
+from rtdetr_operator.training.observe import JobView, failure_text, job_view
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
 from rtdetr_operator.training.results import apply_summary, success_message
 

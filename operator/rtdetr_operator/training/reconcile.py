@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rtdetr_operator.conditions import Health
 from rtdetr_operator.kube import ApiError, KubeApi
-from rtdetr_operator.training.conditions import Health, kstatus
+from rtdetr_operator.training.conditions import kstatus
 from rtdetr_operator.training.names import LABEL_TRAINING, Names
 from rtdetr_operator.training.plan import Plan, Settings, World, plan
 
