@@ -1,12 +1,12 @@
 """Every kopf registration of the operator, and nothing else.
 
-The handlers only turn watch events into work-queue keys ``(namespace, training name)``; the
-work happens in :class:`rtdetr_operator.training.reconcile.Reconciler`, driven by the queue in
-``memo.queue``. Only event handlers are used: no on.create/update/delete, no timers, no daemons,
-so kopf puts no finalizer and no progress annotations on RTDETRTrainings and deleting one never
-waits for the operator (kopf #833). Jobs, Pods, ConfigMaps and Services are watched through a
-server-side label selector (``app.kubernetes.io/managed-by=rtdetr-operator``, carried by the
-children of both kinds), so the operator never streams every pod of the cluster.
+The handlers only turn watch events into work-queue keys ``(namespace, training name)``; the work
+happens in :class:`rtdetr_operator.training.reconcile.TrainingReconciler`, driven by the queue in
+``memo.queue``. Only event handlers are used: no on.create/update/delete, no timers, no daemons, so
+kopf puts no finalizer and no progress annotations on RTDETRTrainings and deleting one never waits
+for the operator (kopf #833). Jobs, Pods, ConfigMaps and Services are watched through a server-side
+label selector (``app.kubernetes.io/managed-by=rtdetr-operator``, carried by the children of both
+kinds), so the operator never streams every pod of the cluster.
 
 RTDETRDeployments work the same way with their own queue (``memo.deployments``, keys
 ``(namespace, deployment name)``, worked by

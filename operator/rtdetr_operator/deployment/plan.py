@@ -44,9 +44,9 @@ from rtdetr_operator.deployment.source import (
     repository_key,
     resolve_source,
 )
+from rtdetr_operator.planning import Event, Plan
 from rtdetr_operator.training.names import owned_by
 from rtdetr_operator.training.observe import JobView, job_view
-from rtdetr_operator.training.plan import Event, Plan
 from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.engine_spec import same_tensorrt
 

@@ -20,7 +20,7 @@ from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONE
 from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
-from rtdetr_operator.training.plan import Plan
+from rtdetr_operator.planning import Plan
 
 #: When several things are in progress, the status names the earliest stage.
 PHASE_ORDER = ("Pending", "Preparing", "BuildingEngines", "RollingOut")

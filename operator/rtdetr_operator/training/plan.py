@@ -24,12 +24,13 @@ what exists:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api import TERMINAL_PHASES
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
+from rtdetr_operator.planning import Event, Plan
 from rtdetr_operator.training import manifests
 from rtdetr_operator.training.conditions import kstatus
 from rtdetr_operator.training.names import LABEL_TASK, owned_by
@@ -61,23 +62,6 @@ class World:
 class Settings:
     #: Seconds a pod may stay unschedulable (or unable to pull its image) before Stalled.
     stuck_grace: float = 60.0
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
-
-
-@dataclass
-class Plan:
-    status: dict[str, Any]
-    create: list[dict[str, Any]] = field(default_factory=list)
-    replace: list[dict[str, Any]] = field(default_factory=list)
-    delete: list[dict[str, Any]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None
 
 
 def plan(world: World, settings: Settings | None = None) -> Plan:
