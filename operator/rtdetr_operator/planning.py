@@ -10,8 +10,12 @@ without a cluster.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from rtdetr_operator.jobs import job_view
 
 
 @dataclass(frozen=True)
@@ -29,3 +33,53 @@ class Plan:
     delete: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
+
+
+class PlannerBase:
+    """Where both kinds' planners start from, and the bookkeeping they share.
+
+    ``st`` is a deep copy of the object's status that the planner edits into the status to
+    write (``out.status`` is the same dict); ``old`` stays as read, so a planner can tell what
+    changed (a phase transition is an Event, an unchanged Stalled reason is not posted again).
+    """
+
+    def __init__(
+        self, obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, stuck_grace: float
+    ) -> None:
+        meta = obj["metadata"]
+        self.now = now
+        self.name: str = meta["name"]
+        self.uid: str = meta.get("uid", "")
+        self.generation: int | None = meta.get("generation")
+        self.old: dict[str, Any] = obj.get("status") or {}
+        self.st: dict[str, Any] = copy.deepcopy(self.old)
+        self.out = Plan(status=self.st)
+        self.pods = pods
+        #: Seconds a pod may be stuck (unschedulable, image not pullable) before Stalled.
+        self.stuck_grace = stuck_grace
+
+    def _active(self, job: dict[str, Any]) -> bool:
+        """Whether ``job`` still runs (or waits to) and is not on its way out."""
+        view = job_view(job, self.pods)
+        return view.active and not view.deleting
+
+    def _past_grace(self, since: datetime | None) -> bool:
+        """Whether something stuck since ``since`` has been for the whole grace period.
+
+        If not, the planner looks again when the grace period ends: a pod that starts meanwhile
+        was never worth a Stalled condition.
+        """
+        waited = (self.now - since).total_seconds() if since else 0.0
+        if waited < self.stuck_grace:
+            self._requeue(self.stuck_grace - waited)
+            return False
+        return True
+
+    def _requeue(self, seconds: float) -> None:
+        """Look again after ``seconds`` (at least 0.5; the earliest request wins)."""
+        seconds = max(seconds, 0.5)
+        current = self.out.requeue_after
+        self.out.requeue_after = seconds if current is None else min(current, seconds)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        self.out.events.append(Event(type_, reason, message))

@@ -20,15 +20,10 @@ import hashlib
 import json
 from typing import Any
 
-from rtdetr_operator.deployment.names import (
-    ANNOTATION_SPEC_HASH,
-    BUILD_CONTAINER,
-    REPOSITORY_MOUNT,
-    TERMINATION_LOG,
-    labels,
-)
+from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, REPOSITORY_MOUNT, labels
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
+from rtdetr_operator.jobs import task_container
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -117,20 +112,7 @@ def _build_pod(
     pool: ResolvedPool | None,
 ) -> dict[str, Any]:
     build = r.spec.build
-    container: dict[str, Any] = {
-        "name": BUILD_CONTAINER,
-        "image": image,
-        "imagePullPolicy": build.image_pull_policy,
-        "command": command,
-        "env": [
-            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-        ],
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        # The command writes its summary there; a crash before that leaves the log tail.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    container = task_container(image, build.image_pull_policy, command, mounts)
     res = container_resources(build.resources.cpu, build.resources.memory, 1 if pool else 0)
     if res:
         container["resources"] = res

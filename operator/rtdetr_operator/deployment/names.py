@@ -27,14 +27,11 @@ LABEL_COMPONENT = "rtdetr.dev/component"
 #: Hash of what the operator wants a child to be; a child is replaced when it differs.
 ANNOTATION_SPEC_HASH = "rtdetr.dev/spec-hash"
 MANAGED_BY = "rtdetr-operator"
-#: Container name of the build Jobs (the termination message is read from it).
-BUILD_CONTAINER = "rtdetr"
 TRITON_CONTAINER = "tritonserver"
 #: Where the repository volume is mounted in build and Triton pods.
 REPOSITORY_MOUNT = "/models"
 #: Where an ONNX source volume is mounted in the repository Job.
 SOURCE_MOUNT = "/source"
-TERMINATION_LOG = "/dev/termination-log"
 DNS_LABEL = 63
 
 

@@ -19,13 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from rtdetr_operator.api import PodMetadata
+from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
 from rtdetr_operator.training.names import (
-    ANNOTATION_COMPLETION_INDEX,
-    CONTAINER,
     EXPERIMENT_DIR,
     EXPERIMENT_FILE,
     EXPERIMENT_PATH,
-    TERMINATION_LOG,
     labels,
     owner_reference,
 )
@@ -226,22 +224,14 @@ def _pod_template(
         # A mesh sidecar would keep every finished pod Running forever.
         "sidecar.istio.io/inject": "false",
     }
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": spec.image,
-        "imagePullPolicy": spec.image_pull_policy,
-        "command": command,
-        "env": [
-            *env,
-            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            *(e.wire() for e in spec.env),
-        ],
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        # The task writes its TaskSummary there; a crash before that leaves the log tail instead.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    container = task_container(
+        spec.image,
+        spec.image_pull_policy,
+        command,
+        mounts,
+        env=env,
+        extra_env=[e.wire() for e in spec.env],
+    )
     resources = _resources(r, gpus)
     if resources:
         container["resources"] = resources

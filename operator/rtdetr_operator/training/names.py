@@ -19,15 +19,11 @@ from rtdetr_operator.api import API_VERSION, KIND
 LABEL_TRAINING = "rtdetr.dev/training"
 LABEL_TASK = "rtdetr.dev/task"
 LABEL_ATTEMPT = "rtdetr.dev/attempt"
-#: Set by the Job controller on pods of Indexed Jobs; NODE_RANK is read from it.
-ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 MANAGED_BY = "rtdetr-operator"
-CONTAINER = "rtdetr"
 #: Where the experiment ConfigMap is mounted in every task container.
 EXPERIMENT_DIR = "/etc/rtdetr"
 EXPERIMENT_FILE = "experiment.yaml"
 EXPERIMENT_PATH = f"{EXPERIMENT_DIR}/{EXPERIMENT_FILE}"
-TERMINATION_LOG = "/dev/termination-log"
 
 TASK_COMPONENT = {"train": "training", "evaluate": "evaluation", "export": "export"}
 
