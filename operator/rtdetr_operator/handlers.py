@@ -23,7 +23,8 @@ import kopf
 
 from rtdetr_operator.api import GROUP, PLURAL, VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
-from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT, MANAGED_BY, deployment_of
+from rtdetr_operator.children import MANAGED_BY
+from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT, deployment_of
 from rtdetr_operator.training.names import LABEL_TRAINING, parent_of
 
 #: Children whose changes re-trigger their parent's reconciliation.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
@@ -45,7 +46,6 @@ from rtdetr_operator.deployment.source import (
 )
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan
-from rtdetr_operator.training.names import owned_by
 from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.engine_spec import same_tensorrt
 

@@ -28,12 +28,13 @@ from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api import TERMINAL_PHASES
+from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
 from rtdetr_operator.training import manifests
 from rtdetr_operator.training.conditions import kstatus
-from rtdetr_operator.training.names import LABEL_TASK, owned_by
+from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
 
