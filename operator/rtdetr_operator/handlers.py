@@ -87,13 +87,7 @@ def build_registry() -> kopf.OperatorRegistry:
     # An explicit registry starts empty: log in the way the reconciler's client does.
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(on_training_event)
-    for resource in CHILD_RESOURCES:
-        kopf.on.event(
-            *resource,
-            labels={LABEL_TRAINING: kopf.PRESENT},
-            registry=registry,
-            id=f"child-{resource[-1]}",
-        )(on_child_event)
+    _watch_children(registry, CHILD_RESOURCES, LABEL_TRAINING, "child", on_child_event)
     register_deployments(registry)
     return registry
 
@@ -103,13 +97,30 @@ def register_deployments(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="deployment-sources")(
         on_source_training_event
     )
-    for resource in DEPLOYMENT_CHILD_RESOURCES:
+    _watch_children(
+        registry,
+        DEPLOYMENT_CHILD_RESOURCES,
+        LABEL_DEPLOYMENT,
+        "deployment-child",
+        on_deployment_child_event,
+    )
+
+
+def _watch_children(
+    registry: kopf.OperatorRegistry,
+    resources: tuple[tuple[str, ...], ...],
+    label: str,
+    prefix: str,
+    handler: Any,
+) -> None:
+    """Watch ``resources`` carrying ``label`` (the parent's name); ids ``<prefix>-<plural>``."""
+    for resource in resources:
         kopf.on.event(
             *resource,
-            labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+            labels={label: kopf.PRESENT},
             registry=registry,
-            id=f"deployment-child-{resource[-1]}",
-        )(on_deployment_child_event)
+            id=f"{prefix}-{resource[-1]}",
+        )(handler)
 
 
 def watch_selectors(settings: kopf.OperatorSettings) -> None:

@@ -1,5 +1,9 @@
 """What a planner returns, and the bookkeeping both kinds' planners share. Pure.
 
+A planner first validates its CR (each kind's ``resolve``); a CR that cannot be acted on raises
+an :class:`InvalidSpecError` whose problems are one line per field, starting with the field's
+path as ``kubectl`` shows it, and the CR goes Stalled with exactly that text.
+
 A planner reads one custom resource and everything labelled as its child (a ``World``, each
 kind its own) and returns a :class:`Plan`: the status to write, the objects to create, replace
 or delete, the Events to post and when to look again. :class:`rtdetr_operator.reconciler.
@@ -15,7 +19,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from rtdetr_operator.jobs import job_view
+
+
+class InvalidSpecError(ValueError):
+    """A CR the operator cannot act on; ``problems`` are one line each, starting with the field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def field_problems(err: ValidationError, prefix: str = "spec.") -> list[str]:
+    """pydantic's errors as ``<prefix><path>: <message>`` lines (validator wrappers left out)."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        lines.append(f"{prefix}{where}: {e['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
 @dataclass(frozen=True)
