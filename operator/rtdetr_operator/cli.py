@@ -21,7 +21,7 @@ import kopf
 from kubernetes import client, config
 
 from rtdetr_operator import handlers
-from rtdetr_operator.api import GROUP, PLURAL, VERSION
+from rtdetr_operator.api import GROUP, KIND, PLURAL, VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
 from rtdetr_operator.deployment import defaults as deployment_defaults
 from rtdetr_operator.deployment.index import SourceIndex
@@ -30,7 +30,7 @@ from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.training.plan import Settings
-from rtdetr_operator.training.reconcile import Reconciler
+from rtdetr_operator.training.reconcile import TrainingReconciler
 from rtdetr_operator.workqueue import WorkQueue
 from rtdetr_serving.catalog import load_catalog
 from rtdetr_serving.errors import ServingError
@@ -134,7 +134,7 @@ def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
 
 async def run(
     args: argparse.Namespace,
-    reconciler: Reconciler,
+    reconciler: TrainingReconciler,
     deployments: DeploymentReconciler | None = None,
 ) -> None:
     queue = WorkQueue(resync_period=args.resync)
@@ -183,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigException as e:
         print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    api = KubeApi(api_client)
+    api = KubeApi(api_client, KIND)
     deployment_api = DeploymentKubeApi(api_client)
     try:
-        served = api.served() and deployment_api.served_deployments()
+        served = api.serves(PLURAL, DEPLOYMENT_PLURAL)
     except Exception as e:  # urllib3 raises its own types for refused/timed-out connections
         print(f"rtdetr-operator: cannot reach the Kubernetes API: {e}", file=sys.stderr)
         return 2
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    reconciler = Reconciler(api, Settings(stuck_grace=args.stuck_grace))
+    reconciler = TrainingReconciler(api, Settings(stuck_grace=args.stuck_grace))
     try:
         deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
     except ServingError as e:

@@ -1,12 +1,12 @@
 """Every kopf registration of the operator, and nothing else.
 
-The handlers only turn watch events into work-queue keys ``(namespace, training name)``; the
-work happens in :class:`rtdetr_operator.training.reconcile.Reconciler`, driven by the queue in
-``memo.queue``. Only event handlers are used: no on.create/update/delete, no timers, no daemons,
-so kopf puts no finalizer and no progress annotations on RTDETRTrainings and deleting one never
-waits for the operator (kopf #833). Jobs, Pods, ConfigMaps and Services are watched through a
-server-side label selector (``app.kubernetes.io/managed-by=rtdetr-operator``, carried by the
-children of both kinds), so the operator never streams every pod of the cluster.
+The handlers only turn watch events into work-queue keys ``(namespace, training name)``; the work
+happens in :class:`rtdetr_operator.training.reconcile.TrainingReconciler`, driven by the queue in
+``memo.queue``. Only event handlers are used: no on.create/update/delete, no timers, no daemons, so
+kopf puts no finalizer and no progress annotations on RTDETRTrainings and deleting one never waits
+for the operator (kopf #833). Jobs, Pods, ConfigMaps and Services are watched through a server-side
+label selector (``app.kubernetes.io/managed-by=rtdetr-operator``, carried by the children of both
+kinds), so the operator never streams every pod of the cluster.
 
 RTDETRDeployments work the same way with their own queue (``memo.deployments``, keys
 ``(namespace, deployment name)``, worked by
@@ -23,7 +23,8 @@ import kopf
 
 from rtdetr_operator.api import GROUP, PLURAL, VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
-from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT, MANAGED_BY, deployment_of
+from rtdetr_operator.children import MANAGED_BY
+from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT, deployment_of
 from rtdetr_operator.training.names import LABEL_TRAINING, parent_of
 
 #: Children whose changes re-trigger their parent's reconciliation.
@@ -86,13 +87,7 @@ def build_registry() -> kopf.OperatorRegistry:
     # An explicit registry starts empty: log in the way the reconciler's client does.
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(on_training_event)
-    for resource in CHILD_RESOURCES:
-        kopf.on.event(
-            *resource,
-            labels={LABEL_TRAINING: kopf.PRESENT},
-            registry=registry,
-            id=f"child-{resource[-1]}",
-        )(on_child_event)
+    _watch_children(registry, CHILD_RESOURCES, LABEL_TRAINING, "child", on_child_event)
     register_deployments(registry)
     return registry
 
@@ -102,13 +97,30 @@ def register_deployments(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="deployment-sources")(
         on_source_training_event
     )
-    for resource in DEPLOYMENT_CHILD_RESOURCES:
+    _watch_children(
+        registry,
+        DEPLOYMENT_CHILD_RESOURCES,
+        LABEL_DEPLOYMENT,
+        "deployment-child",
+        on_deployment_child_event,
+    )
+
+
+def _watch_children(
+    registry: kopf.OperatorRegistry,
+    resources: tuple[tuple[str, ...], ...],
+    label: str,
+    prefix: str,
+    handler: Any,
+) -> None:
+    """Watch ``resources`` carrying ``label`` (the parent's name); ids ``<prefix>-<plural>``."""
+    for resource in resources:
         kopf.on.event(
             *resource,
-            labels={LABEL_DEPLOYMENT: kopf.PRESENT},
+            labels={label: kopf.PRESENT},
             registry=registry,
-            id=f"deployment-child-{resource[-1]}",
-        )(on_deployment_child_event)
+            id=f"{prefix}-{resource[-1]}",
+        )(handler)
 
 
 def watch_selectors(settings: kopf.OperatorSettings) -> None:

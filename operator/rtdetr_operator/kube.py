@@ -1,11 +1,16 @@
-"""The handful of Kubernetes API calls the reconciler makes, on the official client.
+"""The Kubernetes API calls both reconcilers make, on the official client.
 
 Objects travel as plain dicts exactly as the API server sends them (no model classes: less
-memory, no camelCase/snake_case round trip). Failures
-become :class:`ApiError` carrying the HTTP status and the server's message, which the reconciler
-shows users verbatim (a 422 on a Job names the bad field).
+memory, no camelCase/snake_case round trip). Failures become :class:`ApiError` carrying the
+HTTP status and the server's message, which the reconcilers show users verbatim (a 422 on a Job
+names the bad field).
 
-Synchronous on purpose: the reconciler runs in worker threads (see workqueue.py) and reads more
+One client class serves both kinds: a :class:`KubeApi` is built for the kind it reconciles
+(whose status it writes and whose Events it posts); every other call is the same REST on
+:data:`COLLECTIONS`. :class:`rtdetr_operator.deployment.kube.DeploymentKubeApi` narrows it to
+the calls the deployment reconciler may make.
+
+Synchronous on purpose: the reconcilers run in worker threads (see workqueue.py) and read more
 simply as straight-line code; kopf's event loop never blocks on it.
 """
 
@@ -20,7 +25,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rtdetr_operator.api import GROUP, KIND, PLURAL, VERSION
+from rtdetr_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from rtdetr_operator.api.deployment import DEPLOYMENT_KIND, DEPLOYMENT_PLURAL
 
 #: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
 TIMEOUT = (5, 30)
@@ -41,19 +47,36 @@ class ApiError(RuntimeError):
         return self.status == 404
 
 
-#: REST collection of each kind the operator touches, under a namespace.
-_COLLECTIONS = {
-    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "Pod": "/api/v1/namespaces/{ns}/pods",
-    "Event": "/api/v1/namespaces/{ns}/events",
-    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
-    KIND: f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
+def _ours(plural: str) -> tuple[str, str, str]:
+    return (f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{plural}", GROUP, plural)
+
+
+#: REST collection under a namespace, API group and resource of each kind the operator touches
+#: (the group and resource are what RBAC grants; the Helm chart's test compares).
+COLLECTIONS: dict[str, tuple[str, str, str]] = {
+    "ConfigMap": ("/api/v1/namespaces/{ns}/configmaps", "", "configmaps"),
+    "Service": ("/api/v1/namespaces/{ns}/services", "", "services"),
+    "Pod": ("/api/v1/namespaces/{ns}/pods", "", "pods"),
+    "Event": ("/api/v1/namespaces/{ns}/events", "", "events"),
+    "Job": ("/apis/batch/v1/namespaces/{ns}/jobs", "batch", "jobs"),
+    "Deployment": ("/apis/apps/v1/namespaces/{ns}/deployments", "apps", "deployments"),
+    "HorizontalPodAutoscaler": (
+        "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+        "autoscaling",
+        "horizontalpodautoscalers",
+    ),
+    "PodDisruptionBudget": (
+        "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+        "policy",
+        "poddisruptionbudgets",
+    ),
+    KIND: _ours(PLURAL),
+    DEPLOYMENT_KIND: _ours(DEPLOYMENT_PLURAL),
 }
 
 
 class KubeApi:
-    """Typed-enough access to trainings, their children and Events.
+    """Typed-enough access to one custom resource kind, the objects it owns and Events.
 
     Requests go through the client's ApiClient (its kubeconfig, TLS and token handling) but not
     through the generated ``*Api`` classes: instantiating CoreV1Api alone builds validators for
@@ -61,8 +84,10 @@ class KubeApi:
     operator together.
     """
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, kind: str) -> None:
         self.client = api_client
+        #: The kind this client reconciles: the status it writes, the object its Events are on.
+        self.kind = kind
         self.instance = socket.gethostname()
 
     def _request(
@@ -97,46 +122,45 @@ class KubeApi:
         return json.loads(data) if data else {}
 
     def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
-        base = _COLLECTIONS[kind].format(ns=namespace)
+        base = COLLECTIONS[kind][0].format(ns=namespace)
         return f"{base}/{name}" if name else base
 
-    def served(self) -> bool:
-        """Whether the API server serves rtdetr.dev/v1alpha1 RTDETRTrainings (CRD installed)."""
+    def serves(self, *plurals: str) -> bool:
+        """Whether the API server serves these rtdetr.dev/v1alpha1 resources (CRDs installed)."""
         try:
             found = self._request("GET", f"/apis/{GROUP}/{VERSION}")
         except ApiError as e:
             if e.not_found:
                 return False
             raise
-        return any(r.get("name") == PLURAL for r in found.get("resources") or [])
+        return set(plurals) <= {r.get("name") for r in found.get("resources") or []}
 
-    # ------------------------------------------------------------------ RTDETRTraining
+    # ------------------------------------------------------------------ custom objects
+    def get_reconciled(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object of this client's kind called ``name`` (None when it is gone)."""
+        return self.get(self.kind, namespace, name)
+
     def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An RTDETRTraining (reconciled, or read as a deployment's model source)."""
         return self.get(KIND, namespace, name)
 
-    def replace_status(self, training: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    def replace_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` guarded by the object's resourceVersion (409 if it moved on)."""
-        meta = training["metadata"]
+        meta = obj["metadata"]
         body = {
-            "apiVersion": training["apiVersion"],
-            "kind": training["kind"],
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
             "metadata": {"name": meta["name"], "resourceVersion": meta["resourceVersion"]},
-            "spec": training.get("spec"),
+            "spec": obj.get("spec"),
             "status": status,
         }
-        path = self._path(KIND, meta["namespace"], meta["name"]) + "/status"
+        path = self._path(self.kind, meta["namespace"], meta["name"]) + "/status"
         return self._request("PUT", path, body=body)
 
     # ------------------------------------------------------------------------ children
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         out = self._request("GET", self._path(kind, namespace), query=[("labelSelector", selector)])
         return list(out.get("items") or [])
-
-    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        return self.list("Job", namespace, selector)
-
-    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        return self.list("Pod", namespace, selector)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -169,16 +193,17 @@ class KubeApi:
                 raise
 
     # -------------------------------------------------------------------------- events
-    def post_event(self, training: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        meta = training["metadata"]
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event on ``obj`` (of this client's kind), as ``kubectl describe`` shows them."""
+        meta = obj["metadata"]
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
+                "apiVersion": API_VERSION,
+                "kind": self.kind,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta.get("uid"),

@@ -14,7 +14,8 @@ import yaml
 
 from rtdetr_operator import gitops, handlers
 from rtdetr_operator.deployment import autoscaling, defaults
-from rtdetr_operator.deployment import kube as kube_module
+from rtdetr_operator.deployment.kube import VERBS
+from rtdetr_operator.kube import COLLECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "rtdetr-operator"
@@ -122,7 +123,7 @@ def _granted(rules: list[dict]) -> set[tuple[str, str, str]]:
     }
 
 
-#: What the training reconciler calls (rtdetr_operator/kube.py, training/reconcile.py).
+#: What the training reconciler calls (training/reconcile.py through rtdetr_operator/kube.py).
 TRAINING_CALLS = {
     ("rtdetr.dev", "rtdetrtrainings", "get"),
     ("rtdetr.dev", "rtdetrtrainings/status", "update"),
@@ -143,8 +144,8 @@ TRAINING_CALLS = {
 def _needed() -> set[tuple[str, str, str]]:
     """Every call the operator makes: both reconcilers' and kopf's watches (list + watch)."""
     out = set(TRAINING_CALLS) | {("rtdetr.dev", "rtdetrdeployments/status", "update")}
-    for kind, verbs in kube_module.VERBS.items():  # the deployment reconciler's own table
-        _, group, resource = kube_module.COLLECTIONS[kind]
+    for kind, verbs in VERBS.items():  # the deployment reconciler's own table
+        _, group, resource = COLLECTIONS[kind]
         out |= {(group, resource, verb) for verb in verbs}
     watched: list[tuple[str, ...]] = [
         ("rtdetr.dev", "v1alpha1", "rtdetrtrainings"),

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.conditions import condition
 from rtdetr_operator.deployment.plan import Settings, World, plan
-from rtdetr_operator.training.conditions import condition
-from rtdetr_operator.training.plan import Plan
+from rtdetr_operator.planning import Plan
 from rtdetr_serving.catalog import load_catalog
 from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
 from tests.operator.factories import T0, finish_job, job_from

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from rtdetr_operator.training.names import ANNOTATION_COMPLETION_INDEX, CONTAINER
+from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"

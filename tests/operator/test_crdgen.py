@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from rtdetr_operator import crdgen
+from rtdetr_operator import crd, crdgen
 from rtdetr_operator.structural import problems, to_structural
 
 
@@ -70,7 +70,7 @@ def test_preserve_unknown_fields_only_where_unavoidable() -> None:
 
 
 def test_size_within_api_server_and_kubectl_limits() -> None:
-    assert len(crdgen.render().encode()) < crdgen.MAX_CRD_BYTES
+    assert len(crdgen.render().encode()) < crd.MAX_CRD_BYTES
 
 
 def test_names_columns_and_status_subresource() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from rtdetr_operator import crdgen, crdgen_deployment
+from rtdetr_operator import crd, crdgen, crdgen_deployment
 from rtdetr_operator.structural import problems
 from rtdetr_serving.catalog import load_catalog
 
@@ -34,7 +34,7 @@ def test_schema_is_structural_and_small() -> None:
     schema = crdgen_deployment.openapi_schema()
     assert problems(schema) == []
     assert "$ref" not in json.dumps(schema)
-    assert len(crdgen_deployment.render().encode()) < crdgen_deployment.MAX_CRD_BYTES
+    assert len(crdgen_deployment.render().encode()) < crd.MAX_CRD_BYTES
 
 
 def test_gpu_enum_is_the_catalogs_pinnable_types() -> None:

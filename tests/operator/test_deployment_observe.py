@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.observe import failure, reported, rollout_view, stuck_pod
-from rtdetr_operator.training.conditions import Health
-from rtdetr_operator.training.observe import job_view
+from rtdetr_operator.jobs import job_view
 from tests.operator.deployment_sim import engine_summary, failed_summary, repo_summary, sha
 from tests.operator.factories import T0, finish_job, job_from, later
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtdetr_operator.training.conditions import Health, kstatus
+from rtdetr_operator.conditions import Health
+from rtdetr_operator.training.conditions import kstatus
 from tests.operator.factories import T0, later
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
+from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX
 from rtdetr_operator.training import manifests
-from rtdetr_operator.training.names import ANNOTATION_COMPLETION_INDEX
 from rtdetr_operator.training.resolve import resolve
 from rtdetr_spec import ExportConfig
 from tests.operator.factories import training

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from rtdetr_operator.jobs import job_view, pod_view
 from rtdetr_operator.training.manifests import training_job
-from rtdetr_operator.training.observe import failure_text, job_view, parse_summary, pod_view
 from rtdetr_operator.training.resolve import resolve
+from rtdetr_operator.training.results import failure_text, parse_summary
 from tests.operator.factories import T0, job_from, pod, summary, training
 
 

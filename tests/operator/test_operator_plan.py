@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.training.conditions import condition
-from rtdetr_operator.training.plan import Plan, Settings, World, plan
+from rtdetr_operator.conditions import condition
+from rtdetr_operator.planning import Plan
+from rtdetr_operator.training.plan import Settings, World, plan
 from tests.operator.factories import T0, finish_job, job_from, later, pod, summary, training
 
 

@@ -11,7 +11,14 @@ from typing import Any
 
 from pydantic import Field
 
-from rtdetr_operator.api.meta import ApiModel, EnvVar, PodMetadata, Quantity, Toleration
+from rtdetr_operator.api.meta import (
+    ApiModel,
+    Condition,
+    EnvVar,
+    PodMetadata,
+    Quantity,
+    Toleration,
+)
 from rtdetr_operator.api.spec import (
     RESERVED_ENV,
     DataStorage,
@@ -27,7 +34,6 @@ from rtdetr_operator.api.spec import (
 from rtdetr_operator.api.status import (
     PHASES,
     TERMINAL_PHASES,
-    Condition,
     Metrics,
     ResultsVolume,
     RTDETRTrainingStatus,

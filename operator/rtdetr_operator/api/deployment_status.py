@@ -15,8 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rtdetr_operator.api.meta import ApiModel
-from rtdetr_operator.api.status import Condition
+from rtdetr_operator.api.meta import ApiModel, Conditions
 
 DeploymentPhase = Literal[
     "Pending", "Preparing", "BuildingEngines", "RollingOut", "Ready", "Stalled"
@@ -157,13 +156,7 @@ class RTDETRDeploymentStatus(ApiModel):
     """Pending, Preparing (reading the model), BuildingEngines, RollingOut, Ready or Stalled."""
     observed_generation: int | None = None
     """metadata.generation the status reflects."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: Conditions
     """kstatus conditions: Ready, Reconciling, Stalled."""
     model: ModelRevision | None = None
     """The revision being served."""

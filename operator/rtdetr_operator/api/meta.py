@@ -1,4 +1,4 @@
-"""Kubernetes building blocks the RTDETRTraining API embeds (tolerations, env, quantities...).
+"""Kubernetes building blocks both APIs embed (tolerations, env, quantities, conditions...).
 
 These are deliberately small subsets of the core/v1 types: enough to validate what the operator
 reads at ``kubectl apply`` time, without pasting the whole core/v1 OpenAPI into the CRD (which
@@ -9,6 +9,7 @@ would blow the etcd object size budget). Where the operator only passes a value 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -114,3 +115,34 @@ class PodMetadata(ApiModel):
     """Extra pod labels. The operator's own labels (rtdetr.dev/*, app.kubernetes.io/*) win."""
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra pod annotations (sidecar.istio.io/inject is always "false")."""
+
+
+class Condition(ApiModel):
+    """A metav1.Condition."""
+
+    type: str = Field(min_length=1)
+    """Ready, Reconciling or Stalled."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str = Field(min_length=1, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """CamelCase machine-readable reason."""
+    message: str = ""
+    """Human-readable detail."""
+    last_transition_time: datetime
+    """When status last changed."""
+    observed_generation: int | None = None
+    """metadata.generation this condition was computed from."""
+
+
+#: ``status.conditions`` of both kinds: a list-map keyed by type, as metav1 conditions are, so
+#: server-side apply and ``kubectl`` treat each condition as one entry.
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    ),
+]

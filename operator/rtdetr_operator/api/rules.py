@@ -22,8 +22,9 @@ def _set(expr: str, field: str) -> str:
     return f"(has({expr}.{field}) && !({expr}.{field} in {_UNSET}))"
 
 
-def _rule(rule: str, message: str, field_path: str | None = None, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"rule": rule, "message": message}
+def rule(expr: str, message: str, field_path: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One ``x-kubernetes-validations`` entry (also the builder of deployment_rules.py)."""
+    out: dict[str, Any] = {"rule": expr, "message": message}
     if field_path:
         out["fieldPath"] = field_path
     out.update(extra)
@@ -38,26 +39,26 @@ _TRAIN_NUM_GPUS = (
 
 #: Rules on ``spec`` (``self`` is the spec).
 SPEC_RULES: list[dict[str, Any]] = [
-    _rule(
+    rule(
         f"!has(self.resources.gpus) || self.resources.gpus == {_TRAIN_NUM_GPUS}",
         "must equal spec.experiment.train.num_gpus (GPUs per node); leave it unset to derive it",
         ".resources.gpus",
     ),
-    _rule(
+    rule(
         f"has({_DS}) && has({_DS}.train_data_sources) && size({_DS}.train_data_sources) > 0 && "
         f"{_DS}.train_data_sources.all(s, {_set('s', 'image_dir')} && {_set('s', 'json_file')})",
         "every training source needs image_dir and json_file set to paths on the data volume "
         "(not ??)",
         ".experiment.dataset.train_data_sources",
     ),
-    _rule(
+    rule(
         f"has({_DS}) && has({_DS}.val_data_sources) && "
         f"{_set(f'{_DS}.val_data_sources', 'image_dir')} && "
         f"{_set(f'{_DS}.val_data_sources', 'json_file')}",
         "image_dir and json_file must be set to paths on the data volume (not ??)",
         ".experiment.dataset.val_data_sources",
     ),
-    _rule(
+    rule(
         "!has(self.experiment.results_dir) || "
         f"self.experiment.results_dir in {_UNSET} || "
         "self.experiment.results_dir == self.storage.results.mountPath || "
@@ -66,20 +67,20 @@ SPEC_RULES: list[dict[str, Any]] = [
         "restarts",
         ".experiment.results_dir",
     ),
-    _rule(
+    rule(
         "!has(self.experiment.evaluate) || !has(self.experiment.evaluate.num_nodes) || "
         "self.experiment.evaluate.num_nodes == 1",
         "must be 1: evaluation runs on one node",
         ".experiment.evaluate.num_nodes",
     ),
-    _rule(
+    rule(
         "!has(self.gpuProduct) || !has(self.nodeSelector) || "
         "!('nvidia.com/gpu.product' in self.nodeSelector) || "
         "self.nodeSelector['nvidia.com/gpu.product'] == self.gpuProduct",
         "contradicts spec.nodeSelector['nvidia.com/gpu.product']",
         ".gpuProduct",
     ),
-    _rule(
+    rule(
         "!has(self.evaluation.minMAP50) || self.evaluation.enabled",
         "minMAP50 needs spec.evaluation.enabled: true",
         ".evaluation",
@@ -89,7 +90,7 @@ SPEC_RULES: list[dict[str, Any]] = [
 
 def reserved_env_rule(names: tuple[str, ...]) -> dict[str, Any]:
     quoted = ", ".join(f"'{n}'" for n in names)
-    return _rule(
+    return rule(
         f"self.all(e, !(e.name in [{quoted}]))",
         f"must not set {', '.join(names)}: the operator sets the launch contract",
     )
@@ -110,7 +111,7 @@ def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
         if f in MUTABLE_FIELDS:
             continue
         rules.append(
-            _rule(
+            rule(
                 f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
                 "is immutable; create a new RTDETRTraining to train with other settings",
                 f".{f}",
@@ -121,12 +122,12 @@ def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
 
 #: Rules on a storage entry (data or results).
 STORAGE_RULES: list[dict[str, Any]] = [
-    _rule("has(self.claimName) != has(self.volume)", "set exactly one of claimName or volume"),
+    rule("has(self.claimName) != has(self.volume)", "set exactly one of claimName or volume"),
 ]
 
 #: Extra rule on results storage: it must outlive the pod.
 RESULTS_RULES: list[dict[str, Any]] = [
-    _rule(
+    rule(
         "!has(self.volume) || !has(self.volume.emptyDir)",
         "results must survive pod restarts (a PersistentVolumeClaim or network volume), "
         "not emptyDir",
@@ -134,13 +135,20 @@ RESULTS_RULES: list[dict[str, Any]] = [
     ),
 ]
 
-#: Rules on the whole object: names must fit the children's DNS names.
-ROOT_RULES: list[dict[str, Any]] = [
-    _rule(
+
+def name_rule(why: str) -> dict[str, Any]:
+    """Whole-object rule: the CR's name is at most 40 DNS-label characters, because ``why``.
+
+    Both kinds name children ``<name>-<suffix>``, which must stay DNS labels (63 characters).
+    """
+    return rule(
         "self.metadata.name.size() <= 40 && "
         "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
         "metadata.name must be at most 40 characters, start with a letter and contain only "
-        "lowercase letters, digits and '-' (it names the pods' DNS hostnames)",
+        f"lowercase letters, digits and '-' ({why})",
         reason="FieldValueInvalid",
-    ),
-]
+    )
+
+
+#: Rules on the whole object: names must fit the children's DNS names.
+ROOT_RULES: list[dict[str, Any]] = [name_rule("it names the pods' DNS hostnames")]

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rtdetr_operator.api.meta import ApiModel, PassThrough
+from rtdetr_operator.api.meta import ApiModel, Conditions, PassThrough
 
 Phase = Literal[
     "Pending", "Training", "Evaluating", "Exporting", "Succeeded", "Failed", "Suspended"
@@ -34,23 +34,6 @@ TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 TaskName = Literal["train", "evaluate", "export"]
 TaskState = Literal["Pending", "Running", "Succeeded", "Failed"]
-
-
-class Condition(ApiModel):
-    """A metav1.Condition."""
-
-    type: str = Field(min_length=1)
-    """Ready, Reconciling or Stalled."""
-    status: Literal["True", "False", "Unknown"]
-    """True, False or Unknown."""
-    reason: str = Field(min_length=1, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    """CamelCase machine-readable reason."""
-    message: str = ""
-    """Human-readable detail."""
-    last_transition_time: datetime
-    """When status last changed."""
-    observed_generation: int | None = None
-    """metadata.generation this condition was computed from."""
 
 
 class TaskRecord(ApiModel):
@@ -109,13 +92,7 @@ class RTDETRTrainingStatus(ApiModel):
     """Pending, Training, Evaluating, Exporting, Succeeded, Failed or Suspended."""
     observed_generation: int | None = None
     """metadata.generation the status reflects."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: Conditions
     """kstatus conditions: Ready, Reconciling, Stalled."""
     progress: str | None = None
     """Short progress, e.g. `1/3 train`."""

@@ -1,4 +1,4 @@
-"""kstatus conditions of an RTDETRDeployment, from the rollout's state: a pure function.
+"""Which kstatus condition of an RTDETRDeployment is True, from the rollout's state: pure.
 
 =========================================  =====  ===========  =======
 state                                      Ready  Reconciling  Stalled
@@ -12,8 +12,9 @@ failed build, stuck rollout, refused child
 
 A failed build of a *new* model leaves the old one serving (``status.model`` says which) and
 still reads Stalled: the desired state cannot be reached without a change, which is what GitOps
-tools must show. The operator's condition helpers (``set_condition``) keep lastTransitionTime
-stable while a condition's status does not flip.
+tools must show. How the conditions are written (lastTransitionTime stable while a condition's
+status does not flip, observedGeneration) is shared with RTDETRTraining:
+:mod:`rtdetr_operator.conditions`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.training.conditions import Health, set_condition
+from rtdetr_operator.conditions import Health, set_kstatus
 
 
 def deployment_conditions(
@@ -34,14 +35,12 @@ def deployment_conditions(
 ) -> list[dict[str, Any]]:
     """Ready, Reconciling and Stalled for one reconcile (see the table above)."""
     stalled = health.stalled
-    values = (
-        ("Ready", ready and not stalled),
-        ("Reconciling", not ready and not stalled),
-        ("Stalled", stalled),
+    return set_kstatus(
+        conditions,
+        ready=ready and not stalled,
+        reconciling=not ready and not stalled,
+        stalled=stalled,
+        health=health,
+        now=now,
+        generation=generation,
     )
-    out = list(conditions)
-    for type_, value in values:
-        out = set_condition(
-            out, type_, value, health.reason, health.message, now=now, generation=generation
-        )
-    return out

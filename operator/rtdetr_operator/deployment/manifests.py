@@ -20,18 +20,18 @@ import hashlib
 import json
 from typing import Any
 
-from rtdetr_operator.deployment.names import (
-    ANNOTATION_SPEC_HASH,
-    BUILD_CONTAINER,
-    REPOSITORY_MOUNT,
-    TERMINATION_LOG,
-    labels,
+from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
+from rtdetr_operator.children import (
+    GPU_PRODUCT_LABEL,
+    container_resources,
+    owner_reference,
+    with_gpu_toleration,
 )
+from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, REPOSITORY_MOUNT, labels
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
+from rtdetr_operator.jobs import task_container
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_RESOURCE = "nvidia.com/gpu"
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 
 
@@ -50,28 +50,8 @@ def object_meta(r: ResolvedDeployment, name: str, lab: dict[str, str]) -> dict[s
         "name": name,
         "namespace": r.namespace,
         "labels": lab,
-        "ownerReferences": [
-            {
-                "apiVersion": "rtdetr.dev/v1alpha1",
-                "kind": "RTDETRDeployment",
-                "name": r.name,
-                "uid": r.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [owner_reference(DEPLOYMENT_KIND, r.name, r.uid)],
     }
-
-
-def container_resources(cpu: Any, memory: Any, gpus: int = 0) -> dict[str, Any]:
-    amounts: dict[str, Any] = {}
-    if cpu is not None:
-        amounts["cpu"] = str(cpu)
-    if memory is not None:
-        amounts["memory"] = str(memory)
-    if gpus:
-        amounts[GPU_RESOURCE] = str(gpus)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
 def gpu_affinity(pool: ResolvedPool) -> dict[str, Any]:
@@ -92,9 +72,7 @@ def gpu_affinity(pool: ResolvedPool) -> dict[str, Any]:
 
 def tolerations(r: ResolvedDeployment, gpu: bool) -> list[dict[str, Any]]:
     out = [t.wire() for t in r.spec.tolerations]
-    if gpu and not any(t.get("key") in (GPU_RESOURCE, None) for t in out):
-        out.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    return out
+    return with_gpu_toleration(out) if gpu else out
 
 
 def pod_common(r: ResolvedDeployment) -> dict[str, Any]:
@@ -117,20 +95,7 @@ def _build_pod(
     pool: ResolvedPool | None,
 ) -> dict[str, Any]:
     build = r.spec.build
-    container: dict[str, Any] = {
-        "name": BUILD_CONTAINER,
-        "image": image,
-        "imagePullPolicy": build.image_pull_policy,
-        "command": command,
-        "env": [
-            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-        ],
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        # The command writes its summary there; a crash before that leaves the log tail.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    container = task_container(image, build.image_pull_policy, command, mounts)
     res = container_resources(build.resources.cpu, build.resources.memory, 1 if pool else 0)
     if res:
         container["resources"] = res

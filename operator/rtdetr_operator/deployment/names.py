@@ -17,8 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from rtdetr_operator.api import API_VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
+from rtdetr_operator.children import app_labels, controller_name
 
 LABEL_DEPLOYMENT = "rtdetr.dev/deployment"
 LABEL_POOL = "rtdetr.dev/pool"
@@ -26,15 +26,11 @@ LABEL_REVISION = "rtdetr.dev/revision"
 LABEL_COMPONENT = "rtdetr.dev/component"
 #: Hash of what the operator wants a child to be; a child is replaced when it differs.
 ANNOTATION_SPEC_HASH = "rtdetr.dev/spec-hash"
-MANAGED_BY = "rtdetr-operator"
-#: Container name of the build Jobs (the termination message is read from it).
-BUILD_CONTAINER = "rtdetr"
 TRITON_CONTAINER = "tritonserver"
 #: Where the repository volume is mounted in build and Triton pods.
 REPOSITORY_MOUNT = "/models"
 #: Where an ONNX source volume is mounted in the repository Job.
 SOURCE_MOUNT = "/source"
-TERMINATION_LOG = "/dev/termination-log"
 DNS_LABEL = 63
 
 
@@ -80,15 +76,7 @@ def labels(
     revision: str | None = None,
 ) -> dict[str, str]:
     """Labels of a child: selectable by deployment, component, pool and revision."""
-    out = {
-        LABEL_DEPLOYMENT: name,
-        LABEL_COMPONENT: component,
-        "app.kubernetes.io/name": "rtdetr",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "rtdetr-operator",
-    }
+    out = {LABEL_DEPLOYMENT: name, LABEL_COMPONENT: component, **app_labels(name, component)}
     if gpu is not None:
         out[LABEL_POOL] = gpu.lower()
     if revision is not None:
@@ -101,25 +89,6 @@ def pool_selector(name: str, gpu: str) -> dict[str, str]:
     return {LABEL_DEPLOYMENT: name, LABEL_COMPONENT: "triton", LABEL_POOL: gpu.lower()}
 
 
-def owner_reference(deployment: dict[str, Any]) -> dict[str, Any]:
-    """Controller reference to the CR: the garbage collector deletes children with it."""
-    meta = deployment["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": DEPLOYMENT_KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def deployment_of(obj: dict[str, Any]) -> str | None:
     """Name of the RTDETRDeployment controlling ``obj`` (by owner reference, else by label)."""
-    meta = obj.get("metadata", {})
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == DEPLOYMENT_KIND and ref.get("apiVersion", "").startswith(
-            "rtdetr.dev/"
-        ):
-            return str(ref["name"])
-    return (meta.get("labels") or {}).get(LABEL_DEPLOYMENT)
+    return controller_name(obj, DEPLOYMENT_KIND, LABEL_DEPLOYMENT)

@@ -1,7 +1,7 @@
 """Read build Jobs and Triton Deployments into the few facts the rollout decides on.
 
-Pure functions over API objects. Jobs and their pods are read with the training's
-:func:`~rtdetr_operator.training.observe.job_view` (same container name, same termination
+Pure functions over API objects. Jobs and their pods are read with
+:func:`~rtdetr_operator.jobs.job_view`, as the training's are (same container, same termination
 message contract); what a build Job *reports* is a
 :class:`~rtdetr_serving.task_summary.ServingTaskSummary`. A pool's Deployment is *rolled out*
 on a revision when the Deployment controller has seen its latest template, every pod is of that
@@ -11,13 +11,14 @@ template and as many are available as it wants: from then on no pod of an older 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from rtdetr_operator.conditions import parse_time
 from rtdetr_operator.deployment.names import LABEL_REVISION
-from rtdetr_operator.training.observe import STUCK_WAITING, JobView, PodView, Stuck, parse_time
+from rtdetr_operator.jobs import STUCK_WAITING, JobView, PodView, Stuck, unschedulable
 from rtdetr_serving.task_summary import ServingTaskSummary
 
 
@@ -126,19 +127,9 @@ def stuck_pod(pod: dict[str, Any]) -> Stuck | None:
     if meta.get("deletionTimestamp"):
         return None
     since = parse_time(status.get("startTime") or meta.get("creationTimestamp"))
-    for cond in status.get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            return Stuck(
-                meta["name"],
-                "Unschedulable",
-                f"pod {meta['name']} cannot be scheduled: "
-                f"{cond.get('message') or 'no node fits the pod'}",
-                parse_time(cond.get("lastTransitionTime")) or since,
-            )
+    unplaced = unschedulable(pod)
+    if unplaced is not None:
+        return replace(unplaced, since=unplaced.since or since)
     for cs in status.get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in STUCK_WAITING:

@@ -21,11 +21,12 @@ deletes, creates and replaces, like the training's reconciler.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.children import owned_by
+from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
 from rtdetr_operator.deployment.names import LABEL_COMPONENT
@@ -43,10 +44,8 @@ from rtdetr_operator.deployment.source import (
     repository_key,
     resolve_source,
 )
-from rtdetr_operator.training.conditions import timestamp
-from rtdetr_operator.training.names import owned_by
-from rtdetr_operator.training.observe import JobView, job_view
-from rtdetr_operator.training.plan import Event, Plan
+from rtdetr_operator.jobs import JobView, job_view
+from rtdetr_operator.planning import Plan
 from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.engine_spec import same_tensorrt
 
@@ -85,13 +84,8 @@ def _by_name(objs: list[dict[str, Any]], uid: str) -> tuple[dict[str, dict], set
 
 class _Planner(PoolsMixin):
     def __init__(self, world: World, settings: Settings) -> None:
-        self.w, self.settings, self.now = world, settings, world.now
-        meta = world.deployment["metadata"]
-        self.name, self.uid = meta["name"], meta.get("uid", "")
-        self.generation: int | None = meta.get("generation")
-        self.old: dict[str, Any] = world.deployment.get("status") or {}
-        self.st: dict[str, Any] = copy.deepcopy(self.old)
-        self.out = Plan(status=self.st)
+        super().__init__(world.deployment, world.pods, world.now, settings.stuck_grace)
+        self.w, self.settings = world, settings
         self.jobs, self.foreign_jobs = _by_name(world.jobs, self.uid)
         self.apps, self.foreign_apps = _by_name(world.apps, self.uid)
         self.services, _ = _by_name(world.services, self.uid)
@@ -375,56 +369,19 @@ class _Planner(PoolsMixin):
         if first:
             self._event("Warning", reason, f"{what}: {rec['message']}")
 
-    def _prune_engines(self) -> None:
-        keep = {(self.st.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
-        gpus = {p.gpu.name for p in self.r.pools} if self.r else set()
-        engines = [
-            e for e in self.st.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
-        ]
-        self.st["engines"] = engines
-        for e in engines:
-            if e["state"] == "Failed":
-                self.problems.append(
-                    (
-                        e.get("reason") or "EngineBuildFailed",
-                        f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
-                    )
-                )
-        src = self.st.get("source") or {}
-        if src.get("state") == "Failed":
-            self.problems.append(
-                ("RepositoryFailed", f"reading the model failed: {src['message']}")
-            )
-
     # ------------------------------------------------------------------------ helpers
-    def _active(self, job: dict[str, Any]) -> bool:
-        view = job_view(job, self.w.pods)
-        return view.active and not view.deleting
-
     def _check_stuck_job(self, view: JobView) -> None:
         stuck = view.stuck()
         if stuck is not None:
             self._stuck(stuck.reason, stuck.message, stuck.since)
 
     def _stuck(self, reason: str, message: str, since: datetime | None) -> None:
-        waited = (self.now - since).total_seconds() if since else 0.0
-        grace = self.settings.stuck_grace
-        if waited < grace:
-            self._requeue(grace - waited)
-            return
-        self.problems.append((reason, message))
+        if self._past_grace(since):
+            self.problems.append((reason, message))
 
     def _wait(self, phase: str, message: str) -> None:
         self.progress.append((phase, message))
         self._requeue(2.0)
-
-    def _requeue(self, seconds: float) -> None:
-        seconds = max(seconds, 0.5)
-        current = self.out.requeue_after
-        self.out.requeue_after = seconds if current is None else min(current, seconds)
-
-    def _event(self, type_: str, reason: str, message: str) -> None:
-        self.out.events.append(Event(type_, reason, message))
 
 
 def _component(obj: dict[str, Any]) -> str | None:

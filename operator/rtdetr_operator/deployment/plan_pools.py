@@ -13,14 +13,14 @@ import copy
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment import pool_manifests
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONENT, LABEL_POOL
 from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
-from rtdetr_operator.training.conditions import Health
-from rtdetr_operator.training.plan import Plan
+from rtdetr_operator.planning import Plan, PlannerBase
 
 #: When several things are in progress, the status names the earliest stage.
 PHASE_ORDER = ("Pending", "Preparing", "BuildingEngines", "RollingOut")
@@ -36,14 +36,9 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
-class PoolsMixin:
+class PoolsMixin(PlannerBase):
     r: ResolvedDeployment | None
     w: Any
-    st: dict[str, Any]
-    old: dict[str, Any]
-    out: Plan
-    now: datetime
-    generation: int | None
     apps: dict[str, dict[str, Any]]
     services: dict[str, dict[str, Any]]
     hpas: dict[str, dict[str, Any]]
@@ -53,7 +48,6 @@ class PoolsMixin:
     problems: list[tuple[str, str]]
     progress: list[tuple[str, str]]
 
-    def _event(self, type_: str, reason: str, message: str) -> None: ...
     def _stuck(self, reason: str, message: str, since: datetime | None) -> None: ...
     def _wait(self, phase: str, message: str) -> None: ...
 
@@ -231,6 +225,28 @@ class PoolsMixin:
         )
 
     # ------------------------------------------------------------ cleanup and status
+    def _prune_engines(self) -> None:
+        """Forget engines of revisions and GPU types no longer wanted; failures are problems."""
+        keep = {(self.st.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
+        gpus = {p.gpu.name for p in self.r.pools} if self.r else set()
+        engines = [
+            e for e in self.st.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
+        ]
+        self.st["engines"] = engines
+        for e in engines:
+            if e["state"] == "Failed":
+                self.problems.append(
+                    (
+                        e.get("reason") or "EngineBuildFailed",
+                        f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
+                    )
+                )
+        src = self.st.get("source") or {}
+        if src.get("state") == "Failed":
+            self.problems.append(
+                ("RepositoryFailed", f"reading the model failed: {src['message']}")
+            )
+
     def _collect_jobs(self) -> None:
         """Delete Jobs nothing in the status refers to (superseded sources and revisions)."""
         referenced = {(self.st.get("source") or {}).get("job")}

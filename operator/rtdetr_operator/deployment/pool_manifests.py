@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rtdetr_operator.children import container_resources
 from rtdetr_operator.deployment.autoscaling import behavior, hpa_metric
 from rtdetr_operator.deployment.manifests import (
-    GPU_RESOURCE,
     PORTS,
-    container_resources,
     gpu_affinity,
     object_meta,
     pod_common,
@@ -222,7 +221,6 @@ def endpoints(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, str]:
 
 
 __all__ = [
-    "GPU_RESOURCE",
     "autoscaler",
     "disruption_budget",
     "endpoints",

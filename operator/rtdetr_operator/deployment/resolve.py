@@ -17,17 +17,14 @@ from pydantic import ValidationError
 from rtdetr_operator.api.deployment import Pool, RTDETRDeploymentSpec
 from rtdetr_operator.deployment.defaults import DEFAULT_FPS, OperatorDefaults
 from rtdetr_operator.deployment.names import DeploymentNames
+from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_serving.catalog import GpuCatalog, GpuType
 from rtdetr_serving.errors import PlanningError, UnknownGpuError
 from rtdetr_serving.planner import capacity, plan_replicas
 
 
-class InvalidDeploymentError(ValueError):
-    """A CR that cannot be served; ``problems`` are one line each, starting with the field."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+class InvalidDeploymentError(InvalidSpecError):
+    """An RTDETRDeployment that cannot be served."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +65,6 @@ class ResolvedDeployment:
 
     def pool(self, gpu: str) -> ResolvedPool | None:
         return next((p for p in self.pools if p.gpu.name == gpu), None)
-
-
-def _pydantic_problems(err: ValidationError) -> list[str]:
-    lines = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        lines.append(f"spec.{where}: {e['msg'].removeprefix('Value error, ')}")
-    return lines
 
 
 def cel_problems(spec: RTDETRDeploymentSpec) -> list[str]:
@@ -186,7 +175,7 @@ def resolve(
     try:
         spec = RTDETRDeploymentSpec.model_validate(deployment.get("spec") or {})
     except ValidationError as e:
-        raise InvalidDeploymentError(_pydantic_problems(e)) from None
+        raise InvalidDeploymentError(field_problems(e)) from None
     problems = cel_problems(spec)
     pools: list[ResolvedPool] = []
     for i, pool in enumerate(spec.pools):

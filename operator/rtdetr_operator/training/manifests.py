@@ -18,20 +18,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtdetr_operator.api import PodMetadata
+from rtdetr_operator.api import KIND, PodMetadata
+from rtdetr_operator.children import (
+    GPU_PRODUCT_LABEL,
+    container_resources,
+    owner_reference,
+    with_gpu_toleration,
+)
+from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
 from rtdetr_operator.training.names import (
-    ANNOTATION_COMPLETION_INDEX,
-    CONTAINER,
     EXPERIMENT_DIR,
     EXPERIMENT_FILE,
     EXPERIMENT_PATH,
-    TERMINATION_LOG,
     labels,
-    owner_reference,
 )
 from rtdetr_operator.training.resolve import ResolvedTraining
 
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 #: The trainer's export option that also writes the FP16 ONNX (the one place naming it).
 EXPORT_FP16_OVERRIDE = "export.fp16=true"
 
@@ -41,12 +43,8 @@ def _meta(r: ResolvedTraining, name: str, task: str | None = None, attempt: int 
         "name": name,
         "namespace": r.namespace,
         "labels": labels(r.name, task, attempt),
-        "ownerReferences": [owner_reference(_owner(r))],
+        "ownerReferences": [owner_reference(KIND, r.name, r.uid)],
     }
-
-
-def _owner(r: ResolvedTraining) -> dict[str, Any]:
-    return {"metadata": {"name": r.name, "uid": r.uid}}
 
 
 def experiment_configmap(r: ResolvedTraining) -> dict[str, Any]:
@@ -163,19 +161,6 @@ def _shm(r: ResolvedTraining) -> dict[str, Any]:
     return shm
 
 
-def _resources(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
-    res = r.spec.resources
-    amounts: dict[str, Any] = {}
-    # Quantities are strings on the wire (an int is accepted by the API server, not by clients).
-    if res.cpu is not None:
-        amounts["cpu"] = str(res.cpu)
-    if res.memory is not None:
-        amounts["memory"] = str(res.memory)
-    if gpus:
-        amounts[res.gpu_resource] = str(gpus)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
-
-
 def _scheduling(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
     spec = r.spec
     selector = dict(spec.node_selector)
@@ -183,10 +168,7 @@ def _scheduling(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
     if gpus:
         if spec.gpu_product:
             selector[GPU_PRODUCT_LABEL] = spec.gpu_product
-        gpu_key = spec.resources.gpu_resource
-        if not any(t.get("key") in (gpu_key, None) for t in tolerations):
-            # What the ExtendedResourceToleration admission plugin would add, were it enabled.
-            tolerations.append({"key": gpu_key, "operator": "Exists", "effect": "NoSchedule"})
+        tolerations = with_gpu_toleration(tolerations, spec.resources.gpu_resource)
     out: dict[str, Any] = {}
     if selector:
         out["nodeSelector"] = selector
@@ -226,23 +208,16 @@ def _pod_template(
         # A mesh sidecar would keep every finished pod Running forever.
         "sidecar.istio.io/inject": "false",
     }
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": spec.image,
-        "imagePullPolicy": spec.image_pull_policy,
-        "command": command,
-        "env": [
-            *env,
-            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-            *(e.wire() for e in spec.env),
-        ],
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        # The task writes its TaskSummary there; a crash before that leaves the log tail instead.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    resources = _resources(r, gpus)
+    container = task_container(
+        spec.image,
+        spec.image_pull_policy,
+        command,
+        mounts,
+        env=env,
+        extra_env=[e.wire() for e in spec.env],
+    )
+    res = spec.resources
+    resources = container_resources(res.cpu, res.memory, gpus, res.gpu_resource)
     if resources:
         container["resources"] = resources
     if task == "train":

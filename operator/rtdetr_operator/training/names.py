@@ -14,20 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rtdetr_operator.api import API_VERSION, KIND
+from rtdetr_operator.api import KIND
+from rtdetr_operator.children import app_labels, controller_name
 
 LABEL_TRAINING = "rtdetr.dev/training"
 LABEL_TASK = "rtdetr.dev/task"
 LABEL_ATTEMPT = "rtdetr.dev/attempt"
-#: Set by the Job controller on pods of Indexed Jobs; NODE_RANK is read from it.
-ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-MANAGED_BY = "rtdetr-operator"
-CONTAINER = "rtdetr"
 #: Where the experiment ConfigMap is mounted in every task container.
 EXPERIMENT_DIR = "/etc/rtdetr"
 EXPERIMENT_FILE = "experiment.yaml"
 EXPERIMENT_PATH = f"{EXPERIMENT_DIR}/{EXPERIMENT_FILE}"
-TERMINATION_LOG = "/dev/termination-log"
 
 TASK_COMPONENT = {"train": "training", "evaluate": "evaluation", "export": "export"}
 
@@ -58,44 +54,15 @@ class Names:
 
 def labels(training: str, task: str | None = None, attempt: int | None = None) -> dict[str, str]:
     """Labels of a child: selectable by run, task and attempt, plus the app.kubernetes.io set."""
-    out = {
-        LABEL_TRAINING: training,
-        "app.kubernetes.io/name": "rtdetr",
-        "app.kubernetes.io/instance": training,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "rtdetr-operator",
-    }
+    component = TASK_COMPONENT.get(task, task) if task is not None else None
+    out = {LABEL_TRAINING: training, **app_labels(training, component)}
     if task is not None:
         out[LABEL_TASK] = task
-        out["app.kubernetes.io/component"] = TASK_COMPONENT.get(task, task)
     if attempt is not None:
         out[LABEL_ATTEMPT] = str(attempt)
     return out
 
 
-def owner_reference(training: dict[str, Any]) -> dict[str, Any]:
-    """Controller reference to the CR: children are garbage-collected with it."""
-    meta = training["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def owned_by(obj: dict[str, Any], uid: str) -> bool:
-    """Whether ``obj``'s controller is the CR with ``uid`` (not a same-named predecessor)."""
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(r.get("uid") == uid and r.get("controller") for r in refs)
-
-
 def parent_of(obj: dict[str, Any]) -> str | None:
     """Name of the RTDETRTraining controlling ``obj`` (by owner reference, else by label)."""
-    meta = obj.get("metadata", {})
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("rtdetr.dev/"):
-            return str(ref["name"])
-    return (meta.get("labels") or {}).get(LABEL_TRAINING)
+    return controller_name(obj, KIND, LABEL_TRAINING)

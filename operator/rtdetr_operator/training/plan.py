@@ -23,18 +23,20 @@ what exists:
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api import TERMINAL_PHASES
+from rtdetr_operator.children import owned_by
+from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
+from rtdetr_operator.jobs import JobView, job_view
+from rtdetr_operator.planning import Plan, PlannerBase
 from rtdetr_operator.training import manifests
-from rtdetr_operator.training.conditions import Health, condition, kstatus, timestamp
-from rtdetr_operator.training.names import LABEL_TASK, owned_by
-from rtdetr_operator.training.observe import JobView, failure_text, job_view, parse_time
+from rtdetr_operator.training.conditions import kstatus
+from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
-from rtdetr_operator.training.results import apply_summary, success_message
+from rtdetr_operator.training.results import apply_summary, failure_text, success_message
 
 TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
 TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
@@ -62,36 +64,14 @@ class Settings:
     stuck_grace: float = 60.0
 
 
-@dataclass(frozen=True)
-class Event:
-    type: str
-    reason: str
-    message: str
-
-
-@dataclass
-class Plan:
-    status: dict[str, Any]
-    create: list[dict[str, Any]] = field(default_factory=list)
-    replace: list[dict[str, Any]] = field(default_factory=list)
-    delete: list[dict[str, Any]] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    requeue_after: float | None = None
-
-
 def plan(world: World, settings: Settings | None = None) -> Plan:
     return _Planner(world, settings or Settings()).run()
 
 
-class _Planner:
+class _Planner(PlannerBase):
     def __init__(self, world: World, settings: Settings) -> None:
-        self.w, self.settings, self.now = world, settings, world.now
-        meta = world.training["metadata"]
-        self.name, self.uid = meta["name"], meta.get("uid", "")
-        self.generation: int | None = meta.get("generation")
-        self.old = world.training.get("status") or {}
-        self.st: dict[str, Any] = copy.deepcopy(self.old)
-        self.out = Plan(status=self.st)
+        super().__init__(world.training, world.pods, world.now, settings.stuck_grace)
+        self.w, self.settings = world, settings
         self.health: Health | None = None
         self.jobs = {j["metadata"]["name"]: j for j in world.jobs if owned_by(j, self.uid)}
         self.foreign = {j["metadata"]["name"] for j in world.jobs if not owned_by(j, self.uid)}
@@ -194,11 +174,7 @@ class _Planner:
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
         self.health = Health(self.st["phase"], f"{TASK_TITLE[task]}: {detail}")
         stuck = view.stuck()
-        if stuck is None:
-            return
-        waited = (self.now - stuck.since).total_seconds() if stuck.since else 0.0
-        if waited < self.settings.stuck_grace:
-            self._requeue(self.settings.stuck_grace - waited)
+        if stuck is None or not self._past_grace(stuck.since):
             return
         message = stuck.message
         self.health = Health(stuck.reason, message, stalled=True)
@@ -329,10 +305,6 @@ class _Planner:
             return None
         return (self.st.get("artifacts") or {}).get("checkpoint")
 
-    def _active(self, job: dict[str, Any]) -> bool:
-        view = job_view(job, self.w.pods)
-        return view.active and not view.deleting
-
     def _delete(self, job: dict[str, Any]) -> None:
         if all(d["metadata"]["name"] != job["metadata"]["name"] for d in self.out.delete):
             self.out.delete.append(job)
@@ -350,14 +322,6 @@ class _Planner:
     def _wait(self, message: str) -> None:
         self.health = Health(self.st["phase"], message)
         self._requeue(2.0)
-
-    def _requeue(self, seconds: float) -> None:
-        seconds = max(seconds, 0.5)
-        current = self.out.requeue_after
-        self.out.requeue_after = seconds if current is None else min(current, seconds)
-
-    def _event(self, type_: str, reason: str, message: str) -> None:
-        self.out.events.append(Event(type_, reason, message))
 
     def _finish(self) -> Plan:
         phase = self.st["phase"]

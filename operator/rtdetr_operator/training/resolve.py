@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from rtdetr_operator.api import RESERVED_ENV, RTDETRTrainingSpec
+from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.training.names import Names
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
@@ -34,12 +35,8 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-class InvalidTrainingError(ValueError):
-    """A CR that cannot run; ``problems`` are one line each, starting with the field path."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
+class InvalidTrainingError(InvalidSpecError):
+    """An RTDETRTraining that cannot run."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +93,6 @@ def _get(raw: dict[str, Any], dotted: str) -> Any:
         else:
             return None
     return node
-
-
-def _pydantic_problems(err: ValidationError, prefix: str) -> list[str]:
-    lines = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{prefix}{where}: {msg}")
-    return lines
 
 
 def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
@@ -171,7 +159,7 @@ def resolve(training: dict[str, Any]) -> ResolvedTraining:
         # The experiment is validated on its own below, with TAO-style messages.
         spec = RTDETRTrainingSpec.model_validate({**raw_spec, "experiment": {}})
     except ValidationError as e:
-        raise InvalidTrainingError(_pydantic_problems(e, "spec.")) from None
+        raise InvalidTrainingError(field_problems(e)) from None
     problems = _pruned_keys(training)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results

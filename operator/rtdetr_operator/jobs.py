@@ -1,33 +1,32 @@
-"""Read Jobs and Pods into the few facts the state machine decides on.
+"""Jobs that run one of our command-line tools: how their container is built, how they are read.
 
-Pure functions over API objects (dicts as the API server returns them). A task's Job is
-*succeeded* when the Job says so, *failed* as soon as any of its pods failed (before the Job
-controller notices, so a group restart starts a few seconds earlier), and *stuck* when a pod has
-been unschedulable or unable to start its container for longer than a grace period, with the
-scheduler's or kubelet's own words as the reason.
+Every Job either kind creates (training, evaluation and export for an RTDETRTraining; the
+repository and engine builds for an RTDETRDeployment) runs ``rtdetr`` or ``rtdetr-serve`` in a
+container named :data:`CONTAINER`, and the tool reports through the container's termination
+message: a summary JSON written to ``RTDETR_TERMINATION_LOG`` or, when the container crashed
+before writing it, the tail of its log (``terminationMessagePolicy: FallbackToLogsOnError``).
+:func:`task_container` builds that contract; :func:`job_view` reads it back.
 
-Task results come back through the container's termination message: a TaskSummary JSON written
-by the task (``RTDETR_TERMINATION_LOG``), or, when the container crashed before writing it, the
-tail of its log (``terminationMessagePolicy: FallbackToLogsOnError``).
+Reading is pure, over API objects (dicts as the API server returns them). A Job is *succeeded*
+when the Job says so, *failed* as soon as any of its pods failed (before the Job controller
+notices, so a group restart starts a few seconds earlier), and *stuck* when a pod cannot be
+scheduled or cannot start its container, with the scheduler's or kubelet's own words as the
+reason; how long "stuck" may last is each planner's grace period.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from rtdetr_operator.conditions import parse_time
 
-from rtdetr_operator.training.names import (
-    ANNOTATION_COMPLETION_INDEX,
-    CONTAINER,
-    LABEL_ATTEMPT,
-    LABEL_TASK,
-)
-from rtdetr_spec.artifacts import TaskSummary
-
+#: Container running our tool in every Job the operator creates.
+CONTAINER = "rtdetr"
+TERMINATION_LOG = "/dev/termination-log"
+#: Set by the Job controller on pods of Indexed Jobs (a training's NODE_RANK is read from it).
+ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 #: Container waiting reasons that never resolve by themselves.
 STUCK_WAITING = frozenset(
     {
@@ -41,10 +40,35 @@ STUCK_WAITING = frozenset(
 )
 
 
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def task_container(
+    image: str,
+    pull_policy: str,
+    command: list[str],
+    mounts: list[dict[str, Any]],
+    *,
+    env: list[dict[str, Any]] | None = None,
+    extra_env: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The :data:`CONTAINER` of a Job: ``command`` reports through its termination message.
+
+    ``env`` comes before the reporting variables, ``extra_env`` (a user's) after them.
+    """
+    return {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": command,
+        "env": [
+            *(env or []),
+            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *(extra_env or []),
+        ],
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        # The tool writes its summary there; a crash before that leaves the log tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,25 @@ class Stuck:
     reason: str
     message: str
     since: datetime | None
+
+
+def unschedulable(pod: dict[str, Any]) -> Stuck | None:
+    """The scheduler's verdict on a pod it cannot place (since the condition last changed)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return Stuck(
+                meta["name"],
+                "Unschedulable",
+                f"pod {meta['name']} cannot be scheduled: "
+                f"{cond.get('message') or 'no node fits the pod'}",
+                parse_time(cond.get("lastTransitionTime")),
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,6 +117,7 @@ class PodView:
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:
+    """A pod of one of our Jobs, as seen through its :data:`CONTAINER`."""
     meta, status = pod["metadata"], pod.get("status") or {}
     index = (meta.get("annotations") or {}).get(ANNOTATION_COMPLETION_INDEX)
     phase = status.get("phase", "Pending")
@@ -97,19 +141,6 @@ def pod_view(pod: dict[str, Any]) -> PodView:
                 f"{waiting.get('message') or waiting['reason']}",
                 parse_time(status.get("startTime") or meta.get("creationTimestamp")),
             )
-    for cond in status.get("conditions") or []:
-        if (
-            cond.get("type") == "PodScheduled"
-            and cond.get("status") == "False"
-            and cond.get("reason") == "Unschedulable"
-        ):
-            stuck = Stuck(
-                meta["name"],
-                "Unschedulable",
-                f"pod {meta['name']} cannot be scheduled: "
-                f"{cond.get('message') or 'no node fits the pod'}",
-                parse_time(cond.get("lastTransitionTime")),
-            )
     return PodView(
         name=meta["name"],
         index=int(index) if index is not None and str(index).isdigit() else None,
@@ -118,17 +149,15 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         exit_code=exit_code,
         termination_reason=reason,
         message=message,
-        stuck=stuck,
+        stuck=unschedulable(pod) or stuck,
     )
 
 
 @dataclass(frozen=True)
 class JobView:
-    """A task's Job and its pods."""
+    """One of our Jobs and its pods."""
 
     name: str
-    task: str | None
-    attempt: int | None
     deleting: bool
     expected: int
     succeeded: bool
@@ -181,8 +210,8 @@ class JobView:
 
 
 def job_view(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
+    """``job`` and those of ``pods`` it owns (by owner reference uid)."""
     meta, spec, status = job["metadata"], job.get("spec") or {}, job.get("status") or {}
-    labels = meta.get("labels") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     failed = conditions.get("Failed") or conditions.get("FailureTarget") or {}
     complete = conditions.get("Complete") or conditions.get("SuccessCriteriaMet") or {}
@@ -192,11 +221,8 @@ def job_view(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
         for p in pods
         if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])
     ]
-    attempt = labels.get(LABEL_ATTEMPT)
     return JobView(
         name=meta["name"],
-        task=labels.get(LABEL_TASK),
-        attempt=int(attempt) if attempt and attempt.isdigit() else None,
         deleting=bool(meta.get("deletionTimestamp")),
         expected=int(spec.get("completions") or 1),
         succeeded=complete.get("status") == "True",
@@ -205,43 +231,3 @@ def job_view(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobView:
         pods=sorted(mine, key=lambda p: p.name),
         created=parse_time(meta.get("creationTimestamp")),
     )
-
-
-@dataclass(frozen=True)
-class SummaryResult:
-    """A parsed termination message: the summary, or why there is none."""
-
-    summary: TaskSummary | None
-    problem: str | None
-
-
-def parse_summary(message: str | None, task: str) -> SummaryResult:
-    """Parse a task's termination message as a TaskSummary for ``task``."""
-    if not message or not message.strip():
-        return SummaryResult(None, "the task wrote no summary (empty termination message)")
-    try:
-        summary = TaskSummary.model_validate_json(message)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<message>"
-        snippet = message.strip().replace("\n", " ")[:120]
-        return SummaryResult(None, f"malformed task summary ({where}: {first['msg']}): {snippet!r}")
-    if summary.task != task:
-        return SummaryResult(None, f"task summary is for {summary.task!r}, expected {task!r}")
-    return SummaryResult(summary, None)
-
-
-def failure_text(pod: PodView) -> str:
-    """One line saying how a pod failed, with the task's own message when there is one."""
-    head = f"pod {pod.name}"
-    if pod.index is not None:
-        head += f" (node {pod.index})"
-    code = f"exit code {pod.exit_code}" if pod.exit_code is not None else "failed"
-    if pod.termination_reason and pod.termination_reason not in ("Error", "Completed"):
-        code += f", {pod.termination_reason}"
-    detail = pod.message or ""
-    # A log tail (FallbackToLogsOnError) or free text is shown as it is.
-    with contextlib.suppress(ValidationError):
-        detail = TaskSummary.model_validate_json(detail).message or ""
-    detail = " ".join(detail.split())[-300:]
-    return f"{head}: {code}" + (f": {detail}" if detail else "")

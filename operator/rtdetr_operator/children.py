@@ -1,0 +1,91 @@
+"""What every object the operator creates has in common, whichever kind owns it.
+
+Ownership: each child carries a controller owner reference to its custom resource (the garbage
+collector deletes it with the CR; :func:`owned_by` tells a child of *this* CR from one a
+same-named predecessor left behind) and the ``app.kubernetes.io`` labels, whose ``managed-by``
+value is also the server-side selector of every child watch (handlers.py), so the operator never
+streams every pod of the cluster. Each kind adds its own ``rtdetr.dev/*`` labels and names
+(``training/names.py``, ``deployment/names.py``).
+
+GPUs: a container's CPU, memory and GPU amounts are requests and limits both (a GPU cannot be
+overcommitted, and a pod whose requests equal its limits is not the first one evicted), and a
+pod that asks for GPUs tolerates the GPU resource's taint, as the ExtendedResourceToleration
+admission plugin would add were it enabled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtdetr_operator.api import API_VERSION
+
+MANAGED_BY = "rtdetr-operator"
+#: The extended resource of a whole GPU (the NVIDIA device plugin's).
+GPU_RESOURCE = "nvidia.com/gpu"
+#: The node label naming the GPU model (set by NVIDIA's GPU feature discovery).
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def app_labels(instance: str, component: str | None = None) -> dict[str, str]:
+    """The recommended ``app.kubernetes.io`` labels of a child of the CR ``instance``."""
+    out = {"app.kubernetes.io/name": "rtdetr", "app.kubernetes.io/instance": instance}
+    if component is not None:
+        out["app.kubernetes.io/component"] = component
+    out["app.kubernetes.io/managed-by"] = MANAGED_BY
+    out["app.kubernetes.io/part-of"] = "rtdetr-operator"
+    return out
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """Controller reference to a CR of ``kind``: children are garbage-collected with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj``'s controller is the CR with ``uid`` (not a same-named predecessor)."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def controller_name(obj: dict[str, Any], kind: str, label: str) -> str | None:
+    """Name of the CR of ``kind`` controlling ``obj``: by owner reference, else by ``label``.
+
+    The label is the fallback for a child whose owner reference was stripped (a restore from a
+    backup, a hand-made copy): its parent should still look at it.
+    """
+    meta = obj.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == kind and ref.get("apiVersion", "").startswith("rtdetr.dev/"):
+            return str(ref["name"])
+    return (meta.get("labels") or {}).get(label)
+
+
+def container_resources(
+    cpu: Any, memory: Any, gpus: int = 0, gpu_resource: str = GPU_RESOURCE
+) -> dict[str, Any]:
+    """``resources`` of a container: requests equal limits ({} when nothing is asked for)."""
+    amounts: dict[str, Any] = {}
+    # Quantities are strings on the wire (an int is accepted by the API server, not by clients).
+    if cpu is not None:
+        amounts["cpu"] = str(cpu)
+    if memory is not None:
+        amounts["memory"] = str(memory)
+    if gpus:
+        amounts[gpu_resource] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def with_gpu_toleration(
+    tolerations: list[dict[str, Any]], gpu_resource: str = GPU_RESOURCE
+) -> list[dict[str, Any]]:
+    """``tolerations`` plus one for the GPU resource's taint, unless one already covers it."""
+    if any(t.get("key") in (gpu_resource, None) for t in tolerations):
+        return tolerations
+    return [*tolerations, {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
