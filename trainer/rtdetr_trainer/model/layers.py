@@ -6,7 +6,9 @@ folded into the convolution's weight and bias on the fly, so the activation is w
 instead of three times (conv, multiply, add) and, in training with a frozen backbone, backward
 skips the norm too. Parameters and state-dict keys are untouched: the fold is recomputed from
 them at every call (a pass over the weights, far smaller than the activations), gradients reach
-the convolution's weight through it, and an ONNX export constant-folds it into the Conv node.
+the convolution's weight through it. While tracing (ONNX export) nothing is folded here: the
+exporter traces the plain Conv + BatchNormalization graph and folds it itself, so exported graphs
+are unchanged.
 
 ``attention`` runs an ``nn.MultiheadAttention`` module's own parameters (``in_proj_weight``,
 ``in_proj_bias``, ``out_proj``, so the state-dict keys stay TAO's) through
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -113,7 +116,9 @@ def fixed_affine(norm: nn.Module) -> tuple[Tensor, Tensor] | None:
 
 def folded_conv(conv: nn.Conv2d, norm: nn.Module) -> tuple[Tensor, Tensor] | None:
     """Weight ``[O, I, k, k]`` and bias ``[O]`` of ``norm(conv(x))`` as one convolution, or None
-    when the norm is not fixed (:func:`fixed_affine`)."""
+    when the norm is not fixed (:func:`fixed_affine`) or a tracer is recording the graph."""
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return None
     affine = fixed_affine(norm)
     if affine is None:
         return None
