@@ -115,6 +115,8 @@ def inference_cells(mode: Mode, device: str, threads: int, onnx: str | None) -> 
     impls: list[tuple[str, str, dict[str, Any]]] = [
         (impl, p, {}) for impl in ("ours", "hf") for p in mode.precisions
     ]
+    # The peer as its users run it (NCHW) and with the memory format ours uses (channels_last).
+    impls += [("hf", p, {"channels_last": True}) for p in mode.precisions]
     if onnx:
         impls.insert(len(mode.precisions), ("ort", "fp32", {"onnx": onnx}))
     if device == "cuda":
@@ -136,13 +138,13 @@ def inference_cells(mode: Mode, device: str, threads: int, onnx: str | None) -> 
 
 
 def training_cells(mode: Mode, device: str, threads: int) -> list[dict]:
-    precisions = mode.precisions
     warmup, iters = mode.train_iters
-    return [
-        _cell("train", impl, p, mode.train_batch, warmup, iters, mode, device, threads)
-        for p in precisions
-        for impl in ("ours", "hf")
-    ]
+    cells = []
+    for p in mode.precisions:
+        for impl, extra in (("ours", {}), ("hf", {}), ("hf", {"channels_last": True})):
+            cells.append(_cell("train", impl, p, mode.train_batch, warmup, iters, mode, device,
+                               threads, **extra))  # fmt: skip
+    return cells
 
 
 def profile_cells(mode: Mode, device: str, threads: int) -> list[dict]:

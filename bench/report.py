@@ -57,6 +57,8 @@ def _cell_rows(cells: list[dict[str, Any]]) -> list[list[str]]:
     for c in cells:
         s = c["spec"]
         name = IMPL_NAMES.get(s["impl"], s["impl"]) + c.get("tag", "")
+        if s.get("channels_last") and s["impl"] == "hf":
+            name += ", channels_last"
         if s.get("cuda_graphs"):
             name += ", CUDA graph"
         if "error" in c:
@@ -91,10 +93,14 @@ def _cell_rows(cells: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def _find(cells: list[dict[str, Any]], impl: str, precision: str, batch: int) -> dict | None:
+def _find(
+    cells: list[dict[str, Any]], impl: str, precision: str, batch: int, cl: bool = False
+) -> dict | None:
+    """The cell of an implementation; ``cl`` selects the peer run channels_last."""
     for c in cells:
         s = c["spec"]
-        if (s["impl"], s["precision"], s["batch"]) == (impl, precision, batch):
+        key = (s["impl"], s["precision"], s["batch"], bool(s.get("channels_last")))
+        if key == (impl, precision, batch, cl) and not s.get("cuda_graphs"):
             return c
     return None
 
@@ -324,7 +330,15 @@ def _targets(res: dict[str, Any]) -> list[str]:
         lines += [*_table(header, inference_summary(secs["inference"]["cells"])), ""]
     if "training" in secs:
         lines += [f"Training: ours / transformers images/s per step (target >= {TARGET}x).", ""]
-        header = ["precision", "batch", "transformers img/s", "ours img/s", "ratio", "target"]
+        header = [
+            "precision",
+            "batch",
+            "transformers img/s",
+            "ours img/s",
+            "ratio",
+            "target",
+            "ours / transformers channels_last",
+        ]
         lines += [*_table(header, training_summary(secs["training"]["cells"])), ""]
     lines.append(notes.data_target(res))
     return lines
