@@ -15,13 +15,15 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 
 include hack/cluster.mk
 
-.PHONY: help venv demo test test-unit test-slow test-e2e test-triton test-gpu lint crds lock bench clean
+.PHONY: help venv demo test test-unit test-slow test-e2e test-triton test-gpu lint crds lock lock-images images bench clean
 
 help:
 	@echo "make demo   - synthetic warehouse data -> fine-tune -> evaluate -> per-class AP50 (CPU)"
 	@echo "make test   - every test tier: unit, slow, triton, e2e (gpu tests skip without a GPU)"
 	@echo "make lint   - ruff, import-linter contracts, CRD drift check"
 	@echo "make cluster-up / cluster-down - local Kubernetes control plane (.cluster/kubeconfig)"
+	@echo "make crds   - regenerate crds/, the chart's CRDs, GitOps health checks and API docs"
+	@echo "make images - build the operator and trainer images (needs Docker; docs/images.md)"
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -67,12 +69,41 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m rtdetr_operator.crdgen --check
+	$(BIN)/python -m rtdetr_operator.gitops --check
+	$(BIN)/python -m rtdetr_operator.apidoc --check
+
+# Regenerate crds/ and the API reference in docs/ from the pydantic models (tests fail on drift).
+crds: venv
+	$(BIN)/python -m rtdetr_operator.crdgen
+	$(BIN)/python -m rtdetr_operator.apidoc
+	$(BIN)/python -m rtdetr_operator.gitops
 
 # Regenerate the lock after editing dependencies in pyproject.toml.
 lock: venv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
 		pyproject.toml --extra trainer --extra operator --extra serving --extra dev \
 		--generate-hashes -o requirements/dev.lock
+
+# Regenerate the image locks (docs/images.md) after editing dependencies.
+lock-images: venv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+		requirements/build.in --generate-hashes -o requirements/build.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+		pyproject.toml --extra operator --constraint requirements/dev.lock --generate-hashes \
+		-o requirements/operator.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.12 --python-platform x86_64-manylinux_2_39 \
+		pyproject.toml --extra trainer --extra serving --constraint requirements/dev.lock \
+		--generate-hashes $(foreach p,torch triton cuda-toolkit nvidia-cublas nvidia-cuda-cccl \
+		nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft \
+		nvidia-cufile nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 \
+		nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx,--no-emit-package $(p)) \
+		-o requirements/trainer.lock
+
+# Needs a Docker engine (none on the CI machines); see docs/images.md.
+images:
+	docker build -f Dockerfile.operator -t rtdetr-operator:0.1.0 .
+	docker build -f Dockerfile.trainer -t rtdetr-trainer:0.1.0 .
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

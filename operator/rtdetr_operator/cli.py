@@ -1,4 +1,4 @@
-"""``rtdetr-operator``: run the RTDETRTraining operator against the current kubeconfig.
+"""``rtdetr-operator``: run the RTDETRTraining and RTDETRDeployment operator (current kubeconfig).
 
     rtdetr-operator                          # all namespaces
     rtdetr-operator -n team-a -n team-b      # only these namespaces
@@ -21,10 +21,19 @@ import kopf
 from kubernetes import client, config
 
 from rtdetr_operator import handlers
+from rtdetr_operator.api import GROUP, PLURAL, VERSION
+from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
+from rtdetr_operator.deployment import defaults as deployment_defaults
+from rtdetr_operator.deployment.index import SourceIndex
+from rtdetr_operator.deployment.kube import DeploymentKubeApi
+from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
+from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.training.plan import Settings
 from rtdetr_operator.training.reconcile import Reconciler
 from rtdetr_operator.workqueue import WorkQueue
+from rtdetr_serving.catalog import load_catalog
+from rtdetr_serving.errors import ServingError
 
 logger = logging.getLogger("rtdetr_operator")
 
@@ -58,6 +67,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=300.0,
         help="seconds between full re-checks of every known RTDETRTraining",
     )
+    p.add_argument(
+        "--triton-image",
+        default=deployment_defaults.TRITON_IMAGE,
+        help="tritonserver image of RTDETRDeployments that name none (default: %(default)s)",
+    )
+    p.add_argument(
+        "--triton-tensorrt-version",
+        default=deployment_defaults.TENSORRT_VERSION,
+        help="TensorRT version inside --triton-image; engines are built with exactly this "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--build-image",
+        help="image of the repository and engine build Jobs when a deployment and its source "
+        "training name none (the trainer image of the Triton image's NGC release)",
+    )
     p.add_argument("--log-format", choices=("json", "plain", "full"), default="json")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -83,6 +108,19 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
+def deployment_settings(args: argparse.Namespace) -> DeploymentSettings:
+    """RTDETRDeployment defaults from the command line; the GPU catalog (+ $RTDETR_GPU_CATALOG)."""
+    return DeploymentSettings(
+        catalog=load_catalog(),
+        defaults=deployment_defaults.OperatorDefaults(
+            triton_image=args.triton_image,
+            tensorrt_version=args.triton_tensorrt_version,
+            build_image=args.build_image,
+        ),
+        stuck_grace=args.stuck_grace,
+    )
+
+
 def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig  # kopf's own login reads the same file
@@ -94,14 +132,26 @@ def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient()
 
 
-async def run(args: argparse.Namespace, reconciler: Reconciler) -> None:
+async def run(
+    args: argparse.Namespace,
+    reconciler: Reconciler,
+    deployments: DeploymentReconciler | None = None,
+) -> None:
     queue = WorkQueue(resync_period=args.resync)
+    deployment_queue = WorkQueue(resync_period=args.resync)
 
     async def work(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
         return await asyncio.to_thread(reconciler.reconcile, namespace, name)
 
+    async def work_deployment(key: object) -> float | None:
+        namespace, name = key  # type: ignore[misc]
+        assert deployments is not None
+        return await asyncio.to_thread(deployments.reconcile, namespace, name)
+
     queue.start(work, args.workers)
+    if deployments is not None:
+        deployment_queue.start(work_deployment, args.workers)
     try:
         await kopf.operator(
             registry=handlers.build_registry(),
@@ -110,10 +160,11 @@ async def run(args: argparse.Namespace, reconciler: Reconciler) -> None:
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness or None,
-            memo=kopf.Memo(queue=queue),
+            memo=kopf.Memo(queue=queue, deployments=deployment_queue, sources=SourceIndex()),
         )
     finally:
         await queue.stop()
+        await deployment_queue.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,15 +175,38 @@ def main(argv: list[str] | None = None) -> int:
         "full": kopf.LogFormat.FULL,
     }[args.log_format]
     kopf.configure(verbose=args.verbose, log_format=log_format)
+    if not args.verbose:
+        # kopf logs every handled watch event per object; the reconciler logs what it does.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         api_client = _load_kube_config(args.kubeconfig)
     except config.ConfigException as e:
         print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
         return 2
-    reconciler = Reconciler(KubeApi(api_client), Settings(stuck_grace=args.stuck_grace))
+    api = KubeApi(api_client)
+    deployment_api = DeploymentKubeApi(api_client)
+    try:
+        served = api.served() and deployment_api.served_deployments()
+    except Exception as e:  # urllib3 raises its own types for refused/timed-out connections
+        print(f"rtdetr-operator: cannot reach the Kubernetes API: {e}", file=sys.stderr)
+        return 2
+    if not served:
+        # kopf would start, find nothing to watch, and idle: say so instead.
+        print(
+            f"rtdetr-operator: the API server does not serve {GROUP}/{VERSION} {PLURAL} and "
+            f"{DEPLOYMENT_PLURAL}; install the CRDs first: kubectl apply --server-side -f crds/",
+            file=sys.stderr,
+        )
+        return 2
+    reconciler = Reconciler(api, Settings(stuck_grace=args.stuck_grace))
+    try:
+        deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
+    except ServingError as e:
+        print(f"rtdetr-operator: {e}", file=sys.stderr)
+        return 2
     scope = ", ".join(args.namespace) if args.namespace else "all namespaces"
-    logger.info("serving RTDETRTrainings in %s", scope)
-    asyncio.run(run(args, reconciler))
+    logger.info("serving RTDETRTrainings and RTDETRDeployments in %s", scope)
+    asyncio.run(run(args, reconciler, deployments))
     return 0
 
 

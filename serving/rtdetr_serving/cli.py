@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from rtdetr_serving.catalog import CATALOG_ENV, GpuCatalog, load_catalog
 from rtdetr_serving.errors import PlanningError, ServingError
@@ -109,9 +111,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 # -- engines / repositories ------------------------------------------------------------------
+@contextmanager
+def _reported(task: Literal["repository", "gen_trt_engine"], gpus: list[str]) -> Iterator[None]:
+    """On failure, leave a FAILURE summary as the termination message (then fail as usual)."""
+    try:
+        yield
+    except (ServingError, FileNotFoundError, ValueError) as e:
+        from rtdetr_serving.task_summary import ServingTaskSummary, write_summary
+
+        write_summary(ServingTaskSummary(task=task, status="FAILURE", message=str(e), gpus=gpus))
+        raise
+
+
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from rtdetr_serving.engine_build import build_engine
+    with _reported("gen_trt_engine", [args.gpu]):
+        return _build_engine(args)
+
+
+def _build_engine(args: argparse.Namespace) -> int:
+    from rtdetr_serving.engine_build import build_or_reuse
     from rtdetr_serving.engine_spec import build_spec, trtexec_command
+    from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
+    from rtdetr_serving.task_summary import write_summary as write_task_summary
     from rtdetr_spec.artifacts import ExportManifest
 
     gpu = _catalog(args).get(args.gpu)
@@ -132,35 +153,83 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     if args.print_command:
         print(" ".join(trtexec_command(spec, args.trtexec_path)))
         return 0
-    sidecar = build_engine(
+    sidecar, reused = build_or_reuse(
         spec,
         gpu,
         method="trtexec" if args.trtexec else "tensorrt",
         trtexec=args.trtexec_path,
         allow_same_cc=args.allow_same_cc,
         device_index=args.device,
+        expect_tensorrt=args.tensorrt_version,
+        reuse=args.reuse,
     )
-    print(
-        f"{spec.plan_path} (TensorRT {sidecar.tensorrt_version}, {sidecar.gpu_device_name}, "
-        f"cc {sidecar.compute_capability}, {sidecar.build_seconds:.1f}s)"
+    verb = "reused" if reused else "built"
+    message = (
+        f"{verb} {spec.plan_path} (TensorRT {sidecar.tensorrt_version}, "
+        f"{sidecar.gpu_device_name}, cc {sidecar.compute_capability}, "
+        f"{sidecar.build_seconds:.1f}s)"
     )
+    write_task_summary(
+        ServingTaskSummary(
+            task="gen_trt_engine",
+            status="SUCCESS",
+            message=message,
+            revision=revision_of(spec.onnx_sha256),
+            onnx_sha256=spec.onnx_sha256,
+            gpus=[gpu.name],
+            artifacts={"plan": str(spec.plan_path), "sidecar": str(spec.sidecar_path)},
+            engine=EngineFacts.from_sidecar(sidecar),
+            reused=reused,
+        )
+    )
+    print(message)
     return 0
 
 
 def cmd_repository(args: argparse.Namespace) -> int:
-    from rtdetr_serving.repository import write_repository
+    with _reported("repository", list(args.gpu or [])):
+        return _repository(args)
+
+
+def _repository(args: argparse.Namespace) -> int:
+    from rtdetr_serving.repository import RepositoryIndex, write_repository
+    from rtdetr_serving.task_summary import ServingTaskSummary, revision_of, write_summary
+    from rtdetr_spec.artifacts import ExportManifest
 
     cat = _catalog(args)
     gpus = cat.select(args.gpu) if args.gpu else []
+    output = Path(args.output)
+    if args.by_revision:
+        try:
+            output = output / revision_of(ExportManifest.read(args.onnx).onnx_sha256)
+        except FileNotFoundError as e:
+            raise ServingError(str(e)) from None
     model_dir = write_repository(
         args.onnx,
-        args.output,
+        output,
         gpus=gpus,
         flavor=args.flavor,
         model_name=args.model_name,
         force=args.force,
         cpu_max_batch=args.cpu_max_batch,
         cpu_threads=args.cpu_threads,
+    )
+    index = RepositoryIndex.read(model_dir)
+    write_summary(
+        ServingTaskSummary(
+            task="repository",
+            status="SUCCESS",
+            message=f"prepared {model_dir} for {', '.join(g.name for g in gpus) or args.flavor}",
+            revision=revision_of(index.onnx_sha256),
+            onnx_sha256=index.onnx_sha256,
+            gpus=[g.name for g in gpus],
+            artifacts={
+                "repository": str(output),
+                "model": str(model_dir),
+                "onnx": str(model_dir / index.onnx_file),
+                "index": str(model_dir / "repository.json"),
+            },
+        )
     )
     print(
         f"{model_dir} ({args.flavor}"
@@ -310,6 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept another GPU product of the same compute capability",
     )
+    p.add_argument(
+        "--tensorrt-version",
+        help="TensorRT version the serving Triton image has (e.g. 10.13.3): refuse to build "
+        "with any other",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep an existing plan built from the same ONNX, GPU, TensorRT and profile",
+    )
     p.set_defaults(fn=cmd_build_engine)
 
     p = sub.add_parser("repository", help="write a Triton model repository")
@@ -321,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-max-batch", type=int, default=4)
     p.add_argument("--cpu-threads", type=int, default=0, help="onnxruntime threads (0: all)")
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
+    p.add_argument(
+        "--by-revision",
+        action="store_true",
+        help="write into OUTPUT/<revision>/, the revision being the first 12 hex digits of the "
+        "ONNX's sha256 (one repository per model version)",
+    )
     p.set_defaults(fn=cmd_repository)
 
     p = sub.add_parser(

@@ -22,8 +22,10 @@ from rtdetr_serving.catalog import GpuType, strip_shared_suffix
 from rtdetr_serving.engine_spec import (
     EngineBuildSpec,
     EngineSidecar,
+    check_tensorrt_version,
     make_sidecar,
     parse_trtexec_version,
+    reusable_plan,
     trtexec_command,
 )
 from rtdetr_serving.errors import EngineError, EngineToolMissingError, GpuMismatchError
@@ -111,8 +113,13 @@ def index_name(local: LocalGpu) -> str:
     return f"{local.index} ({local.name})"
 
 
-def build_with_tensorrt(spec: EngineBuildSpec, local: LocalGpu) -> EngineSidecar:
-    """Build with the ``tensorrt`` Python API: ONNX parser, FP16 flag, one optimization profile."""
+def build_with_tensorrt(
+    spec: EngineBuildSpec, local: LocalGpu, *, expect_tensorrt: str | None = None
+) -> EngineSidecar:
+    """Build with the ``tensorrt`` Python API: ONNX parser, FP16 flag, one optimization profile.
+
+    ``expect_tensorrt`` (the serving TensorRT version) is checked before anything is built.
+    """
     try:
         import tensorrt as trt  # type: ignore[import-not-found]
     except ImportError:
@@ -120,6 +127,9 @@ def build_with_tensorrt(spec: EngineBuildSpec, local: LocalGpu) -> EngineSidecar
             "the 'tensorrt' Python package is not installed; build inside NVIDIA's TensorRT or "
             "Triton image, or use --trtexec"
         ) from None
+    check_tensorrt_version(
+        trt.__version__, expect_tensorrt, where="this image's tensorrt Python package"
+    )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -174,9 +184,17 @@ def build_with_tensorrt(spec: EngineBuildSpec, local: LocalGpu) -> EngineSidecar
 
 
 def build_with_trtexec(
-    spec: EngineBuildSpec, local: LocalGpu, trtexec: str = "trtexec"
+    spec: EngineBuildSpec,
+    local: LocalGpu,
+    trtexec: str = "trtexec",
+    *,
+    expect_tensorrt: str | None = None,
 ) -> EngineSidecar:
-    """Build by running ``trtexec`` (the TensorRT of the image it ships in builds the plan)."""
+    """Build by running ``trtexec`` (the TensorRT of the image it ships in builds the plan).
+
+    Its version is only known from its banner, so ``expect_tensorrt`` is checked after the
+    build and a mismatching plan is discarded before it reaches the plan's path.
+    """
     exe = shutil.which(trtexec)
     if exe is None:
         raise EngineToolMissingError(
@@ -199,6 +217,11 @@ def build_with_trtexec(
     if version is None:
         tmp.unlink(missing_ok=True)
         raise EngineError(f"cannot tell which TensorRT trtexec used (no version in {log})")
+    try:
+        check_tensorrt_version(version, expect_tensorrt, where=f"trtexec ({exe})")
+    except EngineError:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(spec.plan_path)
     sidecar = make_sidecar(
         spec,
@@ -221,12 +244,48 @@ def build_engine(
     trtexec: str = "trtexec",
     allow_same_cc: bool = False,
     device_index: int = 0,
+    expect_tensorrt: str | None = None,
 ) -> EngineSidecar:
     """Check the local GPU against ``gpu``, then build ``spec`` with the chosen builder."""
+    sidecar, _ = build_or_reuse(
+        spec,
+        gpu,
+        method=method,
+        trtexec=trtexec,
+        allow_same_cc=allow_same_cc,
+        device_index=device_index,
+        expect_tensorrt=expect_tensorrt,
+        reuse=False,
+    )
+    return sidecar
+
+
+def build_or_reuse(
+    spec: EngineBuildSpec,
+    gpu: GpuType,
+    *,
+    method: Literal["tensorrt", "trtexec"] = "tensorrt",
+    trtexec: str = "trtexec",
+    allow_same_cc: bool = False,
+    device_index: int = 0,
+    expect_tensorrt: str | None = None,
+    reuse: bool = True,
+) -> tuple[EngineSidecar, bool]:
+    """Like :func:`build_engine`; with ``reuse`` an identical existing plan is kept instead.
+
+    Returns:
+        (sidecar, reused): the plan's sidecar and whether it was already there.
+    """
     if not Path(spec.onnx).is_file():
         raise EngineError(f"{spec.onnx}: ONNX file not found")
     local = detect_local_gpu(device_index)
     check_gpu_matches(gpu, local, allow_same_cc=allow_same_cc)
+    if reuse:
+        found = reusable_plan(
+            spec, compute_capability=local.compute_capability, tensorrt_version=expect_tensorrt
+        )
+        if found is not None:
+            return found, True
     if method == "trtexec":
-        return build_with_trtexec(spec, local, trtexec)
-    return build_with_tensorrt(spec, local)
+        return build_with_trtexec(spec, local, trtexec, expect_tensorrt=expect_tensorrt), False
+    return build_with_tensorrt(spec, local, expect_tensorrt=expect_tensorrt), False

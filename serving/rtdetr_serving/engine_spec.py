@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rtdetr_serving.catalog import GpuType
 from rtdetr_serving.contract import ModelContract
-from rtdetr_serving.errors import EngineError, ModelContractError
+from rtdetr_serving.errors import EngineError, ModelContractError, TensorRTVersionError
 from rtdetr_spec.artifacts import ExportManifest, atomic_write_text, sha256_file
 
 SIDECAR_FORMAT = "rtdetr-trt-engine/v1"
@@ -241,6 +241,54 @@ def make_sidecar(
 
 def _mmp(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
+def same_tensorrt(a: str, b: str) -> bool:
+    """Whether two TensorRT versions load each other's plans (major, minor and patch equal)."""
+    return _mmp(a) == _mmp(b)
+
+
+def check_tensorrt_version(found: str, expected: str | None, *, where: str) -> None:
+    """Refuse to build (or keep) a plan with a TensorRT other than the serving one.
+
+    ``expected`` is the version the Triton image serves with (None: no expectation). Raised
+    before a plan is written, so a wrong builder image never leaves an unloadable plan behind.
+    """
+    if expected is not None and not same_tensorrt(found, expected):
+        raise TensorRTVersionError(
+            f"{where} has TensorRT {found}, but the Triton image serves with TensorRT "
+            f"{expected}; a plan loads only under the TensorRT that built it: build in an image "
+            "of the Triton image's NGC release (Dockerfile.trainer)"
+        )
+
+
+def reusable_plan(
+    spec: EngineBuildSpec, *, compute_capability: str, tensorrt_version: str | None
+) -> EngineSidecar | None:
+    """An existing plan that is exactly what ``spec`` would build, else None.
+
+    Same ONNX (sha256), GPU type, compute capability, precision, profile and workspace, the
+    expected TensorRT version when one is given, and a plan file whose sha256 is the
+    sidecar's. Lets a retried or repeated build Job report the plan instead of rebuilding.
+    """
+    try:
+        sidecar = EngineSidecar.read(spec.sidecar_path)
+    except (OSError, ValueError):
+        return None
+    same = (
+        sidecar.onnx_sha256 == spec.onnx_sha256
+        and sidecar.gpu == spec.gpu
+        and sidecar.compute_capability == compute_capability
+        and sidecar.precision == ("fp16" if spec.fp16 else "fp32")
+        and sidecar.profiles == [spec.profile]
+        and sidecar.workspace_bytes == spec.workspace_bytes
+        and (tensorrt_version is None or same_tensorrt(sidecar.tensorrt_version, tensorrt_version))
+    )
+    if not same or not spec.plan_path.is_file():
+        return None
+    if sha256_file(spec.plan_path) != sidecar.plan_sha256:
+        return None
+    return sidecar
 
 
 def check_plan_serves(

@@ -10,7 +10,8 @@
     ├── RepositoryError         a model repository cannot be written as asked
     ├── EngineError             a TensorRT engine cannot be built here
     │   ├── EngineToolMissingError   tensorrt / trtexec / CUDA is absent
-    │   └── GpuMismatchError         the local GPU is not the requested type
+    │   ├── GpuMismatchError         the local GPU is not the requested type
+    │   └── TensorRTVersionError     the builder's TensorRT is not the serving one
     ├── ModelContractError      an ONNX, manifest or served model breaks the RT-DETR tensor contract
     ├── TritonLaunchError       tritonserver cannot be started or did not become ready
     └── ClientError             a request cannot be served
@@ -55,6 +56,10 @@ class EngineToolMissingError(EngineError):
 
 class GpuMismatchError(EngineError):
     """The local GPU is not the GPU type the engine is requested for (plans are not portable)."""
+
+
+class TensorRTVersionError(EngineError):
+    """The TensorRT building a plan is not the version the Triton image serves with."""
 
 
 class TritonLaunchError(ServingError):

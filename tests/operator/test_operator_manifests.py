@@ -71,7 +71,7 @@ def test_user_env_and_master_port() -> None:
 def test_gpu_requests_resources_and_shm() -> None:
     _, tpl = _train_pod(resources={"cpu": "32", "memory": "256Gi", "shmSize": "64Gi"})
     c = tpl["spec"]["containers"][0]
-    assert c["resources"]["limits"] == {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": 8}
+    assert c["resources"]["limits"] == {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "8"}
     assert c["resources"]["requests"] == c["resources"]["limits"]
     shm = next(v for v in tpl["spec"]["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
@@ -216,7 +216,7 @@ def test_evaluation_and_export_commands() -> None:
         "evaluate.checkpoint=/results/train/model_epoch_029.pth",
     ]
     assert ev["spec"]["completions"] == 1
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert "WORLD_SIZE" not in _env(c)
     ex = manifests.export_job(r, 2, None)
     cmd = ex["spec"]["template"]["spec"]["containers"][0]["command"]

@@ -182,7 +182,7 @@ def test_restarts_are_bounded_then_failed_and_stalled() -> None:
     sim.step()
     sim.run_pods("wh-train-0")
     sim.step()
-    sim.run_pods("wh-train-0", "Failed", exit_code=2, message="boom")
+    sim.run_pods("wh-train-0", "Failed", exit_code=1, message="boom")
     p = sim.step()
     assert sim.status["phase"] == "Failed"
     assert sim.cond("Stalled")["status"] == "True"
@@ -359,3 +359,19 @@ def test_a_job_without_pods_stalls() -> None:
     stalled = sim.cond("Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "NoPods")
     assert "kubectl describe job wh-train-0" in stalled["message"]
+
+
+def test_bad_input_exit_code_fails_without_restarting() -> None:
+    sim = Sim(training())
+    sim.step()
+    sim.run_pods("wh-train-0")
+    sim.step()
+    msg = summary("train", status="FAILURE", message="val_data_sources.json_file: no such file")
+    bad = pod(sim.jobs["wh-train-0"], 0, "Failed", exit_code=2, message=msg)
+    sim.pods[bad["metadata"]["name"]] = bad
+    p = sim.step()
+    assert sim.status["phase"] == "Failed" and sim.status["restarts"] == 0
+    ready = sim.cond("Ready")
+    assert ready["reason"] == "BadInput"
+    assert "val_data_sources.json_file: no such file" in ready["message"]
+    assert p.create == []

@@ -106,3 +106,34 @@ def test_build_with_trtexec(
     sidecar = build_engine(spec, local_type, method="trtexec")
     assert sidecar.builder == "trtexec" and sidecar.tensorrt_version
     _check_plan(sidecar, spec.plan_path, exported_model)
+
+
+def test_build_reports_reuses_and_refuses_another_tensorrt(
+    local_type: GpuType,
+    exported_model: ExportedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an RTDETRDeployment engine Job runs: a build, a reused plan, a version refusal."""
+    trt = pytest.importorskip("tensorrt")
+    from rtdetr_serving.cli import main
+    from rtdetr_serving.task_summary import ServingTaskSummary
+
+    log = tmp_path / "termination-log"
+    monkeypatch.setenv("RTDETR_TERMINATION_LOG", str(log))
+    out = tmp_path / "1"
+    args = ["build-engine", "--onnx", str(exported_model.onnx), "--gpu", local_type.name]
+    args += ["--output", str(out), "--reuse"]
+    assert main([*args, "--tensorrt-version", trt.__version__]) == 0
+    first = ServingTaskSummary.model_validate_json(log.read_text())
+    assert first.status == "SUCCESS" and not first.reused and first.engine is not None
+    assert first.engine.tensorrt_version == trt.__version__
+    assert main([*args, "--tensorrt-version", trt.__version__]) == 0
+    again = ServingTaskSummary.model_validate_json(log.read_text())
+    assert again.reused and again.engine == first.engine
+    plan = out / f"model.{local_type.name}.plan"
+    before = plan.read_bytes()
+    assert main([*args, "--tensorrt-version", "1.0.0"]) == 1
+    refused = ServingTaskSummary.model_validate_json(log.read_text())
+    assert refused.status == "FAILURE" and "1.0.0" in (refused.message or "")
+    assert plan.read_bytes() == before, "a refused build leaves the existing plan alone"

@@ -1,12 +1,12 @@
 """CEL rules (``x-kubernetes-validations``) that make ``kubectl apply`` refuse unrunnable CRs.
 
 Each rule carries a message naming the field and a ``fieldPath`` so the API server's error reads
-``spec.resources.gpus: Invalid value: ...: spec.resources.gpus must equal ...``. The operator
-re-checks the same conditions (:mod:`rtdetr_operator.training.resolve`) because a CRD can be
-installed without them (``--validate=false`` does not skip CEL, but an older CRD version would).
+``spec.resources.gpus: Invalid value: ...: must equal spec.experiment.train.num_gpus``. The
+operator re-checks the same conditions (:mod:`rtdetr_operator.training.resolve`): a cluster may
+run an older CRD than the operator, and a CR stored before a rule existed is never re-validated.
 
 Written against the CRD's wire names: the experiment keeps TAO's snake_case, the rest of the spec
-is camelCase. A nullable field may hold ``null``, hence the ``!= null`` guards.
+is camelCase.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _UNSET = "['', '??', '???']"
 
 def _set(expr: str, field: str) -> str:
     """CEL: ``expr.field`` is present, non-null and not a ``??`` marker."""
-    return f"(has({expr}.{field}) && {expr}.{field} != null && !({expr}.{field} in {_UNSET}))"
+    return f"(has({expr}.{field}) && !({expr}.{field} in {_UNSET}))"
 
 
 def _rule(rule: str, message: str, field_path: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -40,50 +40,48 @@ _TRAIN_NUM_GPUS = (
 SPEC_RULES: list[dict[str, Any]] = [
     _rule(
         f"!has(self.resources.gpus) || self.resources.gpus == {_TRAIN_NUM_GPUS}",
-        "spec.resources.gpus must equal spec.experiment.train.num_gpus (GPUs per node); "
-        "leave it unset to derive it",
+        "must equal spec.experiment.train.num_gpus (GPUs per node); leave it unset to derive it",
         ".resources.gpus",
     ),
     _rule(
         f"has({_DS}) && has({_DS}.train_data_sources) && size({_DS}.train_data_sources) > 0 && "
         f"{_DS}.train_data_sources.all(s, {_set('s', 'image_dir')} && {_set('s', 'json_file')})",
-        "spec.experiment.dataset.train_data_sources: every source needs image_dir and json_file "
-        "set to paths on the data volume (not ??)",
-        ".experiment",
+        "every training source needs image_dir and json_file set to paths on the data volume "
+        "(not ??)",
+        ".experiment.dataset.train_data_sources",
     ),
     _rule(
         f"has({_DS}) && has({_DS}.val_data_sources) && "
         f"{_set(f'{_DS}.val_data_sources', 'image_dir')} && "
         f"{_set(f'{_DS}.val_data_sources', 'json_file')}",
-        "spec.experiment.dataset.val_data_sources: image_dir and json_file must be set to paths "
-        "on the data volume (not ??)",
-        ".experiment",
+        "image_dir and json_file must be set to paths on the data volume (not ??)",
+        ".experiment.dataset.val_data_sources",
     ),
     _rule(
-        "!has(self.experiment.results_dir) || self.experiment.results_dir == null || "
+        "!has(self.experiment.results_dir) || "
         f"self.experiment.results_dir in {_UNSET} || "
         "self.experiment.results_dir == self.storage.results.mountPath || "
         "self.experiment.results_dir.startsWith(self.storage.results.mountPath + '/')",
-        "spec.experiment.results_dir must be spec.storage.results.mountPath or a folder below it, "
-        "so results survive pod restarts",
-        ".experiment",
+        "must be spec.storage.results.mountPath or a folder below it, so results survive pod "
+        "restarts",
+        ".experiment.results_dir",
     ),
     _rule(
         "!has(self.experiment.evaluate) || !has(self.experiment.evaluate.num_nodes) || "
         "self.experiment.evaluate.num_nodes == 1",
-        "spec.experiment.evaluate.num_nodes must be 1: evaluation runs on one node",
-        ".experiment",
+        "must be 1: evaluation runs on one node",
+        ".experiment.evaluate.num_nodes",
     ),
     _rule(
         "!has(self.gpuProduct) || !has(self.nodeSelector) || "
         "!('nvidia.com/gpu.product' in self.nodeSelector) || "
         "self.nodeSelector['nvidia.com/gpu.product'] == self.gpuProduct",
-        "spec.nodeSelector['nvidia.com/gpu.product'] contradicts spec.gpuProduct",
+        "contradicts spec.nodeSelector['nvidia.com/gpu.product']",
         ".gpuProduct",
     ),
     _rule(
         "!has(self.evaluation.minMAP50) || self.evaluation.enabled",
-        "spec.evaluation.minMAP50 needs spec.evaluation.enabled: true",
+        "minMAP50 needs spec.evaluation.enabled: true",
         ".evaluation",
     ),
 ]
@@ -93,7 +91,7 @@ def reserved_env_rule(names: tuple[str, ...]) -> dict[str, Any]:
     quoted = ", ".join(f"'{n}'" for n in names)
     return _rule(
         f"self.all(e, !(e.name in [{quoted}]))",
-        f"spec.env must not set {', '.join(names)}: the operator sets the launch contract",
+        f"must not set {', '.join(names)}: the operator sets the launch contract",
     )
 
 
@@ -114,7 +112,7 @@ def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
         rules.append(
             _rule(
                 f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
-                f"spec.{f} is immutable; create a new RTDETRTraining to train with other settings",
+                "is immutable; create a new RTDETRTraining to train with other settings",
                 f".{f}",
             )
         )
@@ -130,8 +128,8 @@ STORAGE_RULES: list[dict[str, Any]] = [
 RESULTS_RULES: list[dict[str, Any]] = [
     _rule(
         "!has(self.volume) || !has(self.volume.emptyDir)",
-        "spec.storage.results must survive pod restarts (a PersistentVolumeClaim or network "
-        "volume), not emptyDir",
+        "results must survive pod restarts (a PersistentVolumeClaim or network volume), "
+        "not emptyDir",
         ".volume",
     ),
 ]

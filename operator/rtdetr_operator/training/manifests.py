@@ -159,19 +159,20 @@ def _mount(name: str, path: str, sub_path: str | None, read_only: bool) -> dict[
 def _shm(r: ResolvedTraining) -> dict[str, Any]:
     shm: dict[str, Any] = {"medium": "Memory"}
     if r.spec.resources.shm_size is not None:
-        shm["sizeLimit"] = r.spec.resources.shm_size
+        shm["sizeLimit"] = str(r.spec.resources.shm_size)
     return shm
 
 
 def _resources(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
     res = r.spec.resources
     amounts: dict[str, Any] = {}
+    # Quantities are strings on the wire (an int is accepted by the API server, not by clients).
     if res.cpu is not None:
-        amounts["cpu"] = res.cpu
+        amounts["cpu"] = str(res.cpu)
     if res.memory is not None:
-        amounts["memory"] = res.memory
+        amounts["memory"] = str(res.memory)
     if gpus:
-        amounts[res.gpu_resource] = gpus
+        amounts[res.gpu_resource] = str(gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 

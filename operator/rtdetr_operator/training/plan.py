@@ -15,7 +15,8 @@ what exists:
 * Job missing -> create it (also after someone deleted it).
 * Job succeeded -> read the task's summary from pod 0's termination message into status, move on.
 * Any pod failed -> restart: attempt + 1 (a new Job, the whole group), up to spec.maxRestarts;
-  training resumes from the latest checkpoint on the results volume.
+  training resumes from the latest checkpoint on the results volume. Exit code 2 (the trainer's
+  "bad input") fails the run at once: the same command cannot succeed on a second try.
 * Pods unschedulable / image not pullable beyond the grace period -> Stalled, with the reason.
 * spec.suspend -> delete the active Job, phase Suspended; clearing it creates the next attempt.
 """
@@ -38,6 +39,9 @@ from rtdetr_operator.training.results import apply_summary, success_message
 TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
 TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
 JOB_FIELD = {"train": "trainingJob", "evaluate": "evaluationJob", "export": "exportJob"}
+#: The trainer's exit status for input it refuses (spec, dataset, checkpoint, launch env):
+#: running the same command again cannot help, so the run fails without burning restarts.
+EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,10 @@ class _Planner:
         why = why or (failure_text(pod) if pod else view.job_message or "the Job failed")
         restarts, limit = int(self.st.get("restarts", 0)), self.r.spec.max_restarts
         rec["message"] = why
+        if pod is not None and pod.exit_code == EXIT_BAD_INPUT:
+            rec["state"] = "Failed"
+            self._fail("BadInput", f"{TASK_TITLE[task]} refused its input (not retried): {why}")
+            return
         if restarts >= limit:
             rec["state"] = "Failed"
             self._fail(

@@ -1,0 +1,294 @@
+"""``RTDETRDeployment.spec``: serve an exported RT-DETR with Triton on one or more GPU pools.
+
+The model comes from an RTDETRTraining (its exported ONNX on its results volume) or from an ONNX
+file on a volume. For every GPU type in ``pools`` the operator builds a TensorRT FP16 engine on a
+node of that type, then runs a Triton Deployment per pool with that GPU's config
+(``--model-config-name``), a Service, a HorizontalPodAutoscaler on a Triton queue metric and a
+PodDisruptionBudget. A pool is sized by replica limits, or by a camera-stream target that the
+capacity planner (:mod:`rtdetr_serving.planner`) turns into replicas.
+
+Everything optional has a default that the operator resolves and reports in status, so the
+smallest useful CR names a model source and one pool.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+
+from rtdetr_operator.api.deployment_rules import (
+    MODEL_RULES,
+    ONNX_SOURCE_RULES,
+    PDB_RULES,
+    POOL_RULES,
+    ROLLOUT_RULES,
+    TRITON_RULES,
+)
+from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
+from rtdetr_operator.api.meta import (
+    ApiModel,
+    LocalObjectReference,
+    PassThrough,
+    PodMetadata,
+    Quantity,
+    Toleration,
+    defaulted,
+)
+from rtdetr_operator.api.spec import VolumeSource
+
+INT_OR_PERCENT_PATTERN = r"^[0-9]+%?$"
+_INT_OR_PERCENT = re.compile(INT_OR_PERCENT_PATTERN)
+VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+(\.[0-9]+)?$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+
+def _int_or_percent(value: int | str) -> int | str:
+    if isinstance(value, str) and not _INT_OR_PERCENT.match(value):
+        raise ValueError(f"{value!r} is neither a count nor a percentage such as 25%")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} must not be negative")
+    return value
+
+
+#: A count or a percentage (``1``, ``"25%"``), as Deployments and PDBs take them.
+IntOrPercent = Annotated[
+    int | str,
+    AfterValidator(_int_or_percent),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": INT_OR_PERCENT_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def _with_rules(rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"json_schema_extra": {"x-kubernetes-validations": rules}}
+
+
+class TrainingModelSource(ApiModel):
+    """Serve what an RTDETRTraining exported."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """RTDETRTraining in the same namespace. Its status.artifacts name the ONNX, its results
+    volume holds it; a re-run (a new RTDETRTraining of that name) rolls out its new model."""
+    artifact: Literal["onnx", "onnxFp16"] = "onnx"
+    """Which exported ONNX the engines are built from (a key of the training's
+    status.artifacts). onnx: the FP32 graph, TensorRT picks FP16 kernels per layer (the usual
+    choice); onnxFp16: the Model Optimizer FP16 graph."""
+
+
+class OnnxModelSource(ApiModel):
+    """Serve an ONNX file (with its ``<stem>.manifest.json`` next to it) from a volume."""
+
+    model_config = ApiModel.model_config | _with_rules(ONNX_SOURCE_RULES)
+
+    claim_name: str | None = None
+    """PersistentVolumeClaim holding the file."""
+    volume: VolumeSource | None = None
+    """Any other volume source instead of a claim (nfs, csi...)."""
+    sub_path: str | None = None
+    """Folder of the volume that path is relative to."""
+    path: str = Field(min_length=6, max_length=1024)
+    """The .onnx file inside the volume (relative, e.g. exports/v7/model.onnx)."""
+    revision: str | None = Field(default=None, max_length=63)
+    """Free-form label of this file (e.g. v7). Changing it makes the operator read the file
+    again although the path is the same; what is served is always identified by the ONNX's
+    sha256, whatever this says."""
+
+
+class ModelSource(ApiModel):
+    model_config = ApiModel.model_config | _with_rules(MODEL_RULES)
+
+    training: TrainingModelSource | None = None
+    """An RTDETRTraining's exported model."""
+    onnx: OnnxModelSource | None = None
+    """An ONNX file on a volume."""
+
+
+class ContainerResources(ApiModel):
+    """CPU and memory of a container (requests = limits). GPUs are set by the operator."""
+
+    cpu: Quantity | None = None
+    """CPU request and limit."""
+    memory: Quantity | None = None
+    """Memory request and limit."""
+
+
+class PoolEngineBuild(ApiModel):
+    pod_metadata: PodMetadata = defaulted(PodMetadata)
+    """Extra labels/annotations of this GPU type's engine build pod."""
+
+
+class Pool(ApiModel):
+    """Triton replicas on one GPU type, one GPU each."""
+
+    model_config = ApiModel.model_config | _with_rules(POOL_RULES)
+
+    gpu: str = Field(min_length=1)
+    """GPU type from the GPU catalog (`rtdetr-serve catalog`), e.g. H100, A100, L40S, L4. Pods
+    run only on nodes whose nvidia.com/gpu.product is one of that type's products."""
+    min_replicas: int | None = Field(default=None, ge=1, le=1000)
+    """Fewest replicas. Unset: the replicas the stream target needs, else 1."""
+    max_replicas: int | None = Field(default=None, ge=1, le=1000)
+    """Most replicas the autoscaler may run. Unset: minReplicas (or the stream target's)."""
+    streams: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Camera streams this pool must serve at fps (with fps): the planner turns them into
+    replicas from the GPU's capacity."""
+    fps: float | None = Field(default=None, gt=0, le=1000)
+    """Frames per second of each stream (with streams). Pools without one report capacity at
+    30 FPS."""
+    resources: ContainerResources = defaulted(ContainerResources)
+    """CPU/memory of this pool's Triton container (overrides spec.triton.resources)."""
+    pod_metadata: PodMetadata = defaulted(PodMetadata)
+    """Extra labels/annotations of this pool's Triton pods."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Extra node labels this pool's pods require (the GPU product is always required)."""
+    engine_build: PoolEngineBuild = defaulted(PoolEngineBuild)
+    """This GPU type's engine build Job."""
+
+
+class RepositoryStorage(ApiModel):
+    """Where the Triton model repositories live: engine Jobs write, Triton pods read."""
+
+    claim_name: str | None = None
+    """PersistentVolumeClaim (ReadWriteMany: build Jobs and Triton pods on several nodes).
+    Unset: the model source's volume."""
+    sub_path: str | None = None
+    """Folder of the volume (mounted at /models). Unset: triton/<name>."""
+
+
+class TritonOptions(ApiModel):
+    model_config = ApiModel.model_config | _with_rules(TRITON_RULES)
+
+    image: str | None = None
+    """tritonserver image. Unset: the operator's default (an NGC release pinned with its
+    TensorRT version; see status.triton)."""
+    tensorrt_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    """TensorRT version inside image (e.g. 10.13.3): engines are built with exactly this
+    version. Required with image."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of the Triton container."""
+    args: list[str] = Field(default_factory=list, max_length=64)
+    """Extra tritonserver flags (e.g. --log-verbose=1)."""
+    resources: ContainerResources = defaulted(ContainerResources)
+    """CPU/memory of every Triton container (a pool may override)."""
+
+
+class BuildOptions(ApiModel):
+    """The repository Job and the per-GPU engine build Jobs."""
+
+    image: str | None = None
+    """Image with `rtdetr-serve` and TensorRT from the same NGC release as the Triton image
+    (the trainer image). Unset: the source RTDETRTraining's image, else the operator's
+    default."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of the build containers."""
+    method: Literal["tensorrt", "trtexec"] = "tensorrt"
+    """Build with TensorRT's Python API or with trtexec."""
+    resources: ContainerResources = defaulted(ContainerResources)
+    """CPU/memory of the build containers (engine builds also get one GPU)."""
+    active_deadline_seconds: int = Field(default=3600, ge=60)
+    """A build Job running longer than this fails."""
+    pod_metadata: PodMetadata = defaulted(PodMetadata)
+    """Extra labels/annotations of every build pod."""
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler per pool on a Triton metric served by prometheus-adapter."""
+
+    enabled: bool = True
+    """Create the HPAs. Disabled: each pool runs exactly minReplicas."""
+    metric: Literal["queueTime", "pendingRequests"] = "queueTime"
+    """queueTime: average microseconds a request waits in Triton's queue
+    (nv_inference_queue_duration_us / nv_inference_request_success); pendingRequests:
+    nv_inference_pending_request_count. See docs/deployment.md for the adapter rules."""
+    target: Quantity | None = None
+    """Per-pod average to hold. Unset: 10000 (10 ms) for queueTime, 8 for pendingRequests."""
+    behavior: PassThrough | None = None
+    """An autoscaling/v2 HorizontalPodAutoscalerBehavior (scaleUp/scaleDown policies and
+    stabilization windows). Unset: scale up at once, scale down after 5 minutes of calm."""
+
+
+class DisruptionBudget(ApiModel):
+    model_config = ApiModel.model_config | _with_rules(PDB_RULES)
+
+    min_available: IntOrPercent | None = None
+    """Pods of a pool that voluntary evictions (drains) must leave running."""
+    max_unavailable: IntOrPercent | None = None
+    """Pods of a pool that may be evicted at once. Default when neither is set: 1."""
+
+
+class Rollout(ApiModel):
+    model_config = ApiModel.model_config | _with_rules(ROLLOUT_RULES)
+
+    max_surge: IntOrPercent = 1
+    """Extra pods (GPUs) a pool may run while replacing old ones."""
+    max_unavailable: IntOrPercent = 0
+    """Old pods that may stop before their replacement is ready (0: the old model serves
+    until the new one is ready)."""
+    progress_deadline_seconds: int = Field(default=600, ge=30)
+    """A pool whose rollout makes no progress this long makes the deployment Stalled."""
+    min_ready_seconds: int = Field(default=0, ge=0)
+    """Seconds a new pod must be ready before it counts as available."""
+    disruption_budget: DisruptionBudget = defaulted(DisruptionBudget)
+    """The PodDisruptionBudget of every pool."""
+
+
+class RTDETRDeploymentSpec(ApiModel):
+    """Serve an exported RT-DETR with Triton on GPU pools, with per-GPU TensorRT engines."""
+
+    model: ModelSource
+    """Where the exported ONNX comes from."""
+    precision: Literal["fp16"] = "fp16"
+    """Engine precision (TensorRT FP16; the model card's capacity figures are FP16)."""
+    model_name: str = Field(default="rtdetr", pattern=MODEL_NAME_PATTERN, max_length=63)
+    """Model name in Triton (the name clients request)."""
+    pools: list[Pool] = Field(
+        min_length=1,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["gpu"]},
+    )
+    """One entry per GPU type (each type at most once)."""
+    repository: RepositoryStorage = defaulted(RepositoryStorage)
+    """Shared storage of the Triton model repositories."""
+    triton: TritonOptions = defaulted(TritonOptions)
+    """The tritonserver containers."""
+    build: BuildOptions = defaulted(BuildOptions)
+    """The repository and engine build Jobs."""
+    autoscaling: Autoscaling = defaulted(Autoscaling)
+    """Horizontal autoscaling of every pool."""
+    rollout: Rollout = defaulted(Rollout)
+    """Rolling updates and disruption budgets."""
+    pod_metadata: PodMetadata = defaulted(PodMetadata)
+    """Extra labels/annotations of every Triton pod."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    """Secrets for pulling the Triton and build images."""
+    service_account_name: str | None = None
+    """ServiceAccount of the Triton and build pods."""
+    priority_class_name: str | None = None
+    """PriorityClass of the Triton pods."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Tolerations of every pod (nvidia.com/gpu is always tolerated)."""
+
+
+DEPLOYMENT_KIND = "RTDETRDeployment"
+DEPLOYMENT_PLURAL = "rtdetrdeployments"
+DEPLOYMENT_SINGULAR = "rtdetrdeployment"
+DEPLOYMENT_SHORT_NAMES: tuple[str, ...] = ("rtd", "rtdetrdeploy")
+
+
+class RTDETRDeployment(ApiModel):
+    """The whole custom resource as the operator reads it (metadata kept as a plain dict)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = "rtdetr.dev/v1alpha1"
+    kind: str = DEPLOYMENT_KIND
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RTDETRDeploymentSpec
+    status: RTDETRDeploymentStatus = Field(default_factory=RTDETRDeploymentStatus)

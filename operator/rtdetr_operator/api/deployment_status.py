@@ -1,0 +1,185 @@
+"""``RTDETRDeployment.status``: what is served, what is being built, and kstatus conditions.
+
+For GitOps tools: ``observedGeneration`` and the metav1 conditions ``Ready`` / ``Reconciling`` /
+``Stalled`` (set from the first reconcile on). For people: the model revision being served
+(``model``) and the one being rolled out (``target``), each identified by its ONNX's sha256; one
+record per engine (TensorRT version, compute capability and plan sha256, as the build Job
+reported them); and per pool its Deployment's replicas, its capacity in camera streams at the
+pool's FPS (from the planner) and its endpoints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from rtdetr_operator.api.meta import ApiModel
+from rtdetr_operator.api.status import Condition
+
+DeploymentPhase = Literal[
+    "Pending", "Preparing", "BuildingEngines", "RollingOut", "Ready", "Stalled"
+]
+DEPLOYMENT_PHASES: tuple[str, ...] = (
+    "Pending",
+    "Preparing",
+    "BuildingEngines",
+    "RollingOut",
+    "Ready",
+    "Stalled",
+)
+JobState = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class ModelRevision(ApiModel):
+    """One model version: a Triton repository prepared from one ONNX."""
+
+    revision: str
+    """First 12 hex digits of the ONNX's sha256 (the repository folder's name)."""
+    onnx_sha256: str
+    """sha256 of the ONNX the engines are built from."""
+    source: str
+    """Where it came from (the RTDETRTraining or the file)."""
+    repository: str
+    """Repository folder inside the repository volume (mounted at /models)."""
+    onnx: str
+    """The ONNX copy inside the repository the engines are built from."""
+    gpus: list[str] = Field(default_factory=list)
+    """GPU types the repository has configs for."""
+    prepared_time: datetime | None = None
+    """When the repository Job finished."""
+
+
+class SourceStatus(ApiModel):
+    """The latest read of the model source (by the repository Job)."""
+
+    fingerprint: str
+    """Identity of the source as last seen (changes when a new model may exist)."""
+    description: str
+    """The source in words."""
+    job: str | None = None
+    """Repository Job reading it."""
+    state: JobState = "Pending"
+    """Pending, Running, Succeeded or Failed."""
+    revision: str | None = None
+    """Revision the Job found (when Succeeded)."""
+    message: str | None = None
+    """Why it failed."""
+
+
+class EngineStatus(ApiModel):
+    """One TensorRT plan: a revision built for a GPU type."""
+
+    revision: str
+    """Model revision."""
+    gpu: str
+    """GPU type (catalog name)."""
+    state: JobState = "Pending"
+    """Pending, Running, Succeeded or Failed."""
+    job: str | None = None
+    """The build Job."""
+    tensorrt_version: str | None = None
+    """TensorRT version that built the plan (equals the Triton image's)."""
+    compute_capability: str | None = None
+    """Compute capability of the GPU that built it."""
+    gpu_device_name: str | None = None
+    """The GPU's device name."""
+    plan: str | None = None
+    """Plan file inside the repository."""
+    plan_sha256: str | None = None
+    """sha256 of the plan."""
+    build_seconds: float | None = None
+    """How long TensorRT took."""
+    completion_time: datetime | None = None
+    """When the build finished."""
+    message: str | None = None
+    """Why the build failed, or the build's own message."""
+    reason: str | None = None
+    """CamelCase reason of a failure (EngineBuildFailed, TensorRTVersionMismatch...)."""
+
+
+class Endpoints(ApiModel):
+    http: str
+    """host:port of Triton's HTTP/REST endpoint (KServe v2)."""
+    grpc: str
+    """host:port of the gRPC endpoint."""
+    metrics: str
+    """host:port of the Prometheus metrics."""
+
+
+class PoolStatus(ApiModel):
+    gpu: str
+    """GPU type."""
+    deployment: str
+    """The pool's Deployment (also its Service, HPA and PDB name)."""
+    revision: str | None = None
+    """Model revision the pool's pods are on (the new one once its rollout finished)."""
+    replicas: int = 0
+    """Pods of the Deployment."""
+    ready_replicas: int = 0
+    """Pods ready to serve."""
+    updated_replicas: int = 0
+    """Pods on the Deployment's current template."""
+    desired_replicas: int = 0
+    """Replicas the Deployment (or its autoscaler) asks for."""
+    min_replicas: int
+    """Resolved minReplicas."""
+    max_replicas: int
+    """Resolved maxReplicas."""
+    fps: float
+    """FPS the capacity is given at."""
+    streams_per_replica: int
+    """Camera streams one replica (one GPU) sustains at fps (planner)."""
+    capacity_streams: int = 0
+    """Streams the ready replicas sustain at fps."""
+    target_streams: int | None = None
+    """The pool's stream target, if it has one."""
+    capacity_source: str | None = None
+    """Where streamsPerReplica comes from: table, derived or measured."""
+    endpoints: Endpoints | None = None
+    """In-cluster addresses of the pool's Service."""
+
+
+class TritonStatus(ApiModel):
+    image: str
+    """The tritonserver image in use."""
+    tensorrt_version: str
+    """Its TensorRT version (every engine is built with it)."""
+    build_image: str | None = None
+    """Image of the build Jobs."""
+
+
+class RTDETRDeploymentStatus(ApiModel):
+    """Observed state of an RTDETRDeployment."""
+
+    phase: DeploymentPhase = "Pending"
+    """Pending, Preparing (reading the model), BuildingEngines, RollingOut, Ready or Stalled."""
+    observed_generation: int | None = None
+    """metadata.generation the status reflects."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    """kstatus conditions: Ready, Reconciling, Stalled."""
+    model: ModelRevision | None = None
+    """The revision being served."""
+    target: ModelRevision | None = None
+    """A revision being built and rolled out (absent when none)."""
+    source: SourceStatus | None = None
+    """The latest read of the model source."""
+    engines: list[EngineStatus] = Field(default_factory=list)
+    """Engines of the served and target revisions."""
+    pools: list[PoolStatus] = Field(default_factory=list)
+    """One entry per pool."""
+    triton: TritonStatus | None = None
+    """Resolved images and TensorRT version."""
+    ready_pools: str | None = None
+    """Pools whose pods all serve the current model, e.g. 2/2."""
+    replicas: str | None = None
+    """Ready/desired Triton pods over all pools, e.g. 5/5."""
+    capacity_streams: int | None = None
+    """Camera streams the ready pods sustain (sum over pools at each pool's FPS)."""

@@ -1,0 +1,1 @@
+"""RTDETRDeployment: per-GPU TensorRT engines, Triton pools, autoscaling and rollouts."""

@@ -1,0 +1,431 @@
+"""The RTDETRDeployment state machine: observed world in, desired changes out. Pure.
+
+The model moves through three stages, each gated by the one before, and the old model serves
+until the new one is ready everywhere:
+
+1. **Read the source** (repository Job). Whenever the source's identity or the set of GPU types
+   changes, a Job reads the ONNX, checks it against its manifest and writes
+   ``/models/<revision>/`` (revision = first 12 hex digits of the ONNX's sha256). The same
+   sha256 as the served model means nothing to roll out; another one becomes ``status.target``.
+2. **Build engines** (one Job per GPU type, pinned to that GPU). Each must report the Triton
+   image's TensorRT version, the GPU type's compute capability and the target's ONNX sha256;
+   anything else is a failed build. A failed build stalls the rollout; pools keep serving
+   ``status.model``.
+3. **Roll out**: only when every pool's engine for the target exists are the pools' Deployments
+   switched to the target revision (a rolling update: the old pods and their plans keep serving
+   until new pods are ready). When every pool is rolled out the target becomes ``status.model``.
+
+The I/O half (:mod:`rtdetr_operator.deployment.reconcile`) writes the status first, then
+deletes, creates and replaces, like the training's reconciler.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rtdetr_operator.deployment import manifests
+from rtdetr_operator.deployment.defaults import OperatorDefaults
+from rtdetr_operator.deployment.names import LABEL_COMPONENT
+from rtdetr_operator.deployment.observe import failure, reported
+from rtdetr_operator.deployment.plan_pools import PoolsMixin
+from rtdetr_operator.deployment.resolve import (
+    InvalidDeploymentError,
+    ResolvedDeployment,
+    ResolvedPool,
+    resolve,
+)
+from rtdetr_operator.deployment.source import (
+    Source,
+    SourceNotReadyError,
+    repository_key,
+    resolve_source,
+)
+from rtdetr_operator.training.conditions import timestamp
+from rtdetr_operator.training.names import owned_by
+from rtdetr_operator.training.observe import JobView, job_view
+from rtdetr_operator.training.plan import Event, Plan
+from rtdetr_serving.catalog import GpuCatalog
+from rtdetr_serving.engine_spec import same_tensorrt
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything the reconciler read about one RTDETRDeployment, at one instant."""
+
+    deployment: dict[str, Any]
+    training: dict[str, Any] | None
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    apps: list[dict[str, Any]]
+    services: list[dict[str, Any]]
+    autoscalers: list[dict[str, Any]]
+    budgets: list[dict[str, Any]]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Settings:
+    catalog: GpuCatalog
+    defaults: OperatorDefaults = field(default_factory=OperatorDefaults)
+    #: Seconds a build or Triton pod may be unschedulable (or not pull its image) before Stalled.
+    stuck_grace: float = 60.0
+
+
+def plan(world: World, settings: Settings) -> Plan:
+    return _Planner(world, settings).run()
+
+
+def _by_name(objs: list[dict[str, Any]], uid: str) -> tuple[dict[str, dict], set[str]]:
+    mine = {o["metadata"]["name"]: o for o in objs if owned_by(o, uid)}
+    return mine, {o["metadata"]["name"] for o in objs} - set(mine)
+
+
+class _Planner(PoolsMixin):
+    def __init__(self, world: World, settings: Settings) -> None:
+        self.w, self.settings, self.now = world, settings, world.now
+        meta = world.deployment["metadata"]
+        self.name, self.uid = meta["name"], meta.get("uid", "")
+        self.generation: int | None = meta.get("generation")
+        self.old: dict[str, Any] = world.deployment.get("status") or {}
+        self.st: dict[str, Any] = copy.deepcopy(self.old)
+        self.out = Plan(status=self.st)
+        self.jobs, self.foreign_jobs = _by_name(world.jobs, self.uid)
+        self.apps, self.foreign_apps = _by_name(world.apps, self.uid)
+        self.services, _ = _by_name(world.services, self.uid)
+        self.hpas, _ = _by_name(world.autoscalers, self.uid)
+        self.pdbs, _ = _by_name(world.budgets, self.uid)
+        self.problems: list[tuple[str, str]] = []
+        self.progress: list[tuple[str, str]] = []
+        self.r: ResolvedDeployment | None = None
+
+    # ----------------------------------------------------------------------------- driver
+    def run(self) -> Plan:
+        try:
+            self.r = resolve(self.w.deployment, self.settings.catalog, self.settings.defaults)
+        except InvalidDeploymentError as e:
+            self.problems.append(("InvalidSpec", "; ".join(e.problems)))
+            return self._finish()
+        source = self._source()
+        image = self._build_image(source)
+        if source is not None and image is not None:
+            self._sync_repository(source, image)
+            self._sync_engines(source, image)
+        self._prune_engines()
+        self._sync_pools(source)
+        self._promote()
+        self._collect_jobs()
+        return self._finish()
+
+    def _source(self) -> Source | None:
+        assert self.r is not None
+        try:
+            return resolve_source(self.r, self.w.training)
+        except SourceNotReadyError as e:
+            if e.stalled:
+                self.problems.append((e.reason, e.message))
+            else:
+                self.progress.append(("Pending", e.message))
+            return None
+
+    def _build_image(self, source: Source | None) -> str | None:
+        assert self.r is not None
+        d = self.settings.defaults
+        image = self.r.spec.build.image or (source.image if source else None) or d.build_image
+        self.st["triton"] = {
+            "image": self.r.triton_image,
+            "tensorrtVersion": self.r.tensorrt_version,
+            **({"buildImage": image} if image else {}),
+        }
+        if image is None and source is not None:
+            self.problems.append(
+                (
+                    "NoBuildImage",
+                    "spec.build.image: no image to build engines with; set it to an image with "
+                    f"rtdetr-serve and TensorRT {self.r.tensorrt_version} (the trainer image of "
+                    "the Triton image's NGC release)",
+                )
+            )
+        return image
+
+    # ---------------------------------------------------------------- 1. read the source
+    def _sync_repository(self, source: Source, image: str) -> None:
+        r = self.r
+        assert r is not None
+        key = repository_key(source, r)
+        rec = self.st.get("source")
+        if not rec or rec.get("fingerprint") != key:
+            building = [
+                n for n, j in self.jobs.items() if _component(j) == "engine" and self._active(j)
+            ]
+            if rec and building:
+                self.progress.append(
+                    (
+                        "BuildingEngines",
+                        f"the model source changed; waiting for engine build(s) "
+                        f"{', '.join(sorted(building))} before reading it again",
+                    )
+                )
+                return
+            rec = {
+                "fingerprint": key,
+                "description": source.description,
+                "job": r.names.repository_job(key),
+                "state": "Pending",
+            }
+            self.st["source"] = rec
+        if rec.get("state") == "Succeeded":
+            return
+        job = self.jobs.get(rec["job"])
+        if job is None:
+            if rec["job"] in self.foreign_jobs:
+                self._wait("Preparing", f"Job {rec['job']} of an earlier deployment is going")
+                return
+            if rec.get("state") == "Failed":
+                self._event("Normal", "Retrying", f"repository Job {rec['job']} was deleted")
+            self.out.create.append(manifests.repository_job(r, source, key, image))
+            rec.update(state="Pending", message=None)
+            self._event("Normal", "JobCreated", f"reading {source.description} (Job {rec['job']})")
+            self.progress.append(("Preparing", f"reading {source.description} (Job {rec['job']})"))
+            return
+        view = job_view(job, self.w.pods)
+        if view.deleting:
+            self._wait("Preparing", f"Job {view.name} is being deleted")
+        elif view.succeeded:
+            self._repository_done(rec, view)
+        elif view.failed:
+            self._job_failed(rec, view, "RepositoryFailed", "reading the model source failed")
+        else:
+            rec["state"] = "Running" if view.running else "Pending"
+            self.progress.append(("Preparing", f"reading {source.description} (Job {view.name})"))
+            self._check_stuck_job(view)
+
+    def _repository_done(self, rec: dict[str, Any], view: JobView) -> None:
+        r = self.r
+        assert r is not None
+        got = reported(view, "repository")
+        s = got.summary
+        problem = got.problem
+        if s is not None:
+            missing = [k for k in ("repository", "onnx") if k not in s.artifacts]
+            if not s.revision or not s.onnx_sha256 or missing:
+                problem = f"Job {view.name}: summary lacks revision, sha256 or {missing}"
+            elif sorted(s.gpus) != r.gpus:
+                problem = f"Job {view.name} prepared GPUs {sorted(s.gpus)}, not {r.gpus}"
+        if problem or s is None:
+            rec.update(state="Failed", message=problem)
+            self._event("Warning", "RepositoryFailed", str(problem))
+            return
+        revision = {
+            "revision": s.revision,
+            "onnxSha256": s.onnx_sha256,
+            "source": rec["description"],
+            "repository": s.artifacts["repository"],
+            "onnx": s.artifacts["onnx"],
+            "gpus": sorted(s.gpus),
+            "preparedTime": timestamp(self.now),
+        }
+        rec.update(state="Succeeded", revision=s.revision, message=s.message)
+        model, target = self.st.get("model"), self.st.get("target")
+        if model and model.get("revision") == s.revision:
+            self.st["model"] = revision
+            if target:
+                self._event("Normal", "RolloutCancelled", f"back to revision {s.revision}")
+            self.st.pop("target", None)
+            self._event(
+                "Normal",
+                "ModelUnchanged",
+                f"{rec['description']} is the served revision {s.revision}; nothing to roll out",
+            )
+        else:
+            self.st["target"] = revision
+            self._event(
+                "Normal",
+                "NewModel",
+                f"{rec['description']} is revision {s.revision} (sha256 {s.onnx_sha256[:16]}...);"
+                " building its engines",
+            )
+
+    # ------------------------------------------------------------------ 2. build engines
+    def _engine(self, revision: str, gpu: str) -> dict[str, Any]:
+        engines = self.st.setdefault("engines", [])
+        for e in engines:
+            if e.get("revision") == revision and e.get("gpu") == gpu:
+                return e  # type: ignore[no-any-return]
+        rec = {"revision": revision, "gpu": gpu, "state": "Pending"}
+        engines.append(rec)
+        return rec
+
+    def _sync_engines(self, source: Source, image: str) -> None:
+        r = self.r
+        assert r is not None
+        rev = self.st.get("target") or self.st.get("model")
+        src = self.st.get("source") or {}
+        if rev is None:
+            return
+        prepared = src.get("state") == "Succeeded" and src.get("revision") == rev["revision"]
+        for pool in r.pools:
+            gpu = pool.gpu.name
+            e = self._engine(rev["revision"], gpu)
+            if e["state"] == "Succeeded" or gpu not in rev.get("gpus", []) or not prepared:
+                continue
+            name = r.names.engine_job(gpu, rev["revision"])
+            e["job"] = name
+            job = self.jobs.get(name)
+            if job is None:
+                if name in self.foreign_jobs:
+                    self._wait("BuildingEngines", f"Job {name} of an earlier deployment is going")
+                    continue
+                if e["state"] == "Failed":
+                    self._event("Normal", "Retrying", f"engine Job {name} was deleted")
+                model_dir = f"{rev['repository']}/{r.spec.model_name}"
+                self.out.create.append(
+                    manifests.engine_job(
+                        r,
+                        pool,
+                        source,
+                        revision=rev["revision"],
+                        onnx=rev["onnx"],
+                        model_dir=model_dir,
+                        image=image,
+                    )
+                )
+                e.update(state="Pending", message=None, reason=None)
+                self._event("Normal", "JobCreated", f"building the {gpu} engine (Job {name})")
+                continue
+            view = job_view(job, self.w.pods)
+            if view.deleting:
+                continue
+            if view.succeeded:
+                self._engine_done(e, view, pool, rev)
+            elif view.failed:
+                self._job_failed(e, view, "EngineBuildFailed", f"the {gpu} engine build failed")
+            else:
+                e["state"] = "Running" if view.running else "Pending"
+                self._check_stuck_job(view)
+        waiting = [
+            e["gpu"]
+            for e in self.st.get("engines", [])
+            if e["revision"] == rev["revision"] and e["state"] in ("Pending", "Running")
+        ]
+        if waiting:
+            self.progress.append(
+                ("BuildingEngines", f"building engines of {rev['revision']}: {', '.join(waiting)}")
+            )
+
+    def _engine_done(
+        self, e: dict[str, Any], view: JobView, pool: ResolvedPool, rev: dict[str, Any]
+    ) -> None:
+        r = self.r
+        assert r is not None
+        got = reported(view, "gen_trt_engine")
+        s, problem, reason = got.summary, got.problem, "EngineBuildFailed"
+        facts = s.engine if s else None
+        if s is not None and facts is None:
+            problem = f"Job {view.name} reported no engine"
+        elif s is not None and facts is not None:
+            if s.onnx_sha256 != rev["onnxSha256"]:
+                problem = (
+                    f"Job {view.name} built from ONNX {s.onnx_sha256}, not {rev['onnxSha256']}"
+                )
+            elif facts.gpu != pool.gpu.name:
+                problem = f"Job {view.name} built for {facts.gpu}, not {pool.gpu.name}"
+            elif not same_tensorrt(facts.tensorrt_version, r.tensorrt_version):
+                reason = "TensorRTVersionMismatch"
+                problem = (
+                    f"Job {view.name} built with TensorRT {facts.tensorrt_version}, but "
+                    f"{r.triton_image} serves with {r.tensorrt_version}: Triton could not load it"
+                )
+            elif facts.compute_capability != pool.gpu.compute_capability:
+                problem = (
+                    f"Job {view.name} built on compute capability {facts.compute_capability}, "
+                    f"{pool.gpu.name} is {pool.gpu.compute_capability}"
+                )
+        if problem or s is None or facts is None:
+            e.update(state="Failed", message=problem, reason=reason)
+            self._event("Warning", reason, str(problem))
+            return
+        e.update(
+            state="Succeeded",
+            tensorrtVersion=facts.tensorrt_version,
+            computeCapability=facts.compute_capability,
+            gpuDeviceName=facts.gpu_device_name,
+            plan=s.artifacts.get("plan"),
+            planSha256=facts.plan_sha256,
+            buildSeconds=facts.build_seconds,
+            completionTime=timestamp(self.now),
+            message=s.message,
+        )
+        how = "reused" if s.reused else "built"
+        self._event(
+            "Normal",
+            "EngineBuilt",
+            f"{how} the {pool.gpu.name} engine of {rev['revision']}: TensorRT "
+            f"{facts.tensorrt_version}, compute capability {facts.compute_capability}, plan "
+            f"sha256 {facts.plan_sha256[:16]}...",
+        )
+
+    def _job_failed(self, rec: dict[str, Any], view: JobView, reason: str, what: str) -> None:
+        first = rec.get("state") != "Failed"
+        rec.update(state="Failed", message=rec.get("message") if not first else failure(view))
+        if "gpu" in rec:
+            rec["reason"] = reason
+        if first:
+            self._event("Warning", reason, f"{what}: {rec['message']}")
+
+    def _prune_engines(self) -> None:
+        keep = {(self.st.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
+        gpus = {p.gpu.name for p in self.r.pools} if self.r else set()
+        engines = [
+            e for e in self.st.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
+        ]
+        self.st["engines"] = engines
+        for e in engines:
+            if e["state"] == "Failed":
+                self.problems.append(
+                    (
+                        e.get("reason") or "EngineBuildFailed",
+                        f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
+                    )
+                )
+        src = self.st.get("source") or {}
+        if src.get("state") == "Failed":
+            self.problems.append(
+                ("RepositoryFailed", f"reading the model failed: {src['message']}")
+            )
+
+    # ------------------------------------------------------------------------ helpers
+    def _active(self, job: dict[str, Any]) -> bool:
+        view = job_view(job, self.w.pods)
+        return view.active and not view.deleting
+
+    def _check_stuck_job(self, view: JobView) -> None:
+        stuck = view.stuck()
+        if stuck is not None:
+            self._stuck(stuck.reason, stuck.message, stuck.since)
+
+    def _stuck(self, reason: str, message: str, since: datetime | None) -> None:
+        waited = (self.now - since).total_seconds() if since else 0.0
+        grace = self.settings.stuck_grace
+        if waited < grace:
+            self._requeue(grace - waited)
+            return
+        self.problems.append((reason, message))
+
+    def _wait(self, phase: str, message: str) -> None:
+        self.progress.append((phase, message))
+        self._requeue(2.0)
+
+    def _requeue(self, seconds: float) -> None:
+        seconds = max(seconds, 0.5)
+        current = self.out.requeue_after
+        self.out.requeue_after = seconds if current is None else min(current, seconds)
+
+    def _event(self, type_: str, reason: str, message: str) -> None:
+        self.out.events.append(Event(type_, reason, message))
+
+
+def _component(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("labels") or {}).get(LABEL_COMPONENT)

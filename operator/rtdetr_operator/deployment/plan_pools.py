@@ -1,0 +1,314 @@
+"""Stage 3 of the RTDETRDeployment state machine: pools, promotion, cleanup and the status.
+
+A mixin of :class:`rtdetr_operator.deployment.plan._Planner` (same attributes, same purity).
+Each pool serves the target revision only once *every* pool's engine for it exists (so all pools
+switch model together, and clients see one model), else the served revision, else nothing yet.
+A child is replaced when its ``rtdetr.dev/spec-hash`` differs from the builder's; a Deployment
+keeps its live replica count when an autoscaler owns it.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+from rtdetr_operator.deployment import pool_manifests
+from rtdetr_operator.deployment.conditions import deployment_conditions
+from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONENT, LABEL_POOL
+from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
+from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
+from rtdetr_operator.deployment.source import Source
+from rtdetr_operator.training.conditions import Health
+from rtdetr_operator.training.plan import Plan
+
+#: When several things are in progress, the status names the earliest stage.
+PHASE_ORDER = ("Pending", "Preparing", "BuildingEngines", "RollingOut")
+
+
+def _hash(obj: dict[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    return (obj["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    return obj["metadata"].get("labels") or {}
+
+
+class PoolsMixin:
+    r: ResolvedDeployment | None
+    w: Any
+    st: dict[str, Any]
+    old: dict[str, Any]
+    out: Plan
+    now: datetime
+    generation: int | None
+    apps: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]]
+    hpas: dict[str, dict[str, Any]]
+    pdbs: dict[str, dict[str, Any]]
+    foreign_apps: set[str]
+    jobs: dict[str, dict[str, Any]]
+    problems: list[tuple[str, str]]
+    progress: list[tuple[str, str]]
+
+    def _event(self, type_: str, reason: str, message: str) -> None: ...
+    def _stuck(self, reason: str, message: str, since: datetime | None) -> None: ...
+    def _wait(self, phase: str, message: str) -> None: ...
+
+    # ------------------------------------------------------------------------- pools
+    def _engine_state(self, revision: str, gpu: str) -> str | None:
+        for e in self.st.get("engines") or []:
+            if e.get("revision") == revision and e.get("gpu") == gpu:
+                return e.get("state")  # type: ignore[no-any-return]
+        return None
+
+    def _target_ready(self) -> bool:
+        target = self.st.get("target")
+        if not target or self.r is None:
+            return False
+        rev = target["revision"]
+        return all(self._engine_state(rev, p.gpu.name) == "Succeeded" for p in self.r.pools)
+
+    def _sync_pools(self, source: Source | None) -> None:
+        r = self.r
+        if r is None:
+            return
+        model = self.st.get("model")
+        target_ready = self._target_ready()
+        old_pools = {p.get("gpu"): p for p in self.old.get("pools") or []}
+        statuses = []
+        for pool in r.pools:
+            gpu = pool.gpu.name
+            live = self.apps.get(r.names.pool(gpu))
+            revision = None
+            if target_ready:
+                revision = self.st["target"]["revision"]
+            elif model and self._engine_state(model["revision"], gpu) == "Succeeded":
+                revision = model["revision"]
+            if revision is not None and source is not None:
+                self._ensure_pool(pool, source, revision, live)
+            view = rollout_view(live) if live is not None else None
+            if view is not None and view.stuck_message:
+                self.problems.append(
+                    ("RolloutStuck", f"pool {gpu} (Deployment {view.name}): {view.stuck_message}")
+                )
+            self._check_pods(pool)
+            statuses.append(self._pool_status(pool, view, old_pools.get(gpu)))
+        self._remove_pools({p.gpu.name.lower() for p in r.pools})
+        self.st["pools"] = statuses
+
+    def _ensure_pool(
+        self, pool: ResolvedPool, source: Source, revision: str, live: dict[str, Any] | None
+    ) -> None:
+        r = self.r
+        assert r is not None
+        name = r.names.pool(pool.gpu.name)
+        scaled = r.spec.autoscaling.enabled
+        want = pool_manifests.triton_deployment(
+            r, pool, source, revision, replicas=pool.min_replicas
+        )
+        if live is None and name in self.foreign_apps:
+            self._wait("RollingOut", f"Deployment {name} exists and is not this deployment's")
+            return
+        stale = live is not None and (
+            _hash(live) != _hash(want)
+            or (not scaled and (live.get("spec") or {}).get("replicas") != pool.min_replicas)
+        )
+        if live is None:
+            self.out.create.append(want)
+        elif stale:
+            want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+            if scaled:
+                live_replicas = (live.get("spec") or {}).get("replicas")
+                want["spec"]["replicas"] = live_replicas or want["spec"]["replicas"]
+            self.out.replace.append(want)
+            old_rev = rollout_view(live).revision
+            if old_rev and old_rev != revision:
+                self._event(
+                    "Normal",
+                    "RollingOut",
+                    f"pool {pool.gpu.name}: rolling Deployment {name} from {old_rev} to {revision}",
+                )
+        self._converge(pool_manifests.service(r, pool), self.services.get(name))
+        self._converge(pool_manifests.disruption_budget(r, pool), self.pdbs.get(name))
+        if scaled:
+            self._converge(pool_manifests.autoscaler(r, pool), self.hpas.get(name))
+        elif name in self.hpas:
+            self.out.delete.append(self.hpas[name])
+
+    def _converge(self, want: dict[str, Any], live: dict[str, Any] | None) -> None:
+        if live is None:
+            self.out.create.append(want)
+            return
+        if _hash(live) == _hash(want):
+            return
+        want = copy.deepcopy(want)
+        want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+        if want["kind"] == "Service":
+            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                if key in (live.get("spec") or {}):
+                    want["spec"][key] = live["spec"][key]
+        self.out.replace.append(want)
+
+    def _check_pods(self, pool: ResolvedPool) -> None:
+        r = self.r
+        assert r is not None
+        for pod in self.w.pods:
+            lab = _labels(pod)
+            if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.gpu.name.lower():
+                continue
+            stuck = stuck_pod(pod)
+            if stuck is not None:
+                self._stuck(stuck.reason, f"pool {pool.gpu.name}: {stuck.message}", stuck.since)
+
+    def _pool_status(
+        self, pool: ResolvedPool, view: RolloutView | None, old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        r = self.r
+        assert r is not None
+        revision = (old or {}).get("revision")
+        if view is not None and view.rolled_out:
+            revision = view.revision
+        ready = view.ready if view else 0
+        out: dict[str, Any] = {
+            "gpu": pool.gpu.name,
+            "deployment": r.names.pool(pool.gpu.name),
+            "replicas": view.replicas if view else 0,
+            "readyReplicas": ready,
+            "updatedReplicas": view.updated if view else 0,
+            "desiredReplicas": view.desired if view else 0,
+            "minReplicas": pool.min_replicas,
+            "maxReplicas": pool.max_replicas,
+            "fps": pool.fps,
+            "streamsPerReplica": pool.streams_per_replica,
+            "capacityStreams": pool.streams_per_replica * ready,
+            "capacitySource": pool.capacity_source,
+            "endpoints": pool_manifests.endpoints(r, pool) if view else None,
+        }
+        if revision:
+            out["revision"] = revision
+        if pool.target_streams is not None:
+            out["targetStreams"] = pool.target_streams
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _remove_pools(self, keep: set[str]) -> None:
+        for objs in (self.apps, self.services, self.hpas, self.pdbs):
+            for obj in objs.values():
+                lab = _labels(obj)
+                if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) in keep:
+                    continue
+                if obj["metadata"].get("deletionTimestamp") or obj in self.out.delete:
+                    continue
+                self.out.delete.append(obj)
+                if obj.get("kind", "Deployment") == "Deployment" and objs is self.apps:
+                    self._event("Normal", "PoolRemoved", f"deleting pool {lab.get(LABEL_POOL)}")
+
+    # ------------------------------------------------------------------------ promote
+    def _promote(self) -> None:
+        r, target = self.r, self.st.get("target")
+        if r is None or not target or not self._target_ready():
+            return
+        rev = target["revision"]
+        pending = []
+        for pool in r.pools:
+            live = self.apps.get(r.names.pool(pool.gpu.name))
+            view = rollout_view(live) if live is not None else None
+            if view is None or view.revision != rev or not view.rolled_out:
+                have = f"{view.updated}/{view.desired} updated" if view else "not created"
+                pending.append(f"{pool.gpu.name} ({have})")
+        if pending:
+            self.progress.append(("RollingOut", f"rolling out {rev}: {', '.join(pending)}"))
+            return
+        previous = (self.st.get("model") or {}).get("revision")
+        self.st["model"] = target
+        self.st.pop("target", None)
+        self._event(
+            "Normal",
+            "RolloutComplete",
+            f"every pool serves {rev}" + (f" (was {previous})" if previous else ""),
+        )
+
+    # ------------------------------------------------------------ cleanup and status
+    def _collect_jobs(self) -> None:
+        """Delete Jobs nothing in the status refers to (superseded sources and revisions)."""
+        referenced = {(self.st.get("source") or {}).get("job")}
+        referenced |= {e.get("job") for e in self.st.get("engines") or []}
+        for name, job in self.jobs.items():
+            if name not in referenced and not job["metadata"].get("deletionTimestamp"):
+                self.out.delete.append(job)
+
+    def _ready(self) -> tuple[bool, str]:
+        r, model = self.r, self.st.get("model")
+        if r is None or not model or self.st.get("target"):
+            return False, "no model is served yet"
+        waiting = []
+        for pool in r.pools:
+            live = self.apps.get(r.names.pool(pool.gpu.name))
+            view = rollout_view(live) if live is not None else None
+            if view is None or view.revision != model["revision"] or not view.rolled_out:
+                waiting.append(f"{pool.gpu.name} rolling out")
+            elif view.available < pool.min_replicas:
+                waiting.append(f"{pool.gpu.name} {view.available}/{pool.min_replicas} available")
+        if waiting:
+            return False, f"serving {model['revision']}; waiting for pools: {', '.join(waiting)}"
+        capacity = sum(p.get("capacityStreams", 0) for p in self.st.get("pools") or [])
+        return True, (
+            f"serving {model['revision']} on {len(r.pools)} pool(s), {capacity} camera streams "
+            "of capacity"
+        )
+
+    def _finish(self) -> Plan:
+        st = self.st
+        ready = False
+        if self.problems:
+            reason = self.problems[0][0]
+            message = "; ".join(dict.fromkeys(m for _, m in self.problems))
+            if st.get("model"):
+                message += f" (still serving {st['model']['revision']})"
+            health, phase = Health(reason, message, stalled=True), "Stalled"
+        else:
+            ready, message = self._ready()
+            if ready:
+                health, phase = Health("Ready", message), "Ready"
+            elif self.progress:
+                phase = min(self.progress, key=lambda p: PHASE_ORDER.index(p[0]))[0]
+                text = "; ".join(dict.fromkeys(m for _, m in self.progress))
+                health = Health(phase, text)
+            else:
+                health, phase = Health("RollingOut", message), "RollingOut"
+        st["phase"] = phase
+        st["observedGeneration"] = self.generation
+        st["conditions"] = deployment_conditions(
+            st.get("conditions") or [],
+            ready=ready,
+            health=health,
+            now=self.now,
+            generation=self.generation,
+        )
+        pools = st.get("pools") or []
+        model = (st.get("model") or {}).get("revision")
+        ready_pools = sum(1 for p in pools if model and p.get("revision") == model)
+        st["readyPools"] = f"{ready_pools}/{len(self.r.pools) if self.r else len(pools)}"
+        st["replicas"] = (
+            f"{sum(p.get('readyReplicas', 0) for p in pools)}/"
+            f"{sum(p.get('desiredReplicas', 0) for p in pools)}"
+        )
+        st["capacityStreams"] = sum(p.get("capacityStreams", 0) for p in pools)
+        if not st.get("target"):
+            st.pop("target", None)
+        if self.old.get("phase") != phase:
+            kind = "Warning" if phase == "Stalled" else "Normal"
+            self._event(kind, phase, health.message)
+        self.out.status = _compact(st)
+        return self.out
+
+
+def _compact(value: Any) -> Any:
+    """The status without null fields (unset reads the same, and compares equal next time)."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value

@@ -1,0 +1,232 @@
+"""Pure builders of a pool's serving objects: Triton Deployment, Service, HPA, PDB.
+
+All four are named ``<deployment>-<gpu>`` and select the pool's pods by the stable labels
+``rtdetr.dev/deployment``, ``rtdetr.dev/component=triton`` and ``rtdetr.dev/pool``; the model
+revision is a pod label and part of the template, never of the selector, so a new revision is a
+rolling update of the same Deployment.
+
+Probes use Triton's own health endpoints: readiness ``/v2/health/ready`` (strict: every model
+loaded, warmup included), liveness ``/v2/health/live``, and a startup probe on readiness that
+gives a GPU pod up to ten minutes to deserialize its plan and warm up before liveness counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtdetr_operator.deployment.autoscaling import behavior, hpa_metric
+from rtdetr_operator.deployment.manifests import (
+    GPU_RESOURCE,
+    PORTS,
+    container_resources,
+    gpu_affinity,
+    object_meta,
+    pod_common,
+    repository_mount,
+    repository_volume,
+    stamp,
+    tolerations,
+)
+from rtdetr_operator.deployment.names import TRITON_CONTAINER, labels, pool_selector
+from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
+from rtdetr_operator.deployment.source import Source
+
+
+def triton_args(r: ResolvedDeployment, pool: ResolvedPool, revision: str) -> list[str]:
+    return [
+        f"--model-repository=/models/{revision}",
+        f"--model-config-name={pool.gpu.config_name}",
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        f"--http-port={PORTS['http']}",
+        f"--grpc-port={PORTS['grpc']}",
+        f"--metrics-port={PORTS['metrics']}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=true",
+        *r.spec.triton.args,
+    ]
+
+
+def _probe(path: str, *, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+    probe: dict[str, Any] = {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+    if delay:
+        probe["initialDelaySeconds"] = delay
+    return probe
+
+
+def triton_deployment(
+    r: ResolvedDeployment,
+    pool: ResolvedPool,
+    source: Source,
+    revision: str,
+    *,
+    replicas: int,
+) -> dict[str, Any]:
+    """The pool's Deployment serving ``revision`` (``replicas`` is what to create it with)."""
+    gpu = pool.gpu.name
+    pod_labels = {
+        **r.spec.pod_metadata.labels,
+        **pool.spec.pod_metadata.labels,
+        **labels(r.name, "triton", gpu=gpu, revision=revision),
+    }
+    annotations = {
+        **r.spec.pod_metadata.annotations,
+        **pool.spec.pod_metadata.annotations,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORTS["metrics"]),
+        "prometheus.io/path": "/metrics",
+    }
+    res = pool.spec.resources
+    cpu = res.cpu if res.cpu is not None else r.spec.triton.resources.cpu
+    memory = res.memory if res.memory is not None else r.spec.triton.resources.memory
+    container: dict[str, Any] = {
+        "name": TRITON_CONTAINER,
+        "image": r.triton_image,
+        "imagePullPolicy": r.spec.triton.image_pull_policy,
+        "command": ["tritonserver"],
+        "args": triton_args(r, pool, revision),
+        "ports": [
+            {"name": name, "containerPort": port, "protocol": "TCP"} for name, port in PORTS.items()
+        ],
+        "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        "startupProbe": _probe("/v2/health/ready", period=10, failures=60),
+        "resources": container_resources(cpu, memory, gpus=1),
+        "volumeMounts": [
+            repository_mount(source, read_only=True),
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [
+            repository_volume(source, read_only=True),
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        ],
+        "affinity": gpu_affinity(pool),
+        "tolerations": tolerations(r, gpu=True),
+        # Lets in-flight requests finish: Triton drains on SIGTERM.
+        "terminationGracePeriodSeconds": 60,
+        **pod_common(r),
+    }
+    if r.spec.priority_class_name:
+        pod_spec["priorityClassName"] = r.spec.priority_class_name
+    ro = r.spec.rollout
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(r, r.names.pool(gpu), labels(r.name, "triton", gpu=gpu)),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": pool_selector(r.name, gpu)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": ro.max_surge, "maxUnavailable": ro.max_unavailable},
+            },
+            "minReadySeconds": ro.min_ready_seconds,
+            "progressDeadlineSeconds": ro.progress_deadline_seconds,
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+    # The replica count is the autoscaler's once the Deployment exists: not part of the hash.
+    hashed = {
+        **deployment,
+        "spec": {k: v for k, v in deployment["spec"].items() if k != "replicas"},
+    }
+    stamp(hashed)
+    deployment["metadata"] = hashed["metadata"]
+    return deployment
+
+
+def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
+    gpu = pool.gpu.name
+    ports = [
+        {"name": "http", "port": PORTS["http"], "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": PORTS["grpc"],
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+        {"name": "metrics", "port": PORTS["metrics"], "targetPort": "metrics", "protocol": "TCP"},
+    ]
+    return stamp(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": object_meta(r, r.names.pool(gpu), labels(r.name, "triton", gpu=gpu)),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": pool_selector(r.name, gpu),
+                "ports": ports,
+            },
+        }
+    )
+
+
+def autoscaler(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
+    gpu = pool.gpu.name
+    a = r.spec.autoscaling
+    return stamp(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": object_meta(r, r.names.pool(gpu), labels(r.name, "triton", gpu=gpu)),
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": r.names.pool(gpu),
+                },
+                "minReplicas": pool.min_replicas,
+                "maxReplicas": pool.max_replicas,
+                "metrics": [hpa_metric(a.metric, a.target)],
+                "behavior": behavior(a.behavior),
+            },
+        }
+    )
+
+
+def disruption_budget(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
+    gpu = pool.gpu.name
+    pdb = r.spec.rollout.disruption_budget
+    spec: dict[str, Any] = {"selector": {"matchLabels": pool_selector(r.name, gpu)}}
+    if pdb.min_available is not None:
+        spec["minAvailable"] = pdb.min_available
+    else:
+        spec["maxUnavailable"] = pdb.max_unavailable if pdb.max_unavailable is not None else 1
+    return stamp(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": object_meta(r, r.names.pool(gpu), labels(r.name, "triton", gpu=gpu)),
+            "spec": spec,
+        }
+    )
+
+
+def endpoints(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, str]:
+    host = r.names.service_host(pool.gpu.name)
+    return {name: f"{host}:{port}" for name, port in PORTS.items()}
+
+
+__all__ = [
+    "GPU_RESOURCE",
+    "autoscaler",
+    "disruption_budget",
+    "endpoints",
+    "service",
+    "triton_args",
+    "triton_deployment",
+]
