@@ -18,7 +18,13 @@ with random weights and no download: the same encoder/decoder shape, but its bac
 original RT-DETR's ResNet-50-vd (three 3x3 stem convolutions, average-pool shortcuts), which
 costs a little more than TAO's plain ResNet-50 that we reproduce. Peers are installed from
 `bench/requirements.txt` (hash-pinned) into a cache directory outside the repository and are
-never part of the product's lock."""
+never part of the product's lock.
+
+Memory format: our model stores its convolution weights channels_last and converts its input
+(the product's default, see below). The peer is measured as its users run it (NCHW, the
+"transformers" columns) and, for transparency, with the same channels_last conversion of model
+and input ("transformers channels_last"); the targets are stated against the former and the
+ratio against the latter is shown next to them."""
 
 TRAINING = """\
 One step = `zero_grad`, forward with targets (denoising on: 100 denoising queries), the full
@@ -54,6 +60,26 @@ Efficiency 1.0 means DDP costs nothing on top of the split; above 1.0, two singl
 processes use the cores better than one two-threaded process."""
 
 FIXES = """\
+Hot spots found in the profiles and fixed in `trainer/rtdetr_trainer/model/` (interfaces and
+state-dict keys unchanged; `tests/trainer/test_model_fold.py` checks every rewrite against the
+plain formulation, values and gradients):
+
+1. Memory format. oneDNN's bf16 kernels (AMX on this CPU) and its fp32 kernels run NHWC; with
+   NCHW tensors every convolution pays layout conversions, and bf16 autocast gained almost
+   nothing over fp32. `RTDETR` now stores its convolution weights channels_last and converts the
+   input in `forward` (same values and keys; checkpoints load either way).
+2. Conv + batch norm. A `FrozenBatchNorm2d` (every backbone norm when fine-tuning from ImageNet
+   weights, as TAO does) and any batch norm in eval mode is a per-channel affine map; it is now
+   folded into the preceding convolution's weight and bias at each call (`layers.conv_norm`), so
+   the activation is not rewritten twice more in forward and backward. In eval mode the two
+   RepVGG branches of the encoder are merged into one 3x3 convolution. ONNX export traces the
+   unfolded graph as before (the exporter folds it).
+3. Deformable attention. The value projection now writes straight into `grid_sample`'s
+   `[B*M, Dh, S]` layout with one GEMM over the transposed memory (no permuted copy of the whole
+   memory in forward and again in backward); levels are taken with `split`, whose backward is
+   one concatenation, instead of slicing, whose backward zero-filled a full-size gradient per
+   level; all sampling grids are permuted in one copy.
+
 Changes measured here (same run, same machine, same load; "before" is the code at the baseline
 commit extracted with `git archive`, "after" the current commit):"""
 
