@@ -129,6 +129,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="L",
         help="before starting, wait (up to 30 min) for the 1-minute load below L",
     )
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only re-render --output from the raw results of an earlier run",
+    )
     args = p.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(plan.SECTIONS)
     if unknown:
@@ -139,6 +145,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render:
+        args.output.write_text(report.render(json.loads(args.render.read_text())))
+        _log(f"wrote {args.output} from {args.render}")
+        return 0
     mode = plan.MODES["micro" if args.micro else "quick" if args.quick else "full"]
     sections = args.sections.split(",")
     if args.wait_load:

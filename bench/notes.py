@@ -45,6 +45,15 @@ distortion, zoom-out, IoU crop, flip, resize), `TrainSampler`, `collate`, batch 
 epoch. images/s excludes the first batch (worker start-up, shown separately). Decode only =
 `ImageLoader.load` over the whole set in the main process."""
 
+MISSED = """\
+Where a target is missed, the profiles below say why. Share of our self CPU time spent in
+convolution operators (oneDNN forward and backward, the same library calls in both
+implementations; from the top rows, so a lower bound): {shares}. Both models run the same
+convolutions (the peer's ResNet-50-vd a few more), so in eager fp32 little is left to win in the
+code around them; the gains come from the memory format (bf16 with AMX needs NHWC), from folding
+the fixed norms into the convolutions, from ahead-of-time engines (onnxruntime, torch.compile)
+and, for training, from precision."""
+
 EVAL_SAME = """\
 The two evaluators agree to 1e-6 on every stat and every class, so faster-coco-eval is a drop-in
 candidate for the trainer's evaluation (it is not a product dependency yet: adding it is a lock

@@ -341,7 +341,28 @@ def _targets(res: dict[str, Any]) -> list[str]:
         ]
         lines += [*_table(header, training_summary(secs["training"]["cells"])), ""]
     lines.append(notes.data_target(res))
+    lines += _missed(res)
     return lines
+
+
+def _conv_share(cell: dict[str, Any]) -> float:
+    """Percent of self CPU time in convolution operators (forward and backward), from the
+    profile's top rows (so a lower bound)."""
+    return sum(e["self_pct"] for e in cell.get("top", []) if "conv" in e["name"])
+
+
+def _missed(res: dict[str, Any]) -> list[str]:
+    """Where the profiles put the time, for the targets this run missed."""
+    prof = res["sections"].get("profile", {}).get("cells", [])
+    parts = [
+        f"{c['spec']['mode']} ({c['spec']['precision']}, batch {c['spec']['batch']}): "
+        f"{_conv_share(c):.0f}%"
+        for c in prof
+        if "top" in c
+    ]
+    if not parts:
+        return []
+    return ["", notes.MISSED.format(shares="; ".join(parts))]
 
 
 def _data(sec: dict[str, Any] | None) -> list[str]:
