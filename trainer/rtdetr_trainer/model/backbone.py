@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from rtdetr_trainer.model.layers import conv_norm
+
 
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine terms, all buffers (TAO's frozen norm).
@@ -41,11 +43,21 @@ class FrozenBatchNorm2d(nn.Module):
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def affine_terms(self) -> tuple[Tensor, Tensor]:
+        """``(scale, shift)`` ``[C]``: the norm is ``x * scale + shift`` per channel (what
+        :func:`rtdetr_trainer.model.layers.conv_norm` folds into the preceding conv)."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` -> ``[B, C, H, W]``: one fused scale and shift per channel."""
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
+        scale, shift = self.affine_terms()
         return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+
+def _downsample(module: nn.Module, x: Tensor) -> Tensor:
+    """The shortcut ``Sequential(conv, norm)`` (keys ``downsample.0/1``), folded if fixed."""
+    return conv_norm(module[0], module[1], x)  # type: ignore[index]
 
 
 class BasicBlock(nn.Module):
@@ -66,9 +78,9 @@ class BasicBlock(nn.Module):
         return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
+        shortcut = x if self.downsample is None else _downsample(self.downsample, x)
+        y = self.relu(conv_norm(self.conv1, self.bn1, x))
+        y = conv_norm(self.conv2, self.bn2, y)
         return self.relu(y + shortcut)
 
 
@@ -93,10 +105,10 @@ class Bottleneck(nn.Module):
         return self.bn3
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
+        shortcut = x if self.downsample is None else _downsample(self.downsample, x)
+        y = self.relu(conv_norm(self.conv1, self.bn1, x))
+        y = self.relu(conv_norm(self.conv2, self.bn2, y))
+        y = conv_norm(self.conv3, self.bn3, y)
         return self.relu(y + shortcut)
 
 
@@ -259,7 +271,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, H, W]`` -> the selected stage outputs, strides ``out_strides``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
         outs = []
         last = max(self.return_interm_indices)
         for idx, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):

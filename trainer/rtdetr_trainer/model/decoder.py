@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from rtdetr_trainer.model.box_ops import inverse_sigmoid
 from rtdetr_trainer.model.denoising import DenoisingGroup, contrastive_denoising_group
-from rtdetr_trainer.model.layers import MLP, activation, attention
+from rtdetr_trainer.model.layers import MLP, activation, attention, conv_norm
 from rtdetr_trainer.model.ms_deform_attn import MSDeformableAttention
 
 
@@ -248,7 +248,7 @@ class RTDETRTransformer(nn.Module):
             raise ValueError(f"decoder expects {len(self.input_proj)} levels, got {len(feats)}")
         flat, shapes = [], []
         for proj, feat in zip(self.input_proj, feats, strict=True):
-            x = proj(feat)
+            x = conv_norm(proj.conv, proj.norm, feat)
             shapes.append((int(x.shape[2]), int(x.shape[3])))
             flat.append(x.flatten(2).transpose(1, 2))
         return torch.cat(flat, 1), shapes

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rtdetr_trainer.model.layers import activation, attention
+from rtdetr_trainer.model.layers import activation, attention, conv_norm, folded_conv, pad_kernel
 
 
 class ConvNormLayer(nn.Module):
@@ -30,11 +30,16 @@ class ConvNormLayer(nn.Module):
         self.act = activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.norm(self.conv(x)))
+        return self.act(conv_norm(self.conv, self.norm, x))
 
 
 class RepVggBlock(nn.Module):
-    """3x3 ConvNorm + 1x1 ConvNorm summed, then the activation (kept unfused, as TAO exports)."""
+    """3x3 ConvNorm + 1x1 ConvNorm summed, then the activation.
+
+    Both branches stay separate modules (TAO's keys). When both norms are fixed (eval mode) the
+    two branches are one 3x3 convolution (RepVGG re-parameterisation), computed from the
+    parameters at each call: one convolution and no sum instead of two and an add.
+    """
 
     def __init__(self, ch: int, act: str) -> None:
         super().__init__()
@@ -43,7 +48,13 @@ class RepVggBlock(nn.Module):
         self.act = activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.conv1(x) + self.conv2(x))
+        a = folded_conv(self.conv1.conv, self.conv1.norm)
+        b = folded_conv(self.conv2.conv, self.conv2.norm)
+        if a is None or b is None:
+            return self.act(self.conv1(x) + self.conv2(x))
+        k = self.conv1.conv.weight.shape[-1]
+        weight = a[0] + pad_kernel(b[0], k)
+        return self.act(self.conv1.conv._conv_forward(x, weight, a[1] + b[1]))
 
 
 class CSPRepLayer(nn.Module):
@@ -197,7 +208,7 @@ class HybridEncoder(nn.Module):
             raise ValueError(
                 f"encoder expects {len(self.in_channels)} feature maps, got {len(feats)}"
             )
-        proj = [p(f) for p, f in zip(self.input_proj, feats, strict=True)]
+        proj = [conv_norm(p[0], p[1], f) for p, f in zip(self.input_proj, feats, strict=True)]
         for enc, idx in zip(self.encoder, self.use_encoder_idx, strict=True):
             x = proj[idx]
             B, D, h, w = x.shape

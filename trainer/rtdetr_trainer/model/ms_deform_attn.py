@@ -46,27 +46,51 @@ def ms_deform_attn_core(
         ``[B, Q, M * Dh]`` in the dtype of ``value``.
     """
     B, S, M, Dh = value.shape
-    Q = sampling_locations.shape[1]
-    L, P = sampling_locations.shape[3], sampling_locations.shape[4]
+    heads_first = value.permute(0, 2, 3, 1).reshape(B * M, Dh, S)
+    return ms_deform_attn_heads_first(heads_first, spatial_shapes, sampling_locations,
+                                      attention_weights)  # fmt: skip
+
+
+def ms_deform_attn_heads_first(
+    value: Tensor,
+    spatial_shapes: Sequence[tuple[int, int]],
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """:func:`ms_deform_attn_core` on a value already laid out as ``[B * M, Dh, S]``.
+
+    That is the layout ``grid_sample`` reads (channels ``Dh`` of one head's maps), so
+    :class:`MSDeformableAttention` projects straight into it and no permuted copy of the whole
+    memory is made, in forward or in backward. Levels are taken with ``split`` (whose backward
+    is one concatenation) rather than slicing (whose backward fills a zero tensor of the whole
+    memory per level).
+
+    Args:
+        value: ``[B * M, Dh, S]``; the other arguments as :func:`ms_deform_attn_core`.
+
+    Returns:
+        ``[B, Q, M * Dh]`` in the dtype of ``value``.
+    """
+    B, Q, M, L, P, _ = sampling_locations.shape
+    BM, Dh, _ = value.shape
     out_dtype = value.dtype
     dtype = _sampling_dtype(value.dtype, value.device)
-    # [B, S, M, Dh] -> [B*M, Dh, S]: one copy, then each level is a slice of the last dim.
-    value = value.to(dtype).permute(0, 2, 3, 1).reshape(B * M, Dh, S)
-    # [B, Q, M, L, P, 2] -> [B, M, L, Q, P, 2], in grid_sample's [-1, 1] convention.
-    grids = (2.0 * sampling_locations.to(dtype) - 1.0).permute(0, 2, 3, 1, 4, 5)
-    sampled = []
-    start = 0
-    for level, (h, w) in enumerate(spatial_shapes):
-        v = value[:, :, start : start + h * w].reshape(B * M, Dh, h, w)
-        g = grids[:, :, level].reshape(B * M, Q, P, 2)
-        # [B*M, Dh, Q, P]
-        sampled.append(
-            F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+    value = value.to(dtype)
+    # [B, Q, M, L, P, 2] -> [L, B*M, Q, P, 2] in grid_sample's [-1, 1] convention: one copy.
+    grids = (2.0 * sampling_locations.to(dtype) - 1.0).permute(3, 0, 2, 1, 4, 5)
+    grids = grids.reshape(L, BM, Q, P, 2)
+    levels = value.split([h * w for h, w in spatial_shapes], dim=-1)
+    sampled = [
+        # [B*M, Dh, h, w] sampled at [B*M, Q, P] points -> [B*M, Dh, Q, P]
+        F.grid_sample(
+            v.unflatten(-1, (h, w)), grids[level], mode="bilinear", padding_mode="zeros",
+            align_corners=False,
         )
-        start += h * w
+        for level, (v, (h, w)) in enumerate(zip(levels, spatial_shapes, strict=True))
+    ]  # fmt: skip
     # [B*M, Dh, Q, L*P] (level-major, like the weights below)
     samples = torch.cat(sampled, dim=-1)
-    weights = attention_weights.to(dtype).permute(0, 2, 1, 3, 4).reshape(B * M, 1, Q, L * P)
+    weights = attention_weights.to(dtype).permute(0, 2, 1, 3, 4).reshape(BM, 1, Q, L * P)
     out = (samples * weights).sum(-1)  # [B*M, Dh, Q]
     return out.view(B, M * Dh, Q).transpose(1, 2).to(out_dtype)
 
@@ -138,10 +162,15 @@ class MSDeformableAttention(nn.Module):
         """
         B, Q, _ = query.shape
         M, L, P = self.n_heads, self.n_levels, self.n_points
-        value = self.value_proj(memory)
+        # value_proj straight into grid_sample's layout: [D, D] @ [B, D, S] -> [B, D, S], i.e.
+        # [B * M, Dh, S] as a view (the transposed memory is read by the GEMM, not copied).
+        w, b = self.value_proj.weight, self.value_proj.bias
+        value = torch.matmul(w, memory.transpose(1, 2))
+        if b is not None:
+            value = value + b.to(value.dtype)[:, None]
         if memory_mask is not None:
-            value = value.masked_fill(memory_mask[..., None], 0.0)
-        value = value.view(B, memory.shape[1], M, self.d_model // M)
+            value = value.masked_fill(memory_mask[:, None, :], 0.0)
+        value = value.reshape(B * M, self.d_model // M, memory.shape[1])
         offsets = self.sampling_offsets(query).view(B, Q, M, L, P, 2)
         weights = self.attention_weights(query).view(B, Q, M, L * P)
         weights = weights.float().softmax(-1).view(B, Q, M, L, P)
@@ -155,5 +184,5 @@ class MSDeformableAttention(nn.Module):
             raise ValueError(
                 f"reference_points must end in 2 or 4 values, got {tuple(reference_points.shape)}"
             )
-        out = ms_deform_attn_core(value, spatial_shapes, locations, weights)
+        out = ms_deform_attn_heads_first(value, spatial_shapes, locations, weights)
         return self.output_proj(out)

@@ -62,7 +62,8 @@ class RTDETR(nn.Module):
 
     ``forward(images, targets=None)``:
         images: ``[B, 3, H, W]`` float RGB in [0, 1], no mean/std normalisation; H and W
-            multiples of 32.
+            multiples of 32. Any memory format; the model runs channels_last (its convolution
+            weights are stored so, the input is converted: one copy unless already NHWC).
         targets (training): per image ``labels`` LongTensor ``[N]`` (logit indices 0..C-1)
             and ``boxes`` FloatTensor ``[N, 4]`` normalised cxcywh. Needed for denoising.
 
@@ -76,6 +77,10 @@ class RTDETR(nn.Module):
         self.backbone = backbone
         self.encoder = encoder
         self.decoder = decoder
+        # Convolution weights channels_last (NHWC strides; same values, same state-dict keys):
+        # oneDNN's bf16/AMX kernels on CPU and tensor-core kernels on GPU work in NHWC, and NCHW
+        # costs a layout conversion per convolution (see docs/benchmarks.md).
+        self.to(memory_format=torch.channels_last)
 
     @property
     def num_classes(self) -> int:
@@ -94,6 +99,7 @@ class RTDETR(nn.Module):
             )
         if targets is not None and self.training and targets and targets[0]["labels"].is_cpu:
             validate_targets(targets, self.num_classes)
+        images = images.contiguous(memory_format=torch.channels_last)
         feats = self.backbone(images)
         return self.decoder(self.encoder(feats), targets)
 
