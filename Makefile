@@ -23,6 +23,7 @@ help:
 	@echo "make lint   - ruff, import-linter contracts, CRD drift check"
 	@echo "make cluster-up / cluster-down - local Kubernetes control plane (.cluster/kubeconfig)"
 	@echo "make crds   - regenerate crds/, the chart's CRDs, GitOps health checks and API docs"
+	@echo "make bench  - CPU benchmark suite against transformers' RT-DETR -> docs/benchmarks.md"
 	@echo "make images - build the operator and trainer images (needs Docker; docs/images.md)"
 
 $(STAMP): requirements/dev.lock pyproject.toml
@@ -65,6 +66,12 @@ test-triton: venv
 
 test-gpu: venv
 	$(BIN)/pytest -m "gpu" tests
+
+# The model benchmark suite (quick mode for CPU); BENCH_ARGS adds flags, e.g. --batches 1 or
+# --baseline REF for a before/after. Peers (transformers) install into ~/.cache, never .venv.
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
