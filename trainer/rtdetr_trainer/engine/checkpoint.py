@@ -25,13 +25,13 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rtdetr_spec.artifacts import atomic_write, fsync_dir
 from rtdetr_trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -64,41 +64,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         random.setstate((version, tuple(internal), gauss))
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file beside ``path``, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes 0600 files; evaluate/export pods may run as another user
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def point_latest(folder: Path, target: Path) -> None:
@@ -114,7 +82,7 @@ def point_latest(folder: Path, target: Path) -> None:
         except OSError:
             shutil.copyfile(target, tmp)
     tmp.replace(latest)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def save_checkpoint(ckpt: dict[str, Any], folder: str | Path) -> Path:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from rtdetr_spec.artifacts import umask
 from rtdetr_trainer.export.errors import ExportInputError
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,6 @@ def check_writable(folder: Path, key: str) -> None:
         raise ExportInputError(f"{key}: cannot write to {folder} ({e.strerror or e})") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 class StagedFiles:
     """Temporary files that become their final paths together in :meth:`commit`.
 
@@ -61,7 +56,7 @@ class StagedFiles:
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
         # mkstemp makes 0600 files; the results are for other users too (serving, DeepStream).
-        Path(tmp).chmod(0o666 & ~_umask())
+        Path(tmp).chmod(0o666 & ~umask())
         self._pending.append((Path(tmp), final))
         return Path(tmp)
 
