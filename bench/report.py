@@ -131,6 +131,8 @@ def inference_summary(cells: list[dict[str, Any]]) -> list[list[str]]:
                 if c is not None and (r := _rate(c)) is not None and (best is None or r > best):
                     best_name, best = IMPL_NAMES[impl].removeprefix("ours, "), r
             r_eager, r_best = _ratio(eager, hf_rate), _ratio(best, hf_rate)
+            hf_cl = _find(cells, "hf", precision, b, cl=True)
+            r_cl = _ratio(eager, _rate(hf_cl) if hf_cl else None)
             rows.append(
                 [
                     precision,
@@ -141,6 +143,7 @@ def inference_summary(cells: list[dict[str, Any]]) -> list[list[str]]:
                     f"{best_name}: {_f(best)}",
                     _f(r_best) + "x",
                     _verdict(r_eager) + " / " + _verdict(r_best),
+                    _f(r_cl) + "x",
                 ]
             )
     return rows
@@ -154,7 +157,9 @@ def training_summary(cells: list[dict[str, Any]]) -> list[list[str]]:
             if s["impl"] != "ours" or s["precision"] != precision:
                 continue
             hf = _find(cells, "hf", precision, s["batch"])
+            hf_cl = _find(cells, "hf", precision, s["batch"], cl=True)
             r = _ratio(_rate(c), _rate(hf) if hf else None)
+            r_cl = _ratio(_rate(c), _rate(hf_cl) if hf_cl else None)
             rows.append(
                 [
                     precision,
@@ -163,6 +168,7 @@ def training_summary(cells: list[dict[str, Any]]) -> list[list[str]]:
                     _f(_rate(c), 3),
                     _f(r) + "x",
                     _verdict(r),
+                    _f(r_cl) + "x",
                 ]
             )
     return rows
@@ -326,6 +332,7 @@ def _targets(res: dict[str, Any]) -> list[str]:
             "ours best engine img/s",
             "ratio",
             "target (eager / best)",
+            "ours eager / transformers channels_last",
         ]
         lines += [*_table(header, inference_summary(secs["inference"]["cells"])), ""]
     if "training" in secs:
