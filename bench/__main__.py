@@ -124,7 +124,8 @@ def write_report(path: Path, text: str) -> None:
     old = path.read_text() if path.exists() else ""
     if BEGIN in old and END in old:
         head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1].lstrip("\n")
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + tail if tail else "")
     else:
         new = (old.rstrip() + "\n\n" if old.strip() else "") + block
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ Changes measured here (same run, same machine, same load; "before" is the code a
 commit extracted with `git archive`, "after" the current commit):"""
 
 GPU = """\
-## GPU (H100: 76 streams at 30 FPS, about 2280 images/s with TensorRT FP16 in the seed's table)
+### GPU (H100: 76 streams at 30 FPS, about 2280 images/s with TensorRT FP16 in the seed's table)
 
 Not measured on this machine: it has no GPU. No GPU figure appears in this document. The seed's
 serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the suite's
@@ -101,7 +101,7 @@ GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, 
 are written against the real APIs and run only with `--device cuda`."""
 
 REPRODUCE = """\
-## How to reproduce on a GPU
+### How to reproduce on a GPU
 
 On a machine with an NVIDIA GPU, a CUDA build of torch in `.venv` and onnxruntime-gpu (the lock's
 `onnxruntime-gpu` has the CUDA provider): `.venv/bin/python -m bench --device cuda

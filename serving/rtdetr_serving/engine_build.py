@@ -170,11 +170,22 @@ def build_with_tensorrt(
         atomic_write_bytes(
             spec.timing_cache, bytes(memoryview(config.get_timing_cache().serialize()))
         )
+    return _record(spec, local, trt.__version__, "tensorrt-python", seconds)
+
+
+def _record(
+    spec: EngineBuildSpec,
+    local: LocalGpu,
+    tensorrt_version: str,
+    builder: Literal["tensorrt-python", "trtexec"],
+    seconds: float,
+) -> EngineSidecar:
+    """Write the sidecar of the plan just put at ``spec.plan_path``: what built it, where."""
     sidecar = make_sidecar(
         spec,
         plan=spec.plan_path,
-        tensorrt_version=trt.__version__,
-        builder="tensorrt-python",
+        tensorrt_version=tensorrt_version,
+        builder=builder,
         gpu_device_name=local.name,
         compute_capability=local.compute_capability,
         build_seconds=seconds,
@@ -223,17 +234,7 @@ def build_with_trtexec(
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(spec.plan_path)
-    sidecar = make_sidecar(
-        spec,
-        plan=spec.plan_path,
-        tensorrt_version=version,
-        builder="trtexec",
-        gpu_device_name=local.name,
-        compute_capability=local.compute_capability,
-        build_seconds=seconds,
-    )
-    sidecar.write(spec.plan_path)
-    return sidecar
+    return _record(spec, local, version, "trtexec", seconds)
 
 
 def build_engine(

@@ -1,0 +1,129 @@
+"""``rtdetr-serve``'s command line: every subcommand's arguments, kept apart from what the
+commands do (:mod:`rtdetr_serving.cli`) so each reads on its own."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtdetr_serving.catalog import CATALOG_ENV
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="HOST:PORT of Triton's HTTP or gRPC endpoint")
+    p.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    p.add_argument("--model", default="rtdetr")
+    p.add_argument("--manifest", help="export manifest, if the model config does not embed one")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--retries", type=int, default=3, help="retries of transient failures")
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The parser; ``args.command`` names the subcommand, which :mod:`rtdetr_serving.cli` runs."""
+    ap = argparse.ArgumentParser(prog="rtdetr-serve", description=description)
+    ap.add_argument(
+        "--catalog",
+        action="append",
+        metavar="FILE",
+        help=f"extra GPU catalog YAML merged over the built-in one (also ${CATALOG_ENV})",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("catalog", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("plan", help="GPUs/replicas for N streams at F FPS")
+    p.add_argument("--gpu", help="GPU type (all types when omitted)")
+    p.add_argument("--fps", type=float, required=True)
+    p.add_argument("--streams", type=int, required=True)
+    p.add_argument("--latency-ms", type=float, help="measured latency of one batch (with --batch)")
+    p.add_argument("--batch", type=int, help="batch size of the --latency-ms measurement")
+    p.add_argument("--headroom", type=float, default=0.0, help="fraction of each replica kept free")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("build-engine", help="build a TensorRT FP16 plan on this GPU")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--gpu", required=True)
+    p.add_argument("--output", required=True, help="folder for model.<GPU>.plan and its sidecar")
+    p.add_argument(
+        "--trtexec", action="store_true", help="build with trtexec instead of the Python API"
+    )
+    p.add_argument("--trtexec-path", default="trtexec")
+    p.add_argument(
+        "--print-command", action="store_true", help="print the trtexec command and exit"
+    )
+    p.add_argument("--opt-batch", type=int)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--workspace-gib", type=float)
+    p.add_argument("--timing-cache")
+    p.add_argument("--device", type=int, default=0, help="CUDA device index")
+    p.add_argument(
+        "--allow-same-cc",
+        action="store_true",
+        help="accept another GPU product of the same compute capability",
+    )
+    p.add_argument(
+        "--tensorrt-version",
+        help="TensorRT version the serving Triton image has (e.g. 10.13.3): refuse to build "
+        "with any other",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep an existing plan built from the same ONNX, GPU, TensorRT and profile",
+    )
+
+    p = sub.add_parser("repository", help="write a Triton model repository")
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--gpu", action="append", help="GPU type (repeat); required for tensorrt")
+    p.add_argument("--flavor", choices=["tensorrt", "cpu"], default="tensorrt")
+    p.add_argument("--model-name", default="rtdetr")
+    p.add_argument("--cpu-max-batch", type=int, default=4)
+    p.add_argument("--cpu-threads", type=int, default=0, help="onnxruntime threads (0: all)")
+    p.add_argument("--force", action="store_true", help="replace an existing model folder")
+    p.add_argument(
+        "--by-revision",
+        action="store_true",
+        help="write into OUTPUT/<revision>/, the revision being the first 12 hex digits of the "
+        "ONNX's sha256 (one repository per model version)",
+    )
+
+    p = sub.add_parser(
+        "local", help="run the real tritonserver (nvidia-pytriton) in the foreground"
+    )
+    p.add_argument("--model-repository", action="append", required=True)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--model-control-mode", choices=["none", "explicit", "poll"], default="none")
+    p.add_argument("--load-model", action="append", help="model to load at start (explicit mode)")
+    p.add_argument("--model-config-name", help="load configs/<name>.pbtxt (e.g. h100)")
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=30,
+        help="seconds tritonserver waits for connections/requests when stopping",
+    )
+
+    p = sub.add_parser("infer", help="detect objects in images with a served model")
+    _connection_args(p)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--output", help="results JSON (stdout when omitted)")
+    p.add_argument("--batch", type=int, help="images per request (default: min(max_batch_size, 8))")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--threshold", type=float, default=0.5)
+
+    p = sub.add_parser("bench", help="simulate camera streams (open loop) and check the target")
+    _connection_args(p)
+    p.add_argument("--streams", type=int, required=True)
+    p.add_argument("--fps", type=float, required=True)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--image", help="frame to send (default: a grey frame)")
+    p.add_argument("--deadline-ms", type=float, help="late after this (default: one frame period)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="allowed share of late+dropped")
+    p.add_argument("--max-in-flight", type=int)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--output", help="write the JSON report here")
+    return ap
