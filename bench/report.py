@@ -21,6 +21,23 @@ from bench.tables import (
     training_summary,
 )
 
+CELL_HEADER = [
+    "implementation",
+    "precision",
+    "batch",
+    "warm-up+timed",
+    "median ms",
+    "min ms",
+    "max ms",
+    "images/s",
+    "peak RSS GiB",
+]
+
+
+def _timing_table(sec: dict[str, Any]) -> list[str]:
+    """One row per cell of an inference or training section, baseline cells last."""
+    return md_table(CELL_HEADER, cell_rows(sec["cells"] + sec.get("baseline_cells", [])))
+
 
 def render(res: dict[str, Any]) -> str:
     m, g, secs = res["machine"], res["git"], res["sections"]
@@ -74,18 +91,7 @@ def render(res: dict[str, Any]) -> str:
             ),
             "",
         ]
-        header = [
-            "implementation",
-            "precision",
-            "batch",
-            "warm-up+timed",
-            "median ms",
-            "min ms",
-            "max ms",
-            "images/s",
-            "peak RSS GiB",
-        ]
-        lines += md_table(header, cell_rows(sec["cells"] + sec.get("baseline_cells", [])))
+        lines += _timing_table(sec)
         lines += ["", *(f"Skipped: {s}." for s in res.get("skipped", []))]
         compiled = [c for c in sec["cells"] if c["spec"]["impl"] == "ours-compile" and "times" in c]
         if compiled:
@@ -106,18 +112,7 @@ def render(res: dict[str, Any]) -> str:
             notes.TRAINING,
             "",
         ]
-        header = [
-            "implementation",
-            "precision",
-            "batch",
-            "warm-up+timed",
-            "median ms",
-            "min ms",
-            "max ms",
-            "images/s",
-            "peak RSS GiB",
-        ]
-        lines += md_table(header, cell_rows(sec["cells"] + sec.get("baseline_cells", [])))
+        lines += _timing_table(sec)
         opts = {c["spec"]["impl"]: c.get("optimizer") for c in sec["cells"] if "optimizer" in c}
         lines += ["", "Optimizers: " + "; ".join(f"{k}: {v}" for k, v in opts.items()) + "."]
     lines += _data(secs.get("data"))
