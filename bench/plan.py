@@ -36,33 +36,27 @@ class Mode:
     profile_batch: int = 1
 
 
+#: The data section's camera-like frames (1280x720, the trainer's 640 input), by images per mode.
+_DATA_720P: dict[str, Any] = {
+    "width": 1280,
+    "height": 720,
+    "batch": 4,
+    "workers": [0, 1, 2],
+    "size": 640,
+    "epochs": 1,
+}
+
 QUICK = Mode(
     name="quick",
     infer_iters={1: (2, 5), 8: (1, 3), 32: (1, 2)},
     compile_batches=(1, 8),
-    data={
-        "images": 48,
-        "width": 1280,
-        "height": 720,
-        "batch": 4,
-        "workers": [0, 1, 2],
-        "size": 640,
-        "epochs": 1,
-    },
+    data={**_DATA_720P, "images": 48},
 )
 FULL = Mode(
     name="full",
     infer_iters={1: (3, 10), 8: (2, 5), 32: (1, 3)},
     train_iters=(2, 5),
-    data={
-        "images": 160,
-        "width": 1280,
-        "height": 720,
-        "batch": 4,
-        "workers": [0, 1, 2],
-        "size": 640,
-        "epochs": 1,
-    },
+    data={**_DATA_720P, "images": 160},
     eval_images=2000,
     ddp_iters=(2, 5),
 )
