@@ -2,6 +2,7 @@
 
 rtdetr dataset validate -e SPEC.yaml [--task train|evaluate] [key=value ...]
 rtdetr dataset synth --output DIR [--num-images N] [--format coco|h5] ...
+rtdetr dataset convert mtmc --scene DIR --output DIR ...   (rtdetr_trainer.data.mtmc)
 rtdetr dataset convert coco-to-h5|kitti-to-coco ...
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from rtdetr_spec import SpecError
+from rtdetr_trainer.data.mtmc.cli import add_mtmc_parser, run_mtmc
 from rtdetr_trainer.errors import EXIT_OK
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
 
@@ -31,6 +33,7 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
     conv = ds.add_parser("convert", help="convert datasets").add_subparsers(
         dest="kind", required=True
     )
+    add_mtmc_parser(conv)
     c2h = conv.add_parser("coco-to-h5", help="COCO image folder -> per-camera H5 files")
     c2h.add_argument("--image-dir", required=True)
     c2h.add_argument("--json-file", required=True)
@@ -79,6 +82,9 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
         )
         for split, path in generate(args.output, cfg).items():
             print(f"{split}: {path}")
+        return EXIT_OK
+    if args.kind == "mtmc":
+        run_mtmc(args)
         return EXIT_OK
     from rtdetr_trainer.data import convert
 

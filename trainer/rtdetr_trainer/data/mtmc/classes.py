@@ -1,0 +1,124 @@
+"""Scene object types -> the seed's seven classes, with user overrides.
+
+MTMC ground truth names object types its own way (``Person``, ``AgilityDigit``, ``FourierGR1T2``,
+``NovaCarter``, ``Transporter``, ``Forklift``; other exports write ``person`` or ``fork lift``), so
+types are compared after normalising: lower case, everything but letters and digits removed.
+
+Why unknown types are an error rather than a skip: a type the map does not know is either a new
+object the user wants (map it) or one they do not (drop it explicitly). Skipping it silently
+would train a detector that treats those objects as background.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rtdetr_spec import WAREHOUSE_CLASSES
+from rtdetr_trainer.errors import DataError
+
+#: normalised scene type -> seed class name.
+DEFAULT_TYPES: dict[str, str] = {
+    "person": "person",
+    "agilitydigit": "agility_digit",
+    "fouriergr1t2": "gr1_t2",
+    "gr1t2": "gr1_t2",
+    "novacarter": "nova_carter",
+    "transporter": "transporter",
+    "forklift": "forklift",
+}
+#: ``pallet``, ``Pallet_03``, ``WoodenPallet``, ``pallets``: a pallet. ``PalletJack`` (a vehicle
+#: that carries one) is not, and stays unknown until the user maps it.
+_PALLET = re.compile(r"^[a-z]*pallets?\d*$")
+_DROP_WORDS = ("", "-", "none", "null", "drop")
+
+
+def normalize(object_type: str) -> str:
+    """``Fourier GR1-T2`` -> ``fouriergr1t2``."""
+    return re.sub(r"[^a-z0-9]", "", object_type.lower())
+
+
+def default_class(object_type: str) -> str | None:
+    """The seed class a scene type maps to by default, or None when there is no default."""
+    key = normalize(object_type)
+    if key in DEFAULT_TYPES:
+        return DEFAULT_TYPES[key]
+    return "pallet" if _PALLET.match(key) else None
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """Which class each object type becomes; ``overrides`` win over the defaults.
+
+    ``overrides`` maps a normalised type to a class name, or to None to drop that type on purpose.
+    """
+
+    overrides: Mapping[str, str | None] = field(default_factory=dict)
+
+    def resolve(self, object_type: str) -> tuple[bool, str | None]:
+        """(known, class). known=False: no default and no override (an error to report)."""
+        key = normalize(object_type)
+        if key in self.overrides:
+            return True, self.overrides[key]
+        target = default_class(object_type)
+        return target is not None, target
+
+    def categories(self) -> list[str]:
+        """Category names in id order (1..): the seed's seven, then any new names of overrides."""
+        names = list(WAREHOUSE_CLASSES)
+        for target in self.overrides.values():
+            if target is not None and target not in names:
+                names.append(target)
+        return names
+
+    def to_json(self) -> dict[str, str | None]:
+        return dict(sorted(self.overrides.items()))
+
+
+def parse_class_map(value: str | None) -> ClassMapping:
+    """``--class-map``: a JSON/YAML file ``{type: class}``, or inline ``Type=class,Type2=``.
+
+    An empty target (or ``null``/``none``/``drop``/``-``) drops that type explicitly; dropped boxes
+    are counted in the conversion report.
+    """
+    if not value:
+        return ClassMapping()
+    path = Path(value)
+    raw: object
+    if path.is_file():
+        text = path.read_text()
+        try:
+            raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise DataError(f"--class-map {value}: not valid JSON/YAML ({e})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"--class-map {value}: expected a mapping of object type -> class")
+    elif "=" in value:
+        pairs: dict[str, str] = {}
+        for part in value.split(","):
+            type_, sep, target = part.partition("=")
+            if not sep or not type_.strip():
+                raise DataError(f"--class-map: {part!r} is not TYPE=CLASS")
+            pairs[type_.strip()] = target.strip()
+        raw = pairs
+    else:
+        raise DataError(
+            f"--class-map {value!r}: no such file, and not inline TYPE=CLASS[,TYPE=CLASS...]"
+        )
+    overrides: dict[str, str | None] = {}
+    for type_, target in raw.items():
+        key = normalize(str(type_))
+        if not key:
+            raise DataError(f"--class-map: object type {type_!r} has no letters or digits")
+        if target is None or str(target).strip().lower() in _DROP_WORDS:
+            overrides[key] = None
+        elif not re.fullmatch(r"[A-Za-z0-9_.-]+", str(target)):
+            raise DataError(f"--class-map: class name {target!r} (for {type_!r}) is not a name")
+        else:
+            overrides[key] = str(target)
+    return ClassMapping(overrides)
