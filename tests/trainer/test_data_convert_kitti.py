@@ -226,3 +226,21 @@ def test_old_names_and_folder_output_still_work(tmp_path: Path) -> None:
     ]
     assert main([*args, "--val-split", "50"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["train.json", "val.json"]
+
+
+def test_stale_shards_of_an_earlier_run_are_refused(tmp_path: Path) -> None:
+    images, labels = _kitti(tmp_path, n=4)
+    out = tmp_path / "out" / "k.json"
+    kitti_to_coco(images, labels, out, num_shards=4)
+    kitti_to_coco(images, labels, out, num_shards=4)  # the same run again overwrites its files
+    with pytest.raises(DataError, match=r"k-shard-00000-of-00004\.json"):
+        kitti_to_coco(images, labels, out, num_shards=2)
+    assert len(list(out.parent.iterdir())) == 4
+
+
+def test_output_that_is_a_file_but_not_json_is_an_error(tmp_path: Path) -> None:
+    images, labels = _kitti(tmp_path, n=1)
+    (tmp_path / "out.txt").write_text("keep me")
+    with pytest.raises(DataError, match=r"not a folder, and not a \.json file name"):
+        kitti_to_coco(images, labels, tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text() == "keep me"

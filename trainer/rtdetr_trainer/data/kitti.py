@@ -12,6 +12,8 @@ errors (nothing is written; every instance is listed, each naming its file or ``
     on purpose with an empty target (``Misc=``);
   * a malformed line (too few fields, non-numeric or inverted box) and unreadable files;
   * a requested val split or shard count that leaves a split or a shard empty.
+  * shard files of an earlier run with another ``--num-shards`` beside the new ones (a
+    ``...-shard-*`` glob would read both).
 warnings (expected cleanup, counted):
   * ``DontCare`` regions (KITTI's unlabelled areas; a detector has no ignore regions) unless the
     map names a target for them, and classes dropped by the map;
@@ -120,6 +122,8 @@ def _listed(problems: list[str]) -> DataError:
 def output_names(output: Path, split_names: list[str], num_shards: int) -> dict[str, list[Path]]:
     """The files each split is written to (see the module docstring for the naming)."""
     as_file = output.suffix == ".json" and not output.is_dir()
+    if not as_file and output.exists() and not output.is_dir():
+        raise DataError(f"--output {output}: not a folder, and not a .json file name")
     names: dict[str, list[Path]] = {}
     for split in split_names:
         if as_file:
@@ -134,6 +138,26 @@ def output_names(output: Path, split_names: list[str], num_shards: int) -> dict[
                 folder / f"{stem}-shard-{s:05d}-of-{num_shards:05d}.json" for s in range(num_shards)
             ]
     return names
+
+
+def _refuse_stale_shards(paths: dict[str, list[Path]]) -> None:
+    """Shards of an earlier run with another ``--num-shards`` would join a ``...-shard-*`` glob."""
+    stale: list[str] = []
+    for files in paths.values():
+        first = files[0]
+        if "-shard-" not in first.name:
+            continue
+        stem = first.name.split("-shard-")[0]
+        planned = set(files)
+        stale += [
+            str(p) for p in sorted(first.parent.glob(f"{stem}-shard-*.json")) if p not in planned
+        ]
+    if stale:
+        raise DataError(
+            f"shard files of an earlier conversion would be read with the new ones by a "
+            f"'...-shard-*' json_file: {', '.join(stale[:5])}{', ...' if len(stale) > 5 else ''}; "
+            "remove them or choose another --output"
+        )
 
 
 def _classify(
@@ -269,6 +293,7 @@ def kitti_to_coco(
                 "so some shards would be empty"
             )
     paths = output_names(Path(output), list(splits), num_shards)
+    _refuse_stale_shards(paths)
     categories = [{"id": i, "name": n} for n, i in cat_id.items()]
     documents: list[tuple[Path, dict[str, Any]]] = []
     image_id = ann_id = 0
