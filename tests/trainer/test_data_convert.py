@@ -1,4 +1,4 @@
-"""``rtdetr dataset convert`` (COCO -> H5, KITTI -> COCO) and ``rtdetr dataset synth``."""
+"""``rtdetr dataset convert`` under its earlier names (coco-to-h5, kitti-to-coco) and ``synth``."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 rtdetr dataset validate -e SPEC.yaml [--task train|evaluate] [key=value ...]
 rtdetr dataset synth --output DIR [--num-images N] [--format coco|h5] ...
 rtdetr dataset convert mtmc --scene DIR --output DIR ...   (rtdetr_trainer.data.mtmc)
-rtdetr dataset convert coco-to-h5|kitti-to-coco ...
+rtdetr dataset convert kitti|coco2h5|h52coco ...
 """
 
 from __future__ import annotations
@@ -34,25 +34,7 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
         dest="kind", required=True
     )
     add_mtmc_parser(conv)
-    c2h = conv.add_parser("coco-to-h5", help="COCO image folder -> per-camera H5 files")
-    c2h.add_argument("--image-dir", required=True)
-    c2h.add_argument("--json-file", required=True)
-    c2h.add_argument("--output", required=True)
-    c2h.add_argument("--arrays", action="store_true", help="store BGR arrays, not JPEG bytes")
-    c2h.add_argument(
-        "--camera",
-        choices=("folder", "single"),
-        default="folder",
-        help="one H5 per image sub-folder (default) or one for all",
-    )
-    k2c = conv.add_parser("kitti-to-coco", help="KITTI labels -> COCO JSON (TAO dataset convert)")
-    k2c.add_argument("--image-dir", required=True)
-    k2c.add_argument("--label-dir", required=True)
-    k2c.add_argument("--output", required=True)
-    k2c.add_argument("--val-split", type=float, default=0.0, help="percent of images for val")
-    k2c.add_argument("--num-shards", type=int, default=1)
-    k2c.add_argument("--mapping", help='JSON file {"kitti class": "target class"}')
-    k2c.add_argument("--seed", type=int, default=42)
+    add_convert_parsers(conv)
 
 
 def run_dataset_tool(args: argparse.Namespace) -> int:
@@ -86,22 +68,90 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
     if args.kind == "mtmc":
         run_mtmc(args)
         return EXIT_OK
-    from rtdetr_trainer.data import convert
+    return run_convert(args)
 
-    if args.kind == "coco-to-h5":
-        out = convert.coco_to_h5(
-            args.image_dir, args.json_file, args.output, arrays=args.arrays, camera=args.camera
-        )
-        print(f"wrote {out}")
-    else:
-        for path in convert.kitti_to_coco(
-            args.image_dir,
-            args.label_dir,
+
+#: earlier names of the converters, kept as aliases so existing commands keep working.
+CONVERT_ALIASES = {"kitti-to-coco": "kitti", "coco-to-h5": "coco2h5"}
+
+
+def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
+    """``rtdetr dataset convert kitti|coco2h5|h52coco`` (image datasets; see data/kitti.py etc.)."""
+    kit = conv.add_parser(
+        "kitti",
+        aliases=["kitti-to-coco"],
+        help="KITTI image/label folders -> COCO JSON (TAO dataset convert)",
+    )
+    kit.add_argument("--images", "--image-dir", dest="images", required=True)
+    kit.add_argument("--labels", "--label-dir", dest="labels", required=True)
+    kit.add_argument(
+        "--output",
+        required=True,
+        help="FILE.json (split/shard files are named after its stem) or a folder",
+    )
+    kit.add_argument("--val-split", type=float, default=0.0, help="percent of images for val")
+    kit.add_argument("--num-shards", type=int, default=1)
+    kit.add_argument(
+        "--class-map",
+        "--mapping",
+        dest="class_map",
+        help="JSON/YAML file {kitti_class: target} or inline kitti_class=target,...; "
+        "an empty target drops the class",
+    )
+    kit.add_argument("--seed", type=int, default=42)
+    kit.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="keep images without a label file as empty images and ignore label files "
+        "without an image (warned), instead of failing",
+    )
+    c2h = conv.add_parser(
+        "coco2h5", aliases=["coco-to-h5"], help="COCO image folder -> per-camera H5 files"
+    )
+    c2h.add_argument("--image-dir", required=True)
+    c2h.add_argument("--json-file", required=True)
+    c2h.add_argument("--output", required=True)
+    c2h.add_argument("--arrays", action="store_true", help="store BGR arrays, not JPEG bytes")
+    c2h.add_argument(
+        "--camera",
+        choices=("folder", "single"),
+        default="folder",
+        help="one H5 per image sub-folder (default) or one for all",
+    )
+    h2c = conv.add_parser("h52coco", help="H5 frames named by a COCO file -> COCO image folder")
+    h2c.add_argument("--image-dir", required=True, help="folder of the H5 files")
+    h2c.add_argument("--json-file", required=True, help="COCO file with h5:// names")
+    h2c.add_argument("--output", required=True)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    kind = CONVERT_ALIASES.get(args.kind, args.kind)
+    if kind == "kitti":
+        from rtdetr_trainer.data.kitti import kitti_to_coco
+
+        summary = kitti_to_coco(
+            args.images,
+            args.labels,
             args.output,
             val_split=args.val_split,
             num_shards=args.num_shards,
-            mapping=args.mapping,
+            class_map=args.class_map,
             seed=args.seed,
-        ):
-            print(f"wrote {path}")
+            allow_unmatched=args.allow_unmatched,
+        )
+        print(summary.report())
+    elif kind == "coco2h5":
+        from rtdetr_trainer.data.h5pack import coco_to_h5
+
+        print(
+            coco_to_h5(
+                args.image_dir, args.json_file, args.output, arrays=args.arrays, camera=args.camera
+            ).report()
+        )
+    elif kind == "h52coco":
+        from rtdetr_trainer.data.h5unpack import h5_to_coco
+
+        print(h5_to_coco(args.image_dir, args.json_file, args.output).report())
+    else:
+        raise SpecError(f"unknown converter {args.kind!r}")
     return EXIT_OK
