@@ -227,3 +227,14 @@ def test_filters_count_what_they_drop(scene: Path, tmp_path: Path) -> None:
     assert convert(scene, out, "--min-box-size", "12", "--min-visibility", "0.7") == 0
     report = json.loads((out / "conversion.json").read_text())
     assert report["counts"]["dropped"] == {"min_box_size": small, "min_visibility": hidden}
+
+
+def test_synth_writes_a_scene_the_converter_reads(tmp_path: Path) -> None:
+    scene = tmp_path / "Warehouse_019"
+    args = ["--format", "mtmc", "--num-images", "6", "--cameras", "2", "--image-size", "96x64"]
+    assert main(["dataset", "synth", "--output", str(scene), *args]) == 0
+    assert sorted(p.name for p in (scene / "videos").iterdir()) == ["Camera.mp4", "Camera_01.mp4"]
+    assert convert(scene, tmp_path / "out") == 0
+    coco = load_coco(tmp_path / "out" / "annotations" / "Warehouse_019.json")
+    assert len(coco["images"]) == 12
+    assert main(["dataset", "synth", "--output", str(scene), *args[:-1], "95x64"]) == 2

@@ -25,7 +25,13 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
     syn = ds.add_parser("synth", help="write a synthetic 7-class warehouse dataset")
     syn.add_argument("--output", required=True)
     syn.add_argument("--num-images", type=int, default=60)
-    syn.add_argument("--format", choices=("coco", "h5"), default="coco")
+    syn.add_argument(
+        "--format",
+        choices=("coco", "h5", "mtmc"),
+        default="coco",
+        help="mtmc: a scene folder (videos, ground truth, calibration) for `convert mtmc`; "
+        "--num-images is then frames per camera",
+    )
     syn.add_argument("--image-size", default="256x256", help="WIDTHxHEIGHT (default 256x256)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--h5-arrays", action="store_true", help="H5 frames as BGR arrays")
@@ -53,6 +59,16 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
             raise SpecError(f"--image-size {args.image_size!r}: expected WIDTHxHEIGHT") from None
         if args.num_images < 1 or w < 32 or h < 32:
             raise SpecError("--num-images must be >= 1 and --image-size at least 32x32")
+        if args.format == "mtmc":
+            from rtdetr_trainer.data.mtmc.synth import SceneConfig, write_scene
+
+            if w % 2 or h % 2:
+                raise SpecError(f"--image-size {w}x{h}: H.264 video needs even sizes")
+            scene = SceneConfig(
+                cameras=args.cameras, frames=args.num_images, width=w, height=h, seed=args.seed
+            )
+            print(f"scene: {write_scene(args.output, scene)}")
+            return EXIT_OK
         cfg = SynthConfig(
             num_images=args.num_images,
             width=w,

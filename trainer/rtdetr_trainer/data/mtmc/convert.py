@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -55,7 +56,7 @@ class MtmcOptions:
     class_map: ClassMapping = field(default_factory=ClassMapping)
     split: SplitPlan = field(default_factory=SplitPlan)
     filters: BoxFilters = field(default_factory=BoxFilters)
-    #: parallel camera processes (0: one per CPU, at most one per camera).
+    #: parallel camera processes (0: one per available CPU, at most one per camera).
     workers: int = 0
     jpeg_quality: int = 95
     skip_missing_cameras: bool = False
@@ -130,6 +131,23 @@ def _probe_all(scene: Scene) -> dict[str, VideoInfo]:
     return infos
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` is the node's count; in a pod limited to 4 CPUs on a 64-core node it would
+    start 64 decoders that share 4 CPUs (and 64 times the memory).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
 def _fingerprint(opts: MtmcOptions, video: Path, index_db: Path) -> str:
     st, gt = video.stat(), index_db.stat()
     key = [FORMAT, st.st_size, st.st_mtime_ns, gt.st_size, gt.st_mtime_ns, opts.frame_stride]
@@ -202,8 +220,7 @@ def convert_mtmc(opts: MtmcOptions) -> ConversionReport:
     index_db = work / "groundtruth.sqlite"
     stats = build_index(scene.ground_truth, index_db, stride=opts.frame_stride)
     warnings = list(scene.warnings) + _check_ground_truth(opts, scene, stats)
-    cpus = os.cpu_count() or 1
-    workers = min(len(scene.cameras), opts.workers or cpus)
+    workers = min(len(scene.cameras), opts.workers or available_cpus())
     jobs, results = [], {}
     for cam in scene.cameras:
         job = CameraJob(
