@@ -226,3 +226,32 @@ def test_bad_options_are_named(
     pristine: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
 ) -> None:
     assert message in _fails(pristine, tmp_path / "out", capsys, *args)
+
+
+def test_a_second_conversion_into_the_same_output_is_refused(
+    pristine: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import fcntl
+
+    out = tmp_path / "out"
+    (out / ".convert").mkdir(parents=True)
+    with open(out / ".convert" / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert "another conversion is writing there" in _fails(pristine, out, capsys)
+    assert convert(pristine, out, "--frame-stride", "10") == 0
+
+
+def test_progress_lines_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rtdetr_trainer.data.mtmc.progress import ConvertProgress
+
+    monkeypatch.setenv("RTDETR_LOG_EVERY_S", "0")
+    stream = io.StringIO()
+    progress = ConvertProgress(100, stream=stream)
+    progress.advance("Camera_01", 40)
+    progress.advance("Camera_02", 80)  # more than is left: capped at the total
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("convert: 40/100 frames (40%)") and "(last: Camera_01)" in lines[0]
+    assert lines[1].startswith("convert: 100/100 frames (100%)")

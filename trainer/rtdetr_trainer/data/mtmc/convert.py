@@ -15,6 +15,7 @@ finished dataset, and a rerun with the same options redoes only the cameras that
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -188,9 +189,12 @@ def _run_jobs(jobs: list[CameraJob], workers: int, progress: ConvertProgress) ->
                     f.cancel()
         while not queue.empty():
             progress.advance(*queue.get())
-        errors = [f"{futures[f].camera}: {f.exception()}" for f in futures if _failed(f)]
-        if errors:
-            raise DataError(errors)
+        failed = [f for f in futures if _failed(f)]
+        for f in failed:  # a bug or a full disk is not bad input: raise it as it is
+            if not isinstance(f.exception(), DataError):
+                raise f.exception()  # type: ignore[misc]
+        if failed:
+            raise DataError([f"{futures[f].camera}: {f.exception()}" for f in failed])
         return [f.result() for f in futures]
 
 
@@ -216,6 +220,22 @@ def convert_mtmc(opts: MtmcOptions) -> ConversionReport:
     infos = _probe_all(scene)
     work = out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"--output {out}: another conversion is writing there") from None
+        return _convert_locked(opts, scene, infos, out, work, start)
+
+
+def _convert_locked(
+    opts: MtmcOptions,
+    scene: Scene,
+    infos: dict[str, VideoInfo],
+    out: Path,
+    work: Path,
+    start: float,
+) -> ConversionReport:
     _forget_previous(out)
     index_db = work / "groundtruth.sqlite"
     stats = build_index(scene.ground_truth, index_db, stride=opts.frame_stride)
