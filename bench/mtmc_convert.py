@@ -336,7 +336,7 @@ def tables(res: dict[str, Any]) -> str:
         + (f", environment {' '.join(c['env'])}" if c["env"] else ""),
         "",
         "| frames/camera | images | wall | images/s | main peak | worker peak (each) "
-        "| worker RSS at 25/50/75% | tree RSS sum peak | ru_maxrss | H5 size |",
+        "| worker RSS at 25/50/75% of its run | tree RSS sum peak | ru_maxrss | H5 size |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["conversion"]:
