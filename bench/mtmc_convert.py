@@ -11,8 +11,8 @@ Two parts, each measured in fresh processes:
   (``python -m rtdetr_trainer.cli dataset convert mtmc ... --no-progress``). The harness samples
   ``VmRSS``/``VmHWM`` of the whole process tree from ``/proc`` every ``--interval`` seconds: the
   main process, each camera worker (a process seen holding a ``.h5.partial`` file open), the
-  other helpers (multiprocessing's manager), and the summed RSS of the tree (shared pages are
-  counted once per process, so the sum overstates). The kernel's own ``ru_maxrss`` of the
+  other helpers (multiprocessing's resource tracker), and the summed RSS of the tree (shared
+  pages are counted once per process, so the sum overstates). The kernel's own ``ru_maxrss`` of the
   conversion (``os.wait4``: the same figure ``getrusage(RUSAGE_CHILDREN)`` gives, for this child
   alone) is the cross-check: the largest single process's peak.
 * ground-truth index: ``ground_truth.json`` files of growing size (frames x objects x cameras,

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from rtdetr_spec.artifacts import atomic_write_text
@@ -174,21 +175,21 @@ def _run_jobs(jobs: list[CameraJob], workers: int, progress: ConvertProgress) ->
     if workers <= 1:
         return [convert_camera(job, progress.advance) for job in jobs]
     ctx = multiprocessing.get_context("spawn")  # no inherited h5py/sqlite handles
-    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        queue = manager.Queue()
+    queue = ctx.Queue()  # handed to workers at start-up: a plain Queue cannot be a task argument
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
+    ) as pool:
         futures: dict[Future[CameraResult], CameraJob] = {
-            pool.submit(_queued, job, queue): job for job in jobs
+            pool.submit(_queued, job): job for job in jobs
         }
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.5)
-            while not queue.empty():
-                progress.advance(*queue.get())
+            _drain(queue, progress)
             if any(f.exception() for f in done):
                 for f in pending:
                     f.cancel()
-        while not queue.empty():
-            progress.advance(*queue.get())
+        _drain(queue, progress)
         failed = [f for f in futures if _failed(f)]
         for f in failed:  # a bug or a full disk is not bad input: raise it as it is
             if not isinstance(f.exception(), DataError):
@@ -198,12 +199,28 @@ def _run_jobs(jobs: list[CameraJob], workers: int, progress: ConvertProgress) ->
         return [f.result() for f in futures]
 
 
+def _drain(queue: Any, progress: ConvertProgress) -> None:
+    while True:
+        try:
+            progress.advance(*queue.get_nowait())
+        except Empty:
+            return
+
+
 def _failed(f: Future[CameraResult]) -> bool:
     return not f.cancelled() and f.exception() is not None
 
 
-def _queued(job: CameraJob, queue: Any) -> CameraResult:
-    return convert_camera(job, lambda camera, frames: queue.put((camera, frames)))
+_PROGRESS_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def _queued(job: CameraJob) -> CameraResult:
+    return convert_camera(job, lambda camera, frames: _PROGRESS_QUEUE.put((camera, frames)))
 
 
 def convert_mtmc(opts: MtmcOptions) -> ConversionReport:
