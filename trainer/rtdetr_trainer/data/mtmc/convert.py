@@ -93,7 +93,7 @@ def _check_ground_truth(opts: MtmcOptions, scene: Scene, stats: GroundTruthStats
             f"{scene.ground_truth}: object type(s) with no class: {listed}; map them with "
             "--class-map TYPE=CLASS, or drop them explicitly with --class-map TYPE="
         )
-    videos = {p.stem for p in (scene.root / "videos").iterdir()}
+    videos = set(scene.video_ids)
     selected = set(scene.camera_ids())
     warnings = []
     orphans = {c: n for c, n in stats.boxes_by_camera.items() if c not in videos}

@@ -43,6 +43,8 @@ class Scene:
     cameras: list[Camera]
     ground_truth: Path
     calibration: Path | None
+    #: every camera id with a video, selected or not.
+    video_ids: list[str] = field(default_factory=list)
     #: calibration sensors (camera ids) that have no video, kept for the ground-truth checks.
     sensors_without_video: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -115,7 +117,9 @@ def open_scene(
     ground_truth = root / "ground_truth.json"
     if not ground_truth.is_file():
         raise DataError(f"--scene {root}: has no ground_truth.json")
-    scene = Scene(root=root, cameras=[], ground_truth=ground_truth, calibration=None)
+    scene = Scene(
+        root=root, cameras=[], ground_truth=ground_truth, calibration=None, video_ids=list(videos)
+    )
     sizes: dict[str, tuple[int | None, int | None]] = {}
     calibration = root / "calibration.json"
     if calibration.is_file():
