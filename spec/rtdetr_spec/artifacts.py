@@ -183,6 +183,23 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def commit_file(tmp: str | Path, path: str | Path) -> None:
+    """Put a file that was written and closed under a temporary name in place as ``path``.
+
+    For writers that cannot go through :func:`atomic_write` (an HDF5 library owns the file):
+    fsync the content, give it the umask's mode, rename, fsync the folder, so a crash leaves the
+    old ``path`` or the complete new one, never a complete-looking name over missing data.
+    """
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    Path(tmp).chmod(0o666 & ~umask())
+    Path(tmp).replace(path)
+    fsync_dir(Path(path).parent)
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """``write(f)`` into a temp file beside ``path``, fsync, rename over ``path``.
 

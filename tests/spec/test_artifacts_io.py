@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_spec.artifacts import atomic_write, atomic_write_text, umask
+from rtdetr_spec.artifacts import atomic_write, atomic_write_text, commit_file, umask
 
 
 def test_write_replaces_with_the_umask_mode(tmp_path: Path) -> None:
@@ -31,3 +31,14 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
         atomic_write(target, half)
     assert target.read_text() == "complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_commit_file_puts_a_library_written_file_in_place(tmp_path: Path) -> None:
+    final = tmp_path / "Camera.h5"
+    final.write_bytes(b"old")
+    tmp = tmp_path / "Camera.h5.partial"
+    tmp.write_bytes(b"new frames")
+    tmp.chmod(0o600)  # as mkstemp leaves it
+    commit_file(tmp, final)
+    assert final.read_bytes() == b"new frames" and not tmp.exists()
+    assert final.stat().st_mode & 0o777 == 0o666 & ~umask()

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rtdetr_spec.artifacts import atomic_write_text, fsync_dir, umask
+from rtdetr_spec.artifacts import atomic_write_text, commit_file
 from rtdetr_trainer.data.classmap import build_class_map
 from rtdetr_trainer.data.coco import CocoFile, build_index, categories_of, read_source
 from rtdetr_trainer.data.h5 import CHANNEL_ORDER_ATTR, RGB_GROUP, is_h5_uri
@@ -153,10 +153,7 @@ def coco_to_h5(
             summary.frames_per_file[f"{cam}.h5"] = summary.frames_per_file.get(f"{cam}.h5", 0) + 1
         for cam, (tmp, f) in temps.items():
             f.close()
-            _fsync(tmp)
-            tmp.chmod(0o666 & ~umask())  # not mkstemp's 0600: other users read it
-            tmp.replace(out / f"{cam}.h5")
-        fsync_dir(out)
+            commit_file(tmp, out / f"{cam}.h5")  # also not mkstemp's 0600: others read it
     finally:
         for tmp, f in temps.values():
             if f.id.valid:
@@ -166,14 +163,6 @@ def coco_to_h5(
     summary.images = len(data["images"])
     summary.annotations = len(data["annotations"])
     return summary
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _decode(src: Path, where: str) -> np.ndarray:

@@ -17,7 +17,6 @@ import ctypes
 import ctypes.util
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rtdetr_spec.artifacts import atomic_write_text, fsync_dir
+from rtdetr_spec.artifacts import atomic_write_text, commit_file
 from rtdetr_trainer.data.h5 import RGB_GROUP
 from rtdetr_trainer.data.mtmc.groundtruth import GroundTruthIndex
 from rtdetr_trainer.data.mtmc.video import DecodeReport, sampled_frames
@@ -172,10 +171,8 @@ def convert_camera(
         raise
     finally:
         index.close()
-    for tmp, final in ((tmp_h5, h5_path), (tmp_fragment, fragment)):
-        _fsync(tmp)
-        tmp.replace(final)
-    fsync_dir(h5_path.parent)
+    commit_file(tmp_h5, h5_path)
+    commit_file(tmp_fragment, fragment)
     result.seconds = round(time.monotonic() - start, 3)
     atomic_write_text(done, json.dumps({"fingerprint": job.fingerprint, "result": asdict(result)}))
     if progress and pending:
@@ -213,16 +210,6 @@ def _release_heap() -> None:
     """
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a closed file to disk before it is renamed into place (a crash after the rename
-    must not leave a complete-looking name over an empty file)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_size(job: CameraJob, size: tuple[int, int]) -> None:
