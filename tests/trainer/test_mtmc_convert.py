@@ -15,6 +15,7 @@ import yaml
 from rtdetr_trainer.cli import main
 from rtdetr_trainer.data.mtmc.classes import default_class, parse_class_map
 from rtdetr_trainer.data.mtmc.synth import read_stamp
+from rtdetr_trainer.errors import DataError
 from tests.trainer.mtmc_fixtures import (
     CONFIG,
     coco_boxes,
@@ -208,6 +209,8 @@ def test_default_type_names() -> None:
     assert default_class("Box") is None
     assert parse_class_map("Box=,PalletJack=forklift").resolve("pallet jack") == (True, "forklift")
     assert parse_class_map("Box=").resolve("box") == (True, None)
+    with pytest.raises(DataError, match="'forklift' is mapped twice"):
+        parse_class_map("Fork Lift=forklift,forklift=pallet")
 
 
 def test_filters_count_what_they_drop(scene: Path, tmp_path: Path) -> None:

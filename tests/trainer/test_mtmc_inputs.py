@@ -218,7 +218,7 @@ def test_min_visibility_needs_unoccluded_boxes(
         (["--split", "camera", "--val", "Camera,Camera_01,Camera_02"], "none is left to train"),
         (["--val", "0.2"], "--val/--test/--gap need --split"),
         (["--cameras", "Camera_07"], "--cameras: Camera_07 not in"),
-        (["--class-map", "Person"], "no such file, and not inline TYPE=CLASS"),
+        (["--class-map", "Person"], "neither an existing JSON/YAML file nor inline TYPE=target"),
         (["--frame-stride", "0"], "--frame-stride 0: must be >= 1"),
     ],
 )

@@ -14,13 +14,11 @@ broken line of a folder at once (each as ``file:line``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from rtdetr_trainer.data.mapping_arg import read_mapping_arg
 from rtdetr_trainer.errors import DataError
 
 DONT_CARE = "dontcare"
@@ -121,40 +119,11 @@ def parse_class_map(value: str) -> ClassMapping:
     An empty target (``DontCare=`` inline, ``""`` or ``null`` in a file) drops that class
     explicitly. Keys are matched case-insensitively, as KITTI folders mix ``Car``/``car``.
     """
-    path = Path(value)
     where = f"--class-map {value}"
-    if path.is_file():
-        try:
-            text = path.read_text()
-            raw = (
-                yaml.safe_load(text)
-                if path.suffix.lower() in (".yaml", ".yml")
-                else json.loads(text)
-            )
-        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-            raise DataError(f"{where}: cannot parse the file ({type(e).__name__}: {e})") from None
-        if not isinstance(raw, dict) or not raw:
-            raise DataError(f"{where}: expected a non-empty mapping of kitti class -> target")
-        pairs = [(str(k), v) for k, v in raw.items()]
-    elif "=" in value:
-        pairs = []
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            key, sep, target = item.partition("=")
-            if not sep or not key.strip():
-                raise DataError(f"{where}: {item!r} is not kitti_class=target")
-            pairs.append((key.strip(), target.strip()))
-    else:
-        raise DataError(
-            f"{where}: neither an existing JSON/YAML file nor inline kitti_class=target,..."
-        )
+    pairs = read_mapping_arg(value, key="kitti_class")
     targets: dict[str, str | None] = {}
     order: list[str] = []
-    for key, target in pairs:
-        if target is not None and not isinstance(target, str):
-            raise DataError(f"{where}: target of {key!r} must be a class name, got {target!r}")
-        name = target.strip() if target else None
+    for key, name in pairs:
         lower = key.strip().lower()
         if lower in targets and targets[lower] != name:
             raise DataError(

@@ -11,15 +11,12 @@ would train a detector that treats those objects as background.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from rtdetr_spec import WAREHOUSE_CLASSES
+from rtdetr_trainer.data.mapping_arg import read_mapping_arg
 from rtdetr_trainer.errors import DataError
 
 #: normalised scene type -> seed class name.
@@ -35,7 +32,6 @@ DEFAULT_TYPES: dict[str, str] = {
 #: ``pallet``, ``Pallet_03``, ``WoodenPallet``, ``pallets``: a pallet. ``PalletJack`` (a vehicle
 #: that carries one) is not, and stays unknown until the user maps it.
 _PALLET = re.compile(r"^[a-z]*pallets?\d*$")
-_DROP_WORDS = ("", "-", "none", "null", "drop")
 
 
 def normalize(object_type: str) -> str:
@@ -83,42 +79,22 @@ class ClassMapping:
 def parse_class_map(value: str | None) -> ClassMapping:
     """``--class-map``: a JSON/YAML file ``{type: class}``, or inline ``Type=class,Type2=``.
 
-    An empty target (or ``null``/``none``/``drop``/``-``) drops that type explicitly; dropped boxes
-    are counted in the conversion report.
+    An empty target drops that type on purpose; dropped boxes are counted in the conversion
+    report. Types are compared normalised, so ``Fork Lift`` and ``forklift`` are one key.
     """
     if not value:
         return ClassMapping()
-    path = Path(value)
-    raw: object
-    if path.is_file():
-        text = path.read_text()
-        try:
-            raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise DataError(f"--class-map {value}: not valid JSON/YAML ({e})") from None
-        if not isinstance(raw, dict):
-            raise DataError(f"--class-map {value}: expected a mapping of object type -> class")
-    elif "=" in value:
-        pairs: dict[str, str] = {}
-        for part in value.split(","):
-            type_, sep, target = part.partition("=")
-            if not sep or not type_.strip():
-                raise DataError(f"--class-map: {part!r} is not TYPE=CLASS")
-            pairs[type_.strip()] = target.strip()
-        raw = pairs
-    else:
-        raise DataError(
-            f"--class-map {value!r}: no such file, and not inline TYPE=CLASS[,TYPE=CLASS...]"
-        )
     overrides: dict[str, str | None] = {}
-    for type_, target in raw.items():
-        key = normalize(str(type_))
+    for type_, target in read_mapping_arg(value, key="TYPE"):
+        key = normalize(type_)
         if not key:
             raise DataError(f"--class-map: object type {type_!r} has no letters or digits")
-        if target is None or str(target).strip().lower() in _DROP_WORDS:
-            overrides[key] = None
-        elif not re.fullmatch(r"[A-Za-z0-9_.-]+", str(target)):
+        if key in overrides and overrides[key] != target:
+            raise DataError(
+                f"--class-map: {type_!r} is mapped twice ({overrides[key]!r} and {target!r}); "
+                "types are compared in lower case without separators"
+            )
+        if target is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", target):
             raise DataError(f"--class-map: class name {target!r} (for {type_!r}) is not a name")
-        else:
-            overrides[key] = str(target)
+        overrides[key] = target
     return ClassMapping(overrides)
