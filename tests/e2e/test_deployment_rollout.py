@@ -61,6 +61,20 @@ def _ready_pods(cluster: Any, ns: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def _v1_jobs_after(cluster: Any, ns: str, timeout: float) -> list[str]:
+    """Names of v1 Jobs not yet deleted, once none are left or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [
+            j["metadata"]["name"]
+            for j in children(cluster, ns, "jobs")
+            if j["metadata"]["name"].endswith(V1[:8]) and not j["metadata"].get("deletionTimestamp")
+        ]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.3)
+
+
 def test_new_model_builds_engines_first_and_the_old_serves_until_ready(
     e2e_cluster, e2e_namespace, operator
 ) -> None:
@@ -105,9 +119,9 @@ def test_new_model_builds_engines_first_and_the_old_serves_until_ready(
     assert samples > 5
     final = _ready_pods(e2e_cluster, ns)
     assert all(set(final[pool]) == {V2} for pool in POOLS), final
-    # the v1 build Jobs are cleaned up; the v2 engines are recorded
-    names = [j["metadata"]["name"] for j in children(e2e_cluster, ns, "jobs")]
-    assert not [n for n in names if n.endswith(V1[:8])]
+    # the v1 build Jobs are cleaned up; the v2 engines are recorded. The reconciler writes the
+    # status before it deletes, so Ready can be seen a moment before the deletions land.
+    assert not _v1_jobs_after(e2e_cluster, ns, timeout=30)
     st = e2e_cluster.get("rtdetrdeployment", NAME, "-n", ns)["status"]
     assert {e["revision"] for e in st["engines"]} == {V2} and "target" not in st
 
