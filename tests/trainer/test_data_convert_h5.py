@@ -180,3 +180,73 @@ def test_coco2h5_old_name_still_works(tmp_path: Path) -> None:
     args = ["dataset", "convert", "coco-to-h5", "--image-dir", str(image_dir)]
     assert main([*args, "--json-file", str(json_file), "--output", str(tmp_path / "h5")]) == 0
     assert (tmp_path / "h5" / "Camera_01.h5").is_file()
+
+
+def _jpeg(path: Path, size: tuple[int, int], orientation: int | None = None) -> bytes:
+    """A JPEG whose left half is red, so a rotation is visible; optionally EXIF-oriented."""
+    arr = np.zeros((size[1], size[0], 3), np.uint8)
+    arr[:, : size[0] // 2, 0] = 255
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, quality=95, exif=exif)
+    return path.read_bytes()
+
+
+def test_coco2h5_refuses_a_truncated_image_unless_told_not_to_decode(tmp_path: Path) -> None:
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
+        {"id": 2, "file_name": "b.jpg", "width": 640, "height": 480},
+    ]
+    image_dir, json_file = write_coco(tmp_path / "coco", images=images, annotations=[])
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(image_dir / "b.jpg", quality=95)
+    raw = (image_dir / "b.jpg").read_bytes()
+    (image_dir / "b.jpg").write_bytes(raw[: len(raw) // 2])  # the header survives, the scan not
+    with pytest.raises(DataError, match=r"image id 2 \(b\.jpg\): .*b\.jpg is not a readable"):
+        coco_to_h5(image_dir, json_file, tmp_path / "h5")
+    assert not [p for p in (tmp_path / "h5").rglob("*") if p.is_file()]
+    # without the decode only the header is checked: the bytes are stored as they are
+    coco_to_h5(image_dir, json_file, tmp_path / "h5", verify=False)
+    with h5py.File(tmp_path / "h5" / "Camera_01.h5") as f:
+        assert f["rgb"]["b.jpg"][()].tobytes() == raw[: len(raw) // 2]
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_coco2h5_refuses_a_size_the_annotation_file_does_not_declare(
+    tmp_path: Path, verify: bool
+) -> None:
+    image_dir, json_file = write_coco(tmp_path / "coco")
+    _jpeg(image_dir / "b.jpg", (48, 64))  # portrait, where the file says 64x48
+    msg = r"image id 2 \(b\.jpg\): the image is 48x64 but the annotation file says 64x48"
+    with pytest.raises(DataError, match=msg):
+        coco_to_h5(image_dir, json_file, tmp_path / "h5", verify=verify)
+
+
+@pytest.mark.parametrize("arrays", [True, False])
+def test_coco2h5_sees_exif_orientation_as_training_does(tmp_path: Path, arrays: bool) -> None:
+    """Orientation 6 (rotate 90 degrees clockwise): stored 64x48, shown and trained 48x64."""
+    images = [{"id": 1, "file_name": "r.jpg", "width": 48, "height": 64}]
+    image_dir, json_file = write_coco(tmp_path / "coco", images=images, annotations=[])
+    _jpeg(image_dir / "r.jpg", (64, 48), orientation=6)
+    coco_to_h5(image_dir, json_file, tmp_path / "h5", arrays=arrays)
+    with h5py.File(tmp_path / "h5" / "Camera_01.h5") as f:
+        stored = f["rgb"]["r.jpg"][()]
+    if arrays:
+        rgb = stored[:, :, ::-1]
+        assert rgb.shape == (64, 48, 3)
+        assert rgb[:20, :, 0].mean() > 200 and rgb[-20:, :, 0].mean() < 50  # red half on top
+    else:
+        assert stored.tobytes() == (image_dir / "r.jpg").read_bytes()
+
+
+def test_h52coco_refuses_a_frame_cut_short_after_its_header(tmp_path: Path) -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "n.jpg", quality=95)
+    raw = (tmp_path / "n.jpg").read_bytes()
+    cut = np.frombuffer(raw[: len(raw) // 2], np.uint8)
+    _h5_frames(tmp_path / "src" / "C.h5", {"n.jpg": cut})
+    json_file = _h5_coco(tmp_path / "meta", ["h5://C:n.jpg"], size=(80, 64))
+    with pytest.raises(DataError, match=r"C\.h5:n\.jpg \(image id 1\): not a readable JPEG/PNG"):
+        h5_to_coco(tmp_path / "src", json_file, tmp_path / "out")
+    assert not (tmp_path / "out" / "n.jpg").exists()

@@ -134,6 +134,12 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
         default="folder",
         help="one H5 per image sub-folder (default) or one for all",
     )
+    c2h.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="do not decode each image before storing it (faster; only its header is checked)",
+    )
     h2c = conv.add_parser("h52coco", help="H5 frames named by a COCO file -> COCO image folder")
     h2c.add_argument("--image-dir", required=True, help="folder of the H5 files")
     h2c.add_argument("--json-file", required=True, help="COCO file with h5:// names")
@@ -161,7 +167,12 @@ def run_convert(args: argparse.Namespace) -> int:
 
         print(
             coco_to_h5(
-                args.image_dir, args.json_file, args.output, arrays=args.arrays, camera=args.camera
+                args.image_dir,
+                args.json_file,
+                args.output,
+                arrays=args.arrays,
+                camera=args.camera,
+                verify=args.verify,
             ).report()
         )
     elif kind == "h52coco":

@@ -14,10 +14,17 @@ worked out, so collisions are caught) before anything is written; each H5 file i
 a temporary name in ``output`` and renamed only when all its frames are in; the annotation file,
 the one thing a spec points at, is written last, atomically. A failure removes the temporary
 files and leaves any earlier output untouched.
+
+Every image is decoded before it is stored (``verify``, the default), with the decoder training
+uses (EXIF orientation applied), and its size compared with the annotation file's width/height:
+a corrupt file or a size that would misplace the boxes is refused here, naming the image id,
+rather than at the first epoch that samples it. ``verify=False`` skips the decode for speed
+(bytes are then only checked to be an image whose header gives the declared size).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -30,6 +37,7 @@ import h5py
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rtdetr_serving.preprocess import NotAnImageError, load_rgb
 from rtdetr_spec.artifacts import atomic_write_text, commit_file
 from rtdetr_trainer.data.classmap import build_class_map
 from rtdetr_trainer.data.coco import CocoFile, build_index, categories_of, read_source
@@ -121,6 +129,7 @@ def coco_to_h5(
     *,
     arrays: bool = False,
     camera: str = "folder",
+    verify: bool = True,
 ) -> PackSummary:
     """Write ``<output>/<camera>.h5`` files, then ``<output>/annotations/<json name>``."""
     if camera not in ("folder", "single"):
@@ -144,11 +153,17 @@ def coco_to_h5(
                 if arrays:
                     group.attrs[CHANNEL_ORDER_ATTR] = "BGR"
             group = temps[cam][1][RGB_GROUP]
+            where = f"image id {img['id']} ({img['file_name']})"
+            raw = _read(src, where)
+            if arrays or verify:
+                rgb = _decode(raw, src, where)
+                _check_size(img, rgb.shape[1], rgb.shape[0], where)
+            else:
+                _check_size(img, *_header_size(raw, src, where), where)
             if arrays:
-                rgb = _decode(src, f"image id {img['id']} ({img['file_name']})")
                 group.create_dataset(key, data=np.ascontiguousarray(rgb[:, :, ::-1]))
             else:
-                group.create_dataset(key, data=np.frombuffer(src.read_bytes(), np.uint8))
+                group.create_dataset(key, data=np.frombuffer(raw, np.uint8))
             images_by_id[img["id"]]["file_name"] = f"h5://{cam}:{key}"
             summary.frames_per_file[f"{cam}.h5"] = summary.frames_per_file.get(f"{cam}.h5", 0) + 1
         for cam, (tmp, f) in temps.items():
@@ -165,12 +180,39 @@ def coco_to_h5(
     return summary
 
 
-def _decode(src: Path, where: str) -> np.ndarray:
-    """An image file as an HxWx3 RGB uint8 array; an unreadable file names the image."""
+def _read(src: Path, where: str) -> bytes:
     try:
-        with Image.open(src) as im:
-            return np.asarray(im.convert("RGB"))
+        return src.read_bytes()
+    except OSError as e:
+        raise DataError(f"{where}: cannot read {src} ({e.strerror or e})") from None
+
+
+def _decode(raw: bytes, src: Path, where: str) -> np.ndarray:
+    """Encoded bytes as an HxWx3 RGB uint8 array, oriented as training sees the file."""
+    try:
+        return np.asarray(load_rgb(raw, name=str(src)))
+    except NotAnImageError as e:
+        raise DataError(f"{where}: {src} is not a readable image ({e})") from None
+
+
+def _header_size(raw: bytes, src: Path, where: str) -> tuple[int, int]:
+    """Width and height from the header alone, EXIF rotations (orientation 5-8) swapping them."""
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(
             f"{where}: {src} is not a readable image ({type(e).__name__}: {e})"
         ) from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _check_size(img: dict[str, Any], width: int, height: int, where: str) -> None:
+    """The annotation file's width/height, where given, must be the image's."""
+    want = (img.get("width"), img.get("height"))
+    if want != (None, None) and want != (width, height):
+        raise DataError(
+            f"{where}: the image is {width}x{height} but the annotation file says "
+            f"{want[0]}x{want[1]}; the boxes would be misplaced"
+        )

@@ -216,9 +216,15 @@ def h5_to_coco(image_dir: str | Path, json_file: str | Path, output: str | Path)
 
 
 def _check_encoded(data: bytes, label: str) -> None:
-    """Refuse bytes no image reader would open, rather than writing a broken file."""
+    """Refuse bytes no image reader would open, rather than writing a broken file.
+
+    ``verify`` checks the container (PNG chunk CRCs), ``load`` decodes every pixel (a JPEG cut
+    short after its header passes the first and fails the second).
+    """
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{label}: not a readable JPEG/PNG ({type(e).__name__}: {e})") from None
