@@ -89,16 +89,19 @@ def test_new_model_builds_engines_first_and_the_old_serves_until_ready(
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         now = time.monotonic()
-        jobs = children(e2e_cluster, ns, "jobs")
-        v2_engines = [j for j in jobs if j["metadata"]["name"].endswith(V2[:8])]
-        built = [j for j in v2_engines if j.get("status", {}).get("succeeded")]
-        if engines_done is None and len(built) == 2:
-            engines_done = now
+        # Deployments are read before Jobs: a v2 template seen here was written after both
+        # engines succeeded, so the Jobs read next show them built in this same sample. (Read the
+        # other way round, an engine finishing between the two reads looks like a violation.)
         deployments = by_name(children(e2e_cluster, ns, "deployments"))
         if first_v2_template is None and any(
             template_revision(d) == V2 for d in deployments.values()
         ):
             first_v2_template = now
+        jobs = children(e2e_cluster, ns, "jobs")
+        v2_engines = [j for j in jobs if j["metadata"]["name"].endswith(V2[:8])]
+        built = [j for j in v2_engines if j.get("status", {}).get("succeeded")]
+        if engines_done is None and len(built) == 2:
+            engines_done = now
         # the served capacity never drops: every pool keeps its ready pods, old or new
         ready_pods = _ready_pods(e2e_cluster, ns)
         for pool, want in POOLS.items():

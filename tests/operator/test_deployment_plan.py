@@ -96,6 +96,12 @@ def test_new_model_builds_engines_first_and_keeps_the_old_model_until_rolled_out
     sim.step()
     assert sim.status["model"]["revision"] == R1, "one pool rolled out is not all"
     sim.roll_out()
+    old_jobs = {n for n in sim.jobs_of("engine") if n.endswith(R1[:8])}
+    p = sim.step()
+    assert sim.status["model"]["revision"] == R2 and sim.status["phase"] == "Ready"
+    # the pass that promotes forgets the old engines and deletes their Jobs at once
+    assert {e["revision"] for e in sim.status["engines"]} == {R2} and "target" not in sim.status
+    assert len(old_jobs) == 2 and {o["metadata"]["name"] for o in p.delete} >= old_jobs
     sim.settle(2)
     assert sim.status["model"]["revision"] == R2 and sim.status["phase"] == "Ready"
     # the served revision's args point at its own repository folder

@@ -218,6 +218,9 @@ class PoolsMixin(PlannerBase):
         previous = (self.st.get("model") or {}).get("revision")
         self.st["model"] = target
         self.st.pop("target", None)
+        # The status that says Ready on ``rev`` lists only its engines, and the Jobs of the old
+        # ones are collected in this same pass, not one reconcile later.
+        self.st["engines"] = [e for e in self.st.get("engines") or [] if e["revision"] == rev]
         self._event(
             "Normal",
             "RolloutComplete",
