@@ -102,6 +102,20 @@ class E2ECluster:
             time.sleep(interval)
         pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Poll until the CRD reports ``Established``.
+
+        Not ``kubectl wait --for=condition=Established``: right after a CRD is created its
+        status has no conditions list yet, and kubectl fails on that at once ("accessor error")
+        instead of waiting.
+        """
+
+        def established() -> bool:
+            conds = self.get("crd", crd).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+        self.wait_for(f"CRD {crd} to be Established", established, timeout, interval=0.2)
+
     def log_tails(self, lines: int = 60) -> str:
         return self.cluster.log_tails(lines) if self.cluster else "(external cluster: no logs)"
 

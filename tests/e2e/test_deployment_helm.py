@@ -137,7 +137,7 @@ def test_namespaced_install_upgrade_and_uninstall_keeping_the_crds(
     assert e2e_cluster.kubectl("get", "deployment", full, "-n", ns, check=False).returncode != 0
     assert e2e_cluster.kubectl("get", "role", full, "-n", watched, check=False).returncode != 0
     for crd in CRDS:  # kept: uninstalling the operator must not delete every custom resource
-        e2e_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s")
+        e2e_cluster.wait_established(crd, timeout=10)
 
 
 def test_cluster_wide_install_binds_a_cluster_role(

@@ -20,7 +20,7 @@ def rtdetr_crd(e2e_cluster: Any) -> None:
     """The generated CRDs, installed once per session (server-side apply: they are large)."""
     e2e_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     for crd in ("rtdetrtrainings.rtdetr.dev", "rtdetrdeployments.rtdetr.dev"):
-        e2e_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        e2e_cluster.wait_established(crd)
 
 
 @pytest.fixture
