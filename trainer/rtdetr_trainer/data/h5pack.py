@@ -155,12 +155,11 @@ def coco_to_h5(
             group = temps[cam][1][RGB_GROUP]
             where = f"image id {img['id']} ({img['file_name']})"
             raw = _read(src, where)
-            if arrays or verify:
-                rgb = _decode(raw, src, where)
-                _check_size(img, rgb.shape[1], rgb.shape[0], where)
-            else:
-                _check_size(img, *_header_size(raw, src, where), where)
-            if arrays:
+            decoded = _decode(raw, src, where) if arrays or verify else None
+            size = decoded.size if decoded is not None else _header_size(raw, src, where)
+            _check_size(img, *size, where)
+            if decoded is not None and arrays:
+                rgb = np.asarray(decoded)
                 group.create_dataset(key, data=np.ascontiguousarray(rgb[:, :, ::-1]))
             else:
                 group.create_dataset(key, data=np.frombuffer(raw, np.uint8))
@@ -187,10 +186,10 @@ def _read(src: Path, where: str) -> bytes:
         raise DataError(f"{where}: cannot read {src} ({e.strerror or e})") from None
 
 
-def _decode(raw: bytes, src: Path, where: str) -> np.ndarray:
-    """Encoded bytes as an HxWx3 RGB uint8 array, oriented as training sees the file."""
+def _decode(raw: bytes, src: Path, where: str) -> Image.Image:
+    """Encoded bytes as an RGB image, oriented as training sees the file."""
     try:
-        return np.asarray(load_rgb(raw, name=str(src)))
+        return load_rgb(raw, name=str(src))
     except NotAnImageError as e:
         raise DataError(f"{where}: {src} is not a readable image ({e})") from None
 
