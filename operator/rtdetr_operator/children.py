@@ -7,6 +7,12 @@ value is also the server-side selector of every child watch (handlers.py), so th
 streams every pod of the cluster. Each kind adds its own ``rtdetr.dev/*`` labels and names
 (``training/names.py``, ``deployment/names.py``).
 
+Pod Security: every pod the operator creates meets the Pod Security Standard "restricted"
+(:func:`restricted_pod_security`, :func:`restricted_container_security`), so a namespace labelled
+``pod-security.kubernetes.io/enforce=restricted`` admits all of them: non-root with an explicit
+uid (an image whose USER is a name, such as NGC's, would otherwise be refused by the kubelet),
+the runtime's default seccomp profile, no privilege escalation, every capability dropped.
+
 GPUs: a container's CPU, memory and GPU amounts are requests and limits both (a GPU cannot be
 overcommitted, and a pod whose requests equal its limits is not the first one evicted), and a
 pod that asks for GPUs tolerates the GPU resource's taint, as the ExtendedResourceToleration
@@ -24,6 +30,11 @@ MANAGED_BY = "rtdetr-operator"
 GPU_RESOURCE = "nvidia.com/gpu"
 #: The node label naming the GPU model (set by NVIDIA's GPU feature discovery).
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+#: uid/gid of the trainer image's user (Dockerfile.trainer: ``rtdetr``, 10001): task and build
+#: pods run as it.
+TRAINER_UID = 10001
+#: uid/gid of NGC's tritonserver images' ``triton-server`` user: Triton pods run as it.
+TRITON_UID = 1000
 
 
 def app_labels(instance: str, component: str | None = None) -> dict[str, str]:
@@ -89,3 +100,29 @@ def with_gpu_toleration(
     if any(t.get("key") in (gpu_resource, None) for t in tolerations):
         return tolerations
     return [*tolerations, {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def restricted_pod_security(uid: int) -> dict[str, Any]:
+    """A pod ``securityContext`` that Pod Security "restricted" admits, running as ``uid``.
+
+    ``fsGroup`` makes volumes that support ownership management (most CSI and block volumes)
+    writable by the task's user; the uid is explicit because ``runAsNonRoot`` alone refuses an
+    image whose USER is a name.
+    """
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """A container ``securityContext`` that Pod Security "restricted" admits."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rtdetr_operator.children import restricted_container_security
 from rtdetr_operator.conditions import parse_time
 
 #: Container running our tool in every Job the operator creates.
@@ -65,6 +66,7 @@ def task_container(
             *(extra_env or []),
         ],
         "volumeMounts": mounts,
+        "securityContext": restricted_container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         # The tool writes its summary there; a crash before that leaves the log tail instead.
         "terminationMessagePolicy": "FallbackToLogsOnError",

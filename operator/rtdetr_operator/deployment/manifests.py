@@ -23,8 +23,10 @@ from typing import Any
 from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
 from rtdetr_operator.children import (
     GPU_PRODUCT_LABEL,
+    TRAINER_UID,
     container_resources,
     owner_reference,
+    restricted_pod_security,
     with_gpu_toleration,
 )
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, REPOSITORY_MOUNT, labels
@@ -103,6 +105,7 @@ def _build_pod(
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": volumes,
+        "securityContext": restricted_pod_security(TRAINER_UID),
         **pod_common(r),
     }
     if pool is not None:

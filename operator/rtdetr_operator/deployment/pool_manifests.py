@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtdetr_operator.children import container_resources
+from rtdetr_operator.children import (
+    TRITON_UID,
+    container_resources,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from rtdetr_operator.deployment.autoscaling import behavior, hpa_metric
 from rtdetr_operator.deployment.manifests import (
     PORTS,
@@ -97,6 +102,7 @@ def triton_deployment(
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         "startupProbe": _probe("/v2/health/ready", period=10, failures=60),
         "resources": container_resources(cpu, memory, gpus=1),
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             repository_mount(source, read_only=True),
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -112,6 +118,7 @@ def triton_deployment(
         "tolerations": tolerations(r, gpu=True),
         # Lets in-flight requests finish: Triton drains on SIGTERM.
         "terminationGracePeriodSeconds": 60,
+        "securityContext": restricted_pod_security(TRITON_UID),
         **pod_common(r),
     }
     if r.spec.priority_class_name:

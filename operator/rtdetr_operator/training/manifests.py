@@ -21,8 +21,10 @@ from typing import Any
 from rtdetr_operator.api import KIND, PodMetadata
 from rtdetr_operator.children import (
     GPU_PRODUCT_LABEL,
+    TRAINER_UID,
     container_resources,
     owner_reference,
+    restricted_pod_security,
     with_gpu_toleration,
 )
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
@@ -228,6 +230,7 @@ def _pod_template(
         "enableServiceLinks": False,
         "containers": [container],
         "volumes": volumes,
+        "securityContext": restricted_pod_security(TRAINER_UID),
         **_scheduling(r, gpus),
     }
     if task == "train":
