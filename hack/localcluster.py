@@ -50,7 +50,10 @@ def _cmd_build(_args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     cluster = start(
-        args.state_dir, job_complete_after=args.job_complete_after, timeout=args.timeout
+        args.state_dir,
+        job_complete_after=args.job_complete_after,
+        timeout=args.timeout,
+        real_node=not args.no_real_node,
     )
     print(f"cluster up: {cluster.server}")
     print(f"  nodes: {', '.join(cluster.node_names)}")
@@ -109,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         help="how long Job pods run before succeeding (default 3s)",
     )
     up.add_argument("--timeout", type=float, default=120, help="per-step readiness timeout")
+    up.add_argument(
+        "--no-real-node",
+        action="store_true",
+        help="only kwok's simulated nodes (no kubelet/containerd; needs no root)",
+    )
     up.set_defaults(func=_cmd_up)
     down = add("down", "stop the cluster and remove its runtime files (logs are kept)")
     down.add_argument("--purge", action="store_true", help="also delete logs and the state dir")

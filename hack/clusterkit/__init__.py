@@ -10,3 +10,5 @@ from __future__ import annotations
 K8S_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
+#: CoreDNS of the real node (hack/coredns/go.mod requires exactly this release).
+COREDNS_VERSION = "v1.15.0"

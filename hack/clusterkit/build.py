@@ -19,21 +19,39 @@ import sys
 import time
 from pathlib import Path
 
-from . import ETCD_VERSION, K8S_VERSION, KWOK_VERSION
+from . import COREDNS_VERSION, ETCD_VERSION, K8S_VERSION, KWOK_VERSION
 from .procs import write_atomic
 
 HACK_DIR = Path(__file__).resolve().parent.parent
 MODULE_DIR = HACK_DIR / "controlplane"
+#: CoreDNS with a minimal plugin set, its own module (its dependencies are not Kubernetes').
+COREDNS_DIR = HACK_DIR / "coredns"
+#: The pod sandbox process, a static C binary.
+PAUSE_SOURCE = HACK_DIR / "node" / "pause.c"
 
 # Bump when the recipe below changes in a way the hashed inputs do not capture.
-RECIPE = "3"
+RECIPE = "4"
 K8S_PACKAGES = [
     "k8s.io/kubernetes/cmd/kube-apiserver",
     "k8s.io/kubernetes/cmd/kube-controller-manager",
     "k8s.io/kubernetes/cmd/kube-scheduler",
+    # The real node: built from the same wrapper module, so the same Kubernetes release.
+    "k8s.io/kubernetes/cmd/kubelet",
+    "k8s.io/kubernetes/cmd/kube-proxy",
 ]
 LOCAL_PACKAGES = ["./cmd/etcd", "./cmd/pki"]
-BINARIES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "pki", "kwok"]
+BINARIES = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "etcd",
+    "pki",
+    "kwok",
+    "coredns",
+    "pause",
+]
 VERSION_PACKAGES = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
 
 
@@ -53,7 +71,8 @@ def cache_root() -> Path:
 def _hashed_inputs() -> list[Path]:
     files = [MODULE_DIR / "go.mod", MODULE_DIR / "go.sum"]
     files += sorted(p for p in (MODULE_DIR / "cmd").rglob("*") if p.is_file())
-    return files
+    files += sorted(p for p in COREDNS_DIR.iterdir() if p.is_file())
+    return [*files, PAUSE_SOURCE]
 
 
 def _go_version(go: str) -> str:
@@ -66,7 +85,7 @@ def cache_key(go: str = "go") -> str:
     digest = hashlib.sha256()
     digest.update(f"recipe={RECIPE}\ngo={_go_version(go)}\n".encode())
     for path in _hashed_inputs():
-        digest.update(str(path.relative_to(MODULE_DIR)).encode() + b"\0")
+        digest.update(str(path.relative_to(HACK_DIR)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return f"k8s-{K8S_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-{digest.hexdigest()[:12]}"
 
@@ -114,8 +133,12 @@ def _check_versions(bin_dir: Path) -> dict[str, str]:
         "kube-apiserver": ["--version"],
         "kube-controller-manager": ["--version"],
         "kube-scheduler": ["--version"],
+        "kubelet": ["--version"],
+        "kube-proxy": ["--version"],
         "etcd": ["--version"],
         "kwok": ["--version"],
+        "coredns": ["-version"],
+        "pause": ["-v"],
     }
     versions: dict[str, str] = {}
     for name, args in checks.items():
@@ -126,8 +149,12 @@ def _check_versions(bin_dir: Path) -> dict[str, str]:
         "kube-apiserver": K8S_VERSION,
         "kube-controller-manager": K8S_VERSION,
         "kube-scheduler": K8S_VERSION,
+        "kubelet": K8S_VERSION,
+        "kube-proxy": K8S_VERSION,
         "etcd": ETCD_VERSION.lstrip("v"),
         "kwok": KWOK_VERSION.lstrip("v"),
+        "coredns": COREDNS_VERSION.lstrip("v"),
+        "pause": "rtdetr-pause",
     }
     for name, want in expected.items():
         if want not in versions[name]:
@@ -168,11 +195,25 @@ def _build_into(tmp: Path, go: str, jobs: int) -> dict[str, object]:
         log,
         kwok_env,
     )
+    _run(
+        [go, "build", *common, "-ldflags", "-s -w", "-o", f"{bin_dir}/coredns", "."],
+        COREDNS_DIR,
+        log,
+        env,
+    )
+    # Static, so the sandbox image needs nothing but this one file.
+    _run(
+        ["gcc", "-static", "-Os", "-s", "-o", str(bin_dir / "pause"), str(PAUSE_SOURCE)],
+        tmp,
+        log,
+        env,
+    )
     versions = _check_versions(bin_dir)
     return {
         "kubernetes": K8S_VERSION,
         "etcd": ETCD_VERSION,
         "kwok": KWOK_VERSION,
+        "coredns": COREDNS_VERSION,
         "go": _go_version(go),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.monotonic() - started, 1),

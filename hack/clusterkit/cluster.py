@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import procs
+from . import procs, realnode
 from .components import Layout
 from .handle import Cluster, ClusterError, find_kubectl
 from .startup import start_fresh
@@ -34,6 +34,7 @@ ORDER = [
     "provisioner",
 ]
 RUNTIME_PATHS = [
+    "node",
     "run",
     "etcd",
     "pki",
@@ -80,10 +81,19 @@ def _as_cluster(layout: Layout, info: dict[str, Any]) -> Cluster:
     )
 
 
-def _healthy(layout: Layout) -> Cluster | None:
+def _expected(info: dict[str, Any]) -> list[str]:
+    """Components a cluster started with these settings runs."""
+    return ORDER + (realnode.NODE_ORDER if info.get("real_node") else [])
+
+
+def _healthy(layout: Layout, real_node: bool | None = None) -> Cluster | None:
+    """The running cluster in ``layout``, if every component is up (and it has a real node
+    exactly when ``real_node`` says so; None: either)."""
     info = _load_info(layout)
     records = _records(layout)
-    if info is None or set(records) != set(ORDER):
+    if info is None or set(records) != set(_expected(info)):
+        return None
+    if real_node is not None and bool(info.get("real_node")) != real_node:
         return None
     if not all(procs.is_alive(rec) for rec in records.values()):
         return None
@@ -99,22 +109,25 @@ def start(
     job_complete_after: str | None = None,
     timeout: float = 120,
     owner_pid: int | None = None,
+    real_node: bool = False,
 ) -> Cluster:
     """Return a running cluster for ``state_dir``, reusing a healthy one or starting fresh.
 
     With ``owner_pid`` the cluster stops itself once that process is gone, so a test session
     that is killed outright (no chance to run its teardown) does not leak a cluster.
+    ``real_node`` adds a real kubelet node beside the simulated ones (realnode.py); a running
+    cluster is reused only if it has one exactly when asked to.
     """
     layout = Layout(Path(state_dir).resolve())
     with _locked(layout.state):
-        existing = _healthy(layout)
+        existing = _healthy(layout, real_node)
         if existing is not None:
             return existing
         _stop_locked(layout, keep_logs=True)
         try:
             for name in [*RUNTIME_PATHS, "logs"]:
                 _remove(layout.state / name)
-            return start_fresh(layout, job_complete_after, timeout, owner_pid)
+            return start_fresh(layout, job_complete_after, timeout, owner_pid, real_node)
         except BaseException:
             _stop_locked(layout, keep_logs=True)
             raise
@@ -129,11 +142,13 @@ def _remove(path: Path) -> None:
 
 def _stop_locked(layout: Layout, keep_logs: bool) -> list[str]:
     records = _records(layout)
+    stopped = []
+    if (layout.state / "node").exists() or any(n in records for n in realnode.NODE_ORDER):
+        stopped += realnode.stop(layout, records)
     # The provisioner may itself be the caller (owner watchdog); it must not signal itself.
     ordered = [
         records[n] for n in reversed(ORDER) if n in records and records[n].pid != os.getpid()
     ]
-    stopped = []
     for rec in ordered:  # one at a time, dependants first, so shutdowns stay clean
         stopped += procs.terminate([rec], grace=10)
     survivors = procs.kill_marked(layout.state)
@@ -165,13 +180,14 @@ def status(state_dir: Path | str) -> dict[str, Any]:
     info = _load_info(layout) or {}
     records = _records(layout)
     alive = {name: procs.is_alive(rec) for name, rec in records.items()}
+    expected = _expected(info) if info else ORDER
     ready = False
     if info:
         try:
             ready = _as_cluster(layout, info).client().get_text("/readyz") == "ok"
         except Exception:  # unreachable means not ready
             ready = False
-    up = ready and set(alive) == set(ORDER) and all(alive.values())
+    up = ready and set(alive) == set(expected) and all(alive.values())
     return {
         "state_dir": str(layout.state),
         "up": up,
@@ -181,6 +197,7 @@ def status(state_dir: Path | str) -> dict[str, Any]:
         "kubeconfig": str(layout.kubeconfig) if layout.kubeconfig.exists() else None,
         "ports": info.get("ports"),
         "nodes": info.get("nodes"),
+        "real_node": info.get("real_node"),
         "bin_dir": info.get("bin_dir"),
         "stray_pids": [] if up else procs.marked_processes(layout.state),
     }

@@ -100,9 +100,16 @@ def pick_ports(names: list[str], avoid: set[int] | None = None) -> dict[str, int
     return ports
 
 
-def generate_pki(bin_dir: Path, layout: Layout) -> None:
-    """Run the Go PKI helper; it keeps existing files, so this is safe to repeat."""
+def generate_pki(bin_dir: Path, layout: Layout, node: tuple[str, str] | None = None) -> None:
+    """Run the Go PKI helper; it keeps existing files, so this is safe to repeat.
+
+    ``node`` (name, IP) adds a real node's identities and the node IP to the API server's
+    certificate, which pods reach it at.
+    """
     argv = [str(bin_dir / "pki"), f"--dir={layout.pki}", f"--service-ip={SERVICE_IP}"]
+    if node is not None:
+        name, ip = node
+        argv += [f"--extra-sans={ip}", f"--node-name={name}", f"--node-ip={ip}"]
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"PKI generation failed: {' '.join(argv)}\n{result.stderr}")
@@ -151,13 +158,32 @@ def etcd_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]
     ]
 
 
-def apiserver_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+def apiserver_argv(
+    bin_dir: Path, layout: Layout, ports: dict[str, int], node_ip: str | None = None
+) -> list[str]:
+    """kube-apiserver's flags; with a real node (``node_ip``) it is reachable from pods.
+
+    Pods reach the API through the ``kubernetes`` Service, whose endpoint the lease reconciler
+    publishes from ``--advertise-address``; an endpoint on loopback is invalid, so without a
+    real node (no pod could use it anyway) the API server stays on loopback and publishes none.
+    """
     pki = layout.pki
+    if node_ip is None:
+        network = [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+        ]
+    else:
+        network = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={node_ip}",
+            "--endpoint-reconciler-type=lease",
+        ]
     return [
         str(bin_dir / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *network,
         f"--secure-port={ports['apiserver']}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -178,9 +204,9 @@ def apiserver_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--allow-privileged=true",
-        # Endpoints may not point at loopback addresses, and no pod could reach this API
-        # server through the kubernetes Service anyway, so do not publish endpoints for it.
-        "--endpoint-reconciler-type=none",
+        # The real node's name need not resolve: logs and exec dial its InternalIP. kwok's
+        # nodes have no kubelet to dial at all.
+        "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalIP",
         "--profiling=false",
         "--v=1",
     ]

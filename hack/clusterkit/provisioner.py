@@ -146,7 +146,12 @@ class Provisioner:
             if wait and SELECTED_NODE not in meta.get("annotations", {}):
                 continue
             volume = self._volume_for(claim, sc)
-            Path(volume["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
+            folder = Path(volume["spec"]["hostPath"]["path"])
+            folder.mkdir(parents=True, exist_ok=True)
+            # Pods run as non-root users (Pod Security "restricted") and hostPath volumes get no
+            # fsGroup ownership change, so the folder must be writable by anyone, as the
+            # local-path provisioners of kind and k3s make theirs.
+            folder.chmod(0o777)
             try:
                 self.client.request("POST", "/api/v1/persistentvolumes", volume)
             except ApiError as err:

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import ETCD_VERSION, K8S_VERSION, KWOK_VERSION, build, components, nodes, procs
+from . import (
+    ETCD_VERSION,
+    K8S_VERSION,
+    KWOK_VERSION,
+    build,
+    components,
+    nodehost,
+    nodes,
+    procs,
+    realnode,
+)
 from .components import Layout
 from .handle import REPO_ROOT, Cluster, ClusterError
 from .kube import KubeClient, tls_context, wait_for
@@ -112,14 +122,31 @@ def _launch(
 
 
 def start_fresh(
-    layout: Layout, job_complete_after: str | None, timeout: float, owner_pid: int | None = None
+    layout: Layout,
+    job_complete_after: str | None,
+    timeout: float,
+    owner_pid: int | None = None,
+    real_node: bool = False,
 ) -> Cluster:
-    """Start every component in an empty state directory and bootstrap the cluster."""
+    """Start every component in an empty state directory and bootstrap the cluster.
+
+    ``real_node`` adds a real kubelet node (realnode.py) beside kwok's simulated ones.
+    """
     bin_dir = build.ensure_binaries()
     for d in (layout.run, layout.logs, layout.kubeconfigs, layout.kwok, layout.volumes):
         d.mkdir(parents=True, exist_ok=True)
-    components.generate_pki(bin_dir, layout)
-    ports = components.pick_ports(components.PORT_NAMES)
+    node_ip = None
+    if real_node:
+        try:
+            nodehost.check_host(realnode.nodeconfig.CNI_BIN_DIR)
+            node_ip = nodehost.node_ip()
+        except nodehost.HostError as err:
+            raise ClusterError(str(err)) from None
+    components.generate_pki(
+        bin_dir, layout, (realnode.node_name(), node_ip) if node_ip is not None else None
+    )
+    names = components.PORT_NAMES + (realnode.NODE_PORTS if real_node else [])
+    ports = components.pick_ports(names)
     render_stages(layout.kwok / "stages.yaml", job_complete_after)
 
     def server() -> str:
@@ -127,6 +154,7 @@ def start_fresh(
 
     def info(node_names: list[str]) -> dict[str, Any]:
         return {
+            "real_node": {"name": realnode.node_name(), "ip": node_ip} if node_ip else None,
             "server": server(),
             "ports": ports,
             "bin_dir": str(bin_dir),
@@ -155,7 +183,7 @@ def start_fresh(
     _launch(
         layout,
         "kube-apiserver",
-        lambda: components.apiserver_argv(bin_dir, layout, ports),
+        lambda: components.apiserver_argv(bin_dir, layout, ports, node_ip),
         lambda: admin().get_text("/readyz") == "ok",
         timeout,
         port_keys=("apiserver",),
@@ -229,6 +257,19 @@ def start_fresh(
         timeout,
         on_timeout=lambda: procs.tail(layout.log("kwok")),
     )
+    if node_ip is not None:
+
+        def launch(lay: Layout, name: str, argv_for: Any, probe: Any, limit: float) -> None:
+            _launch(lay, name, argv_for, probe, limit)
+
+        try:
+            real = realnode.start(
+                layout, bin_dir, ports, node_ip, server(), client, launch, timeout
+            )
+        except nodehost.HostError as err:
+            raise ClusterError(str(err)) from None
+        node_names = [*node_names, real]
+        procs.write_atomic(layout.info, json.dumps(info(node_names), indent=2))
     return Cluster(
         state_dir=layout.state,
         server=server(),

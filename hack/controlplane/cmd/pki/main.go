@@ -50,6 +50,8 @@ func main() {
 	dir := flag.String("dir", "", "output directory (required)")
 	serviceIP := flag.String("service-ip", "10.96.0.1", "first IP of the service range (kubernetes.default)")
 	extraSANs := flag.String("extra-sans", "", "comma-separated extra DNS names or IPs for the apiserver")
+	nodeName := flag.String("node-name", "", "also write the identities of a real node of this name")
+	nodeIP := flag.String("node-ip", "", "the real node's IP (kubelet serving certificate)")
 	flag.Parse()
 	if *dir == "" {
 		fail(errors.New("--dir is required"))
@@ -60,6 +62,43 @@ func main() {
 	if err := run(*dir, *serviceIP, *extraSANs); err != nil {
 		fail(err)
 	}
+	if *nodeName != "" {
+		if err := runNode(*dir, *nodeName, *nodeIP); err != nil {
+			fail(err)
+		}
+	}
+}
+
+// runNode writes what a real node's processes authenticate with: the kubelet as
+// system:node:<name> in system:nodes (what the Node authorizer and NodeRestriction expect), its
+// serving certificate for the node's IP, kube-proxy as system:kube-proxy (bound to
+// system:node-proxier by default) and CoreDNS as system:coredns (the cluster binds a read-only
+// role to it).
+func runNode(dir, name, nodeIP string) error {
+	ca, err := loadOrCreateCA(dir, "ca", "rtdetr-local-ca")
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(nodeIP)
+	if ip == nil {
+		return fmt.Errorf("invalid --node-ip %q", nodeIP)
+	}
+	server := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	leaves := []leaf{
+		{name: "kubelet-client", cn: "system:node:" + name, orgs: []string{"system:nodes"},
+			usage: client},
+		{name: "kubelet-serving", cn: name, usage: server, dns: []string{name, "localhost"},
+			ips: []net.IP{ip, net.ParseIP("127.0.0.1")}},
+		{name: "kube-proxy", cn: "system:kube-proxy", usage: client},
+		{name: "coredns", cn: "system:coredns", usage: client},
+	}
+	for _, l := range leaves {
+		if err := ensureLeaf(dir, ca, l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fail(err error) {
