@@ -162,20 +162,48 @@ def e2e_cluster(
             localcluster.stop(state_dir, keep_logs=True)
 
 
-@pytest.fixture
-def e2e_namespace(e2e_cluster: E2ECluster) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+def create_namespace(cluster: E2ECluster, labels: dict[str, str] | None = None) -> str:
+    """A fresh namespace (with ``labels``), once its default ServiceAccount exists."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    e2e_cluster.kubectl("create", "namespace", name)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels or {}},
+        }
+    )
     # The ServiceAccount admission plugin rejects pods until the namespace's default
     # ServiceAccount exists, which the controller-manager creates asynchronously.
-    e2e_cluster.wait_for(
+    cluster.wait_for(
         f"default ServiceAccount in {name}",
-        lambda: (
-            e2e_cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0
-        ),
+        lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
         timeout=30,
         interval=0.2,
     )
+    return name
+
+
+#: Pod Security Admission enforcing "restricted": every pod the operator (or a test through
+#: the operator) creates must pass the real API server's check.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+@pytest.fixture
+def e2e_namespace(e2e_cluster: E2ECluster) -> Iterator[str]:
+    """A fresh namespace for one test, enforcing Pod Security "restricted", deleted (without
+    waiting) afterwards."""
+    name = create_namespace(e2e_cluster, RESTRICTED)
+    yield name
+    e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def e2e_plain_namespace(e2e_cluster: E2ECluster) -> Iterator[str]:
+    """A fresh namespace without Pod Security enforcement, for tests of the cluster itself
+    whose hand-written pods are not the product's."""
+    name = create_namespace(e2e_cluster)
     yield name
     e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -92,9 +92,9 @@ def test_gpu_nodes_carry_gfd_labels_and_gpus(e2e_cluster: E2ECluster) -> None:
 
 
 def test_indexed_h100_job_spans_both_h100_nodes(
-    e2e_cluster: E2ECluster, e2e_namespace: str
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
 ) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+    c, ns = e2e_cluster, e2e_plain_namespace
     c.apply(_job("train", completions=2, gpus=8, product=H100, indexed=True), namespace=ns)
     c.wait_for("2-pod H100 job to complete", lambda: _job_finished(c, ns, "train", "Complete"))
     pods = _job_pods(c, ns, "train")
@@ -114,8 +114,10 @@ def test_indexed_h100_job_spans_both_h100_nodes(
     c.wait_for("job pods to be deleted", lambda: not _job_pods(c, ns, "train"), timeout=30)
 
 
-def test_absent_gpu_product_stays_pending(e2e_cluster: E2ECluster, e2e_namespace: str) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+def test_absent_gpu_product_stays_pending(
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
+) -> None:
+    c, ns = e2e_cluster, e2e_plain_namespace
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -146,9 +148,9 @@ def test_absent_gpu_product_stays_pending(e2e_cluster: E2ECluster, e2e_namespace
 
 
 def test_annotating_a_running_pod_makes_it_fail(
-    e2e_cluster: E2ECluster, e2e_namespace: str
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
 ) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+    c, ns = e2e_cluster, e2e_plain_namespace
     c.apply(_job("long", annotations={"kwok.rtdetr.dev/complete-after": "10m"}), namespace=ns)
 
     def running_pod() -> str | None:
@@ -176,8 +178,10 @@ def test_annotating_a_running_pod_makes_it_fail(
     assert terminated["message"] == "CUDA error: out of memory"
 
 
-def test_termination_message_is_propagated(e2e_cluster: E2ECluster, e2e_namespace: str) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+def test_termination_message_is_propagated(
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
+) -> None:
+    c, ns = e2e_cluster, e2e_plain_namespace
     summary = json.dumps({"task": "evaluate", "ap50": {"forklift": 0.71, "pallet": 0.64}})
     job = _job(
         "evaluate",
@@ -194,8 +198,10 @@ def test_termination_message_is_propagated(e2e_cluster: E2ECluster, e2e_namespac
     assert json.loads(terminated["message"]) == json.loads(summary)
 
 
-def test_rwx_claim_binds_on_default_class(e2e_cluster: E2ECluster, e2e_namespace: str) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+def test_rwx_claim_binds_on_default_class(
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
+) -> None:
+    c, ns = e2e_cluster, e2e_plain_namespace
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -214,8 +220,10 @@ def test_rwx_claim_binds_on_default_class(e2e_cluster: E2ECluster, e2e_namespace
     assert pvc["status"]["accessModes"] == ["ReadWriteMany"]
 
 
-def test_deployment_pods_become_and_stay_ready(e2e_cluster: E2ECluster, e2e_namespace: str) -> None:
-    c, ns = e2e_cluster, e2e_namespace
+def test_deployment_pods_become_and_stay_ready(
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
+) -> None:
+    c, ns = e2e_cluster, e2e_plain_namespace
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -270,3 +270,33 @@ def test_fp16_override_is_a_real_spec_key() -> None:
     key, value = parse_override(manifests.EXPORT_FP16_OVERRIDE)
     assert key.split(".")[-1] in ExportConfig.model_fields
     apply_override({}, key, value)
+
+
+def test_cpu_run_requests_no_gpu_and_keeps_the_process_count() -> None:
+    """resources.gpus 0: num_gpus gloo processes per node, no GPU anywhere, CPU export."""
+    r = resolve(training(resources={"gpus": 0, "cpu": "2", "memory": "4Gi"}))
+    train = manifests.training_job(r, 0)["spec"]["template"]["spec"]
+    c = train["containers"][0]
+    assert c["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    assert _env(c)["NUM_GPU_PER_NODE"] == _env(c)["PET_NPROC_PER_NODE"] == "8"
+    assert "nodeSelector" not in train  # no GPU product pinning
+    assert not any(t.get("key") == "nvidia.com/gpu" for t in train.get("tolerations", []))
+    for job in (manifests.evaluation_job(r, 0, None), manifests.export_job(r, 0, None)):
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    export_cmd = manifests.export_job(r, 0, None)["spec"]["template"]["spec"]["containers"][0]
+    assert "export.on_cpu=true" in export_cmd["command"]
+    gpu_export = manifests.export_job(resolve(training()), 0, None)["spec"]["template"]["spec"]
+    assert "export.on_cpu=true" not in gpu_export["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("task", ["train", "evaluate", "export"])
+def test_task_pods_meet_pod_security_restricted(task: str) -> None:
+    spec = manifests.task_job(resolve(training()), task, 0, None)["spec"]["template"]["spec"]
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}

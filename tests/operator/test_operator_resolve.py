@@ -38,7 +38,8 @@ def test_valid_training_resolves() -> None:
         ),
         (
             lambda s: s.update(resources={"gpus": 4}),
-            "spec.resources.gpus: 4 must equal spec.experiment.train.num_gpus (8)",
+            "spec.resources.gpus: 4 must equal spec.experiment.train.num_gpus (8), or 0 to run "
+            "on CPU",
         ),
         (
             lambda s: s["experiment"]["dataset"]["train_data_sources"][0].update(image_dir="??"),

@@ -30,14 +30,9 @@ from pathlib import Path
 
 from rtdetr_spec import load_experiment
 from rtdetr_spec.artifacts import atomic_write_text
-from rtdetr_trainer.data.synth import SynthConfig, generate
+from rtdetr_trainer.data.synth import CPU_DEMO_SCENES, SynthConfig, generate
 
 SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
-
-
-#: Scenes for a short CPU schedule: at most 3 objects, each 30-70% of the image height
-#: (wide classes are drawn shorter), so every class is a few dozen pixels at least.
-DEMO_SCENES = {"max_objects": 3, "min_rel_height": 0.3, "max_rel_height": 0.7}
 
 
 def cpu_overrides(epochs: int, size: int) -> list[str]:
@@ -128,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             width=args.image_size,
             height=args.image_size,
             seed=args.seed,
-            splits=(0.8, 0.1, 0.1),
-            **DEMO_SCENES,
+            **CPU_DEMO_SCENES,  # type: ignore[arg-type]
         ),
     )
     synth_s = time.monotonic() - started

@@ -40,8 +40,10 @@ _TRAIN_NUM_GPUS = (
 #: Rules on ``spec`` (``self`` is the spec).
 SPEC_RULES: list[dict[str, Any]] = [
     rule(
-        f"!has(self.resources.gpus) || self.resources.gpus == {_TRAIN_NUM_GPUS}",
-        "must equal spec.experiment.train.num_gpus (GPUs per node); leave it unset to derive it",
+        f"!has(self.resources.gpus) || self.resources.gpus == 0 || "
+        f"self.resources.gpus == {_TRAIN_NUM_GPUS}",
+        "must equal spec.experiment.train.num_gpus (GPUs per node), or 0 to run on CPU; leave "
+        "it unset to derive it",
         ".resources.gpus",
     ),
     rule(

@@ -117,8 +117,10 @@ class Storage(ApiModel):
 class NodeResources(ApiModel):
     """What each training node (pod) requests. GPUs come from experiment.train.num_gpus."""
 
-    gpus: int | None = Field(default=None, ge=1)
-    """GPUs per node; optional, and when set it must equal experiment.train.num_gpus."""
+    gpus: int | None = Field(default=None, ge=0)
+    """GPUs per node; optional, and when set it must equal experiment.train.num_gpus. 0 runs
+    every task on CPU: each node starts experiment.train.num_gpus CPU processes (gloo) and no
+    pod requests a GPU (development clusters, CPU-only nodes)."""
     gpu_resource: str = "nvidia.com/gpu"
     """Extended resource name of a GPU (e.g. a MIG profile resource)."""
     cpu: Quantity | None = None

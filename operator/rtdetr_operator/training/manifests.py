@@ -90,9 +90,9 @@ def launch_env(r: ResolvedTraining, job: str) -> list[dict[str, Any]]:
         {"name": "NODE_RANK", "valueFrom": rank()},
         {"name": "MASTER_ADDR", "value": master},
         {"name": "MASTER_PORT", "value": port},
-        {"name": "NUM_GPU_PER_NODE", "value": str(r.gpus_per_node)},
+        {"name": "NUM_GPU_PER_NODE", "value": str(r.processes_per_node)},
         {"name": "PET_NNODES", "value": str(r.nodes)},
-        {"name": "PET_NPROC_PER_NODE", "value": str(r.gpus_per_node)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(r.processes_per_node)},
         {"name": "PET_NODE_RANK", "valueFrom": rank()},
         {"name": "PET_MASTER_ADDR", "value": master},
         {"name": "PET_MASTER_PORT", "value": port},
@@ -114,6 +114,8 @@ def export_command(r: ResolvedTraining, checkpoint: str | None) -> list[str]:
     if checkpoint:
         cmd.append(f"export.checkpoint={checkpoint}")
     cmd.append(f"export.serialize_nvdsinfer={'true' if r.spec.export.deepstream else 'false'}")
+    if r.on_cpu and not r.experiment.export.on_cpu:
+        cmd.append("export.on_cpu=true")  # no GPU is requested, so none will be visible
     if r.spec.export.fp16:
         cmd.append(EXPORT_FP16_OVERRIDE)
     return cmd

@@ -160,7 +160,12 @@ class _Planner(PlannerBase):
         job = manifests.task_job(self.r, task, rec["attempt"], checkpoint)
         self.out.create.append(job)
         rec["state"] = "Pending"
-        shape = f"{self.r.nodes} node(s) x {self.r.gpus_per_node} GPU(s)" if task == "train" else ""
+        per_node = (
+            f"{self.r.processes_per_node} CPU process(es)"
+            if self.r.on_cpu
+            else f"{self.r.gpus_per_node} GPU(s)"
+        )
+        shape = f"{self.r.nodes} node(s) x {per_node}" if task == "train" else ""
         what = f"created {TASK_TITLE[task]} Job {rec['job']}" + (f" ({shape})" if shape else "")
         self._event("Normal", "JobCreated", what)
         self.health = Health(self.st["phase"], f"{what}; waiting for its pods")

@@ -51,6 +51,9 @@ class ResolvedTraining:
     experiment_yaml: str
     names: Names
     nodes: int
+    #: Training processes per node (TAO's train.num_gpus): GPUs, or gloo processes on CPU.
+    processes_per_node: int
+    #: GPUs each training pod requests: processes_per_node, or 0 for a CPU run.
     gpus_per_node: int
     results_dir: str
     results_sub_path: str
@@ -71,12 +74,17 @@ class ResolvedTraining:
         return f"{self.results_dir}/train/{LATEST_CHECKPOINT}"
 
     @property
+    def on_cpu(self) -> bool:
+        """``spec.resources.gpus: 0``: no task requests a GPU."""
+        return self.spec.resources.gpus == 0
+
+    @property
     def evaluate_gpus(self) -> int:
-        return self.experiment.evaluate.num_gpus
+        return 0 if self.on_cpu else self.experiment.evaluate.num_gpus
 
     @property
     def export_gpus(self) -> int:
-        return 0 if self.experiment.export.on_cpu else 1
+        return 0 if self.on_cpu or self.experiment.export.on_cpu else 1
 
 
 def _unset(value: Any) -> bool:
@@ -99,10 +107,10 @@ def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
     """The CRD's CEL rules, re-checked (same wording as rules.py)."""
     out: list[str] = []
     train = spec.experiment.train
-    if spec.resources.gpus is not None and spec.resources.gpus != train.num_gpus:
+    if spec.resources.gpus not in (None, 0, train.num_gpus):
         out.append(
             f"spec.resources.gpus: {spec.resources.gpus} must equal "
-            f"spec.experiment.train.num_gpus ({train.num_gpus})"
+            f"spec.experiment.train.num_gpus ({train.num_gpus}), or 0 to run on CPU"
         )
     if spec.experiment.evaluate.num_nodes != 1:
         out.append("spec.experiment.evaluate.num_nodes must be 1: evaluation runs on one node")
@@ -200,7 +208,8 @@ def resolve(training: dict[str, Any]) -> ResolvedTraining:
         experiment_yaml=yaml.safe_dump(raw, sort_keys=False),
         names=Names(name, namespace),
         nodes=experiment.train.num_nodes,
-        gpus_per_node=experiment.train.num_gpus,
+        processes_per_node=experiment.train.num_gpus,
+        gpus_per_node=0 if spec.resources.gpus == 0 else experiment.train.num_gpus,
         results_dir=results_dir,
         results_sub_path=name if results.sub_path is None else results.sub_path,
         user_set=user_set,

@@ -36,6 +36,13 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--h5-arrays", action="store_true", help="H5 frames as BGR arrays")
     syn.add_argument("--cameras", type=int, default=3, help="H5 files to spread frames over")
+    syn.add_argument(
+        "--scenes",
+        choices=("default", "cpu-demo"),
+        default="default",
+        help="cpu-demo: at most 3 large objects per image and 80/10/10 splits, what a few CPU "
+        "epochs learn (make demo, examples/local)",
+    )
     conv = ds.add_parser("convert", help="convert datasets").add_subparsers(
         dest="kind", required=True
     )
@@ -69,6 +76,9 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
             )
             print(f"scene: {write_scene(args.output, scene)}")
             return EXIT_OK
+        from rtdetr_trainer.data.synth import CPU_DEMO_SCENES
+
+        scenes = CPU_DEMO_SCENES if args.scenes == "cpu-demo" else {}
         cfg = SynthConfig(
             num_images=args.num_images,
             width=w,
@@ -77,6 +87,7 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
             format=args.format,
             h5_arrays=args.h5_arrays,
             cameras=args.cameras,
+            **scenes,  # type: ignore[arg-type]
         )
         for split, path in generate(args.output, cfg).items():
             print(f"{split}: {path}")

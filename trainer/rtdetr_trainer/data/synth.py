@@ -50,6 +50,16 @@ class SynthConfig:
     max_rel_height: float = 0.6
 
 
+#: Scenes a short CPU schedule learns from (``make demo``, the local cluster's examples): at most
+#: 3 objects, each 30-70% of the image height (wide classes are drawn shorter), so every class is
+#: a few dozen pixels at least; 80/10/10 splits.
+CPU_DEMO_SCENES: dict[str, object] = {
+    "max_objects": 3,
+    "min_rel_height": 0.3,
+    "max_rel_height": 0.7,
+    "splits": (0.8, 0.1, 0.1),
+}
+
 #: aspect ratio (w / h) range per class, in WAREHOUSE_CLASSES order.
 ASPECTS: dict[str, tuple[float, float]] = {
     "person": (0.32, 0.45),
