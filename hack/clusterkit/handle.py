@@ -32,6 +32,12 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
+    @property
+    def containerd_socket(self) -> Path | None:
+        """The real node's containerd (images are imported there), or None without one."""
+        socket = self.state_dir / "node" / "containerd.sock"
+        return socket if socket.exists() else None
+
     def client(self) -> KubeClient:
         """REST client authenticated as cluster admin."""
         return KubeClient.from_pki(self.server, self.state_dir / "pki")
