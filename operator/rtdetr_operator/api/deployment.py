@@ -292,7 +292,7 @@ class RTDETRDeploymentSpec(ApiModel):
     priority_class_name: str | None = None
     """PriorityClass of the Triton pods."""
     tolerations: list[Toleration] = Field(default_factory=list)
-    """Tolerations of every pod (nvidia.com/gpu is always tolerated)."""
+    """Tolerations of every pod (GPU pods always tolerate nvidia.com/gpu; CPU pods do not)."""
 
 
 DEPLOYMENT_KIND = "RTDETRDeployment"
