@@ -22,6 +22,7 @@ import pytest
 
 from rtdetr_serving.client import Detection, ImageResult, RTDETRClient
 from rtdetr_serving.preprocess import load_rgb, preprocess_batch
+from rtdetr_serving.repository import write_repository
 from rtdetr_serving.task_summary import revision_of
 from rtdetr_serving.triton_local import LocalTriton, find_triton
 from tests.serving.conftest import ExportedModel
@@ -102,3 +103,27 @@ def test_tritonserver_passes_its_own_errors_through(tmp_path: Path) -> None:
             "--grpc-port=0", "--allow-metrics=false")  # fmt: skip
     assert p.returncode != 0
     assert "none" in p.stdout + p.stderr
+
+
+def _stub_threads(repository: Path, threads: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("RTDETR_CPU_THREADS", str(threads))
+    with LocalTriton(
+        repository, model_control_mode="none", model_config_name="cpu-python",
+        launcher="tritonserver",
+    ) as server:  # fmt: skip
+        tasks = Path(f"/proc/{server.pid}/task").iterdir()
+        (stub,) = [c for t in tasks for c in (t / "children").read_text().split()]
+        assert "triton_python_backend_stub" in Path(f"/proc/{stub}/cmdline").read_text()
+        return len(list(Path(f"/proc/{stub}/task").iterdir()))
+
+
+def test_python_backend_threads_follow_rtdetr_cpu_threads(
+    exported_model: ExportedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU pod sets RTDETR_CPU_THREADS from its CPU limit; onnxruntime inside the python
+    backend's stub then runs that many intra-op threads (N - 1 workers beside the caller),
+    instead of one per core of the node."""
+    model = write_repository(exported_model.onnx, tmp_path, gpus=[], flavor="cpu", cpu_threads=0)
+    one = _stub_threads(model.parent, 1, monkeypatch)
+    four = _stub_threads(model.parent, 4, monkeypatch)
+    assert four - one == 3
