@@ -3,9 +3,9 @@
 Written by ``python -m rtdetr_operator.crdgen`` next to the RTDETRTraining CRD (the same generator,
 :mod:`rtdetr_operator.crd`, and the same drift check). One addition the models cannot carry:
 ``pools[].gpu`` is an enum of the GPU catalog's types that can be pinned to nodes (those with
-``nvidia.com/gpu.product`` values), so an unknown GPU type is refused by ``kubectl apply``. The
-enum comes from the built-in catalog; ``--catalog FILE`` regenerates it for a cluster with its own
-GPU types.
+``nvidia.com/gpu.product`` values) and the catalog's CPU device type, so an unknown GPU type is
+refused by ``kubectl apply``. The enum comes from the built-in catalog; ``--catalog FILE``
+regenerates it for a cluster with its own GPU types.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ DEPLOYMENT = crd.CrdKind(
     singular=DEPLOYMENT_SINGULAR,
     short_names=DEPLOYMENT_SHORT_NAMES,
     description="RTDETRDeployment serves an exported RT-DETR with Triton Inference Server "
-    "on GPU pools, with a TensorRT engine built per GPU type.",
+    "on GPU pools, with a TensorRT engine built per GPU type, and on CPU pools with onnxruntime.",
     printer_columns=PRINTER_COLUMNS,
     root_rules=DEPLOYMENT_ROOT_RULES,
     source="rtdetr_operator.api.deployment",
@@ -66,8 +66,9 @@ CRD_FILE = DEPLOYMENT.file_name
 
 
 def servable_gpus(catalog: GpuCatalog) -> list[str]:
-    """Catalog types a pool may name: those pods can be pinned to (gpu.product labels known)."""
-    return [g.name for g in catalog.gpus if g.gpu_product_labels]
+    """Catalog types a pool may name: GPUs pods can be pinned to (gpu.product labels known),
+    then the CPU device type."""
+    return [g.name for g in catalog.gpus if g.gpu_product_labels] + [catalog.cpu.name]
 
 
 def spec_schema(catalog: GpuCatalog) -> Schema:

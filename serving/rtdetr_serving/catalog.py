@@ -8,6 +8,13 @@ variable ``RTDETR_GPU_CATALOG``, several paths separated by ``os.pathsep``); ent
 Lookups accept the short name (``H100``), an alias or display name (case-insensitive) or a
 ``nvidia.com/gpu.product`` label value (``NVIDIA-H100-80GB-HBM3``); unknown keys raise
 ``UnknownGpuError`` with close matches. Torch-free: the operator imports this module.
+
+Besides the GPUs, the catalog has one CPU device type, ``CPU`` (:class:`CpuDevice`): Triton runs
+the exported ONNX with onnxruntime, no engine is built. It has no GPU products, no engine
+profile and, on purpose, no capacity figure: CPU throughput depends on the host's cores and
+instruction set, and the model card measured none, so nothing here may turn camera streams into
+CPU replicas (measure with ``rtdetr-serve bench`` instead). ``get()`` keeps returning GPUs only
+(a CPU name raises :class:`NotAGpuError`); ``device()`` resolves either kind.
 """
 
 from __future__ import annotations
@@ -19,17 +26,23 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rtdetr_serving.errors import AmbiguousGpuError, CatalogError, UnknownGpuError
+from rtdetr_serving.errors import AmbiguousGpuError, CatalogError, NotAGpuError, UnknownGpuError
 
 CATALOG_FORMAT = "rtdetr-gpu-catalog/v1"
 CATALOG_ENV = "RTDETR_GPU_CATALOG"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CC_RE = re.compile(r"^\d+\.\d+$")
+#: Name of the catalog's CPU device type (what ``pools[].gpu`` and ``--gpu`` say for CPU).
+CPU_DEVICE: Final = "CPU"
+#: How Triton runs the ONNX on CPU: its onnxruntime backend, or its python backend running
+#: onnxruntime inside the model (for tritonserver builds without the onnxruntime backend).
+CPU_BACKENDS: tuple[str, ...] = ("onnxruntime", "python")
+CpuBackend = Literal["onnxruntime", "python"]
 
 
 class SeedStreams(BaseModel):
@@ -146,6 +159,43 @@ class GpuType(BaseModel):
         return max(bounds)
 
 
+class CpuServing(BaseModel):
+    """Triton sizing of the CPU configs: starting points, not measurements (no GPU, no plan)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``max_batch_size`` of the CPU configs (one dynamic-batcher batch, [B, 3, H, W]).
+    max_batch: int = Field(default=4, ge=1)
+    #: Triton ``instance_group { kind: KIND_CPU count }``: onnxruntime sessions per server.
+    instances: int = Field(default=1, ge=1)
+    max_queue_delay_us: int = Field(default=2000, ge=0)
+    #: onnxruntime intra-op threads written into the configs; 0 leaves it to onnxruntime (a
+    #: pod may still set it from its CPU limit, see docs/deployment.md).
+    threads: int = Field(default=0, ge=0)
+
+
+class CpuDevice(BaseModel):
+    """The CPU device type: no GPU products, no engine, no capacity figure (see module doc)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["CPU"] = CPU_DEVICE
+    display_name: str = "CPU (onnxruntime)"
+    aliases: list[str] = Field(default_factory=list)
+    serving: CpuServing = Field(default_factory=CpuServing)
+
+    @staticmethod
+    def config_name(backend: str) -> str:
+        """Triton config of ``backend`` (``configs/cpu-onnxruntime.pbtxt``, ``cpu-python``)."""
+        if backend not in CPU_BACKENDS:
+            known = ", ".join(CPU_BACKENDS)
+            raise CatalogError(f"unknown CPU backend {backend!r} (known: {known})")
+        return f"cpu-{backend}"
+
+    def lookup_keys(self) -> set[str]:
+        return {_norm(k) for k in (self.name, self.display_name, *self.aliases)}
+
+
 def _norm(key: str) -> str:
     return re.sub(r"[\s_]+", "-", key.strip()).upper()
 
@@ -163,10 +213,11 @@ class GpuCatalog(BaseModel):
     format: Literal["rtdetr-gpu-catalog/v1"] = CATALOG_FORMAT
     source: str | None = None
     gpus: list[GpuType]
+    cpu: CpuDevice = Field(default_factory=CpuDevice)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> GpuCatalog:
-        seen: dict[str, str] = {}
+        seen: dict[str, str] = {k: CPU_DEVICE for k in self.cpu.lookup_keys()}
         for g in self.gpus:
             for key in {_norm(g.name), _norm(g.display_name), *map(_norm, g.aliases)}:
                 if key in seen and seen[key] != g.name:
@@ -197,8 +248,20 @@ class GpuCatalog(BaseModel):
         """Every entry whose ``nvidia.com/gpu.product`` values include ``label``."""
         return list(self._by_label.get(strip_shared_suffix(label).upper(), []))
 
+    def is_cpu(self, key: str) -> bool:
+        return _norm(key) in self.cpu.lookup_keys()
+
+    def device(self, key: str) -> GpuType | CpuDevice:
+        """A GPU (as :meth:`get`) or the CPU device type."""
+        return self.cpu if self.is_cpu(key) else self.get(key)
+
     def get(self, key: str) -> GpuType:
         """Resolve a short name, alias, display name or ``gpu.product`` label to one entry."""
+        if self.is_cpu(key):
+            raise NotAGpuError(
+                f"{key!r} is the CPU device type: it has no GPU, no TensorRT engine and no "
+                "capacity figure (measure CPU throughput with rtdetr-serve bench)"
+            )
         hit = self._by_key.get(_norm(key))
         if hit is not None:
             return hit
@@ -210,15 +273,20 @@ class GpuCatalog(BaseModel):
             raise AmbiguousGpuError(
                 f"GPU label {key!r} is shared by {names}; name the GPU type instead"
             )
-        candidates = [g.name for g in self.gpus] + [
-            label for g in self.gpus for label in g.gpu_product_labels
-        ]
+        candidates = (
+            [g.name for g in self.gpus]
+            + [label for g in self.gpus for label in g.gpu_product_labels]
+            + [self.cpu.name]
+        )
         close = difflib.get_close_matches(
             key.upper(), [c.upper() for c in candidates], n=3, cutoff=0.5
         )
         original = {c.upper(): c for c in candidates}
         hint = f"; did you mean {', '.join(original[c] for c in close)}?" if close else ""
-        raise UnknownGpuError(f"unknown GPU {key!r}{hint} (known: {', '.join(self.names())})")
+        raise UnknownGpuError(
+            f"unknown GPU {key!r}{hint} (known: {', '.join(self.names())}; "
+            f"{self.cpu.name} serves without a GPU)"
+        )
 
     def select(self, keys: Sequence[str] | None) -> list[GpuType]:
         """Entries for ``keys`` (all entries when None or empty), de-duplicated in order."""
@@ -231,6 +299,12 @@ class GpuCatalog(BaseModel):
                 out.append(g)
         return out
 
+    def select_devices(self, keys: Sequence[str]) -> tuple[list[GpuType], CpuDevice | None]:
+        """GPU entries for ``keys`` (de-duplicated, in order) and the CPU type if named."""
+        gpu_keys = [k for k in keys if not self.is_cpu(k)]
+        cpu = self.cpu if len(gpu_keys) < len(keys) else None
+        return (self.select(gpu_keys) if gpu_keys else []), cpu
+
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
@@ -239,8 +313,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise CatalogError(f"{path}: GPU catalog file not found") from None
     except yaml.YAMLError as e:
         raise CatalogError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list):
-        raise CatalogError(f"{path}: a GPU catalog is a mapping with a 'gpus' list")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("gpus", []), list)
+        or not isinstance(data.get("cpu", {}), dict)
+        or ("gpus" not in data and "cpu" not in data)
+    ):
+        raise CatalogError(
+            f"{path}: a GPU catalog is a mapping with a 'gpus' list (and/or a 'cpu' mapping)"
+        )
     return data
 
 
@@ -274,6 +355,7 @@ def load_catalog(
     if not paths:
         raise CatalogError("no GPU catalog given")
     entries: dict[str, dict[str, Any]] = {}
+    cpu: dict[str, Any] = {}
     source = None
     for path in paths:
         data = _read_yaml(path)
@@ -281,7 +363,8 @@ def load_catalog(
         if fmt != CATALOG_FORMAT:
             raise CatalogError(f"{path}: format {fmt!r} is not {CATALOG_FORMAT!r}")
         source = source or data.get("source")
-        for i, entry in enumerate(data["gpus"]):
+        cpu = _merge_entry(cpu, data.get("cpu") or {})
+        for i, entry in enumerate(data.get("gpus", [])):
             if not isinstance(entry, dict) or "name" not in entry:
                 raise CatalogError(f"{path}: gpus[{i}] needs a 'name'")
             name = str(entry["name"])
@@ -294,7 +377,11 @@ def load_catalog(
         except ValidationError as e:
             raise CatalogError(f"GPU catalog entry {name!r} ({where}): {_errors(e)}") from None
     try:
-        return GpuCatalog(format=CATALOG_FORMAT, source=source, gpus=gpus)
+        device = CpuDevice.model_validate(cpu)
+    except ValidationError as e:
+        raise CatalogError(f"GPU catalog entry 'cpu' ({where}): {_errors(e)}") from None
+    try:
+        return GpuCatalog(format=CATALOG_FORMAT, source=source, gpus=gpus, cpu=device)
     except ValidationError as e:
         raise CatalogError(f"invalid GPU catalog ({where}): {_errors(e)}") from None
 

@@ -54,6 +54,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
             f"{e.opt_batch:>5}/{e.max_batch:<8} {e.instances:>4}  "
             f"{', '.join(g.gpu_product_labels) or '-'}"
         )
+    c = cat.cpu.serving
+    # No compute capability, memory or streams: a CPU has no engine and no capacity figure.
+    print(
+        f"{cat.cpu.name:<28} {'-':>5} {'-':>5} {'-':>5} {'-':>5}  {'-':>5}/{c.max_batch:<8} "
+        f"{c.instances:>4}  - (onnxruntime, no engine)"
+    )
     return 0
 
 
@@ -198,7 +204,8 @@ def _repository(args: argparse.Namespace) -> int:
     from rtdetr_spec.artifacts import ExportManifest
 
     cat = _catalog(args)
-    gpus = cat.select(args.gpu) if args.gpu else []
+    gpus, cpu = cat.select_devices(args.gpu or [])
+    devices = [g.name for g in gpus] + ([cpu.name] if cpu else [])
     output = Path(args.output)
     if args.by_revision:
         try:
@@ -209,6 +216,7 @@ def _repository(args: argparse.Namespace) -> int:
         args.onnx,
         output,
         gpus=gpus,
+        cpu=cpu,
         flavor=args.flavor,
         model_name=args.model_name,
         force=args.force,
@@ -220,10 +228,10 @@ def _repository(args: argparse.Namespace) -> int:
         ServingTaskSummary(
             task="repository",
             status="SUCCESS",
-            message=f"prepared {model_dir} for {', '.join(g.name for g in gpus) or args.flavor}",
+            message=f"prepared {model_dir} for {', '.join(devices) or args.flavor}",
             revision=revision_of(index.onnx_sha256),
             onnx_sha256=index.onnx_sha256,
-            gpus=[g.name for g in gpus],
+            gpus=devices,
             artifacts={
                 "repository": str(output),
                 "model": str(model_dir),
@@ -232,11 +240,7 @@ def _repository(args: argparse.Namespace) -> int:
             },
         )
     )
-    print(
-        f"{model_dir} ({args.flavor}"
-        + (f": {', '.join(g.name for g in gpus)}" if gpus else "")
-        + ")"
-    )
+    print(f"{model_dir} ({args.flavor}" + (f": {', '.join(devices)}" if devices else "") + ")")
     return 0
 
 
@@ -258,6 +262,13 @@ def cmd_local(args: argparse.Namespace) -> int:
             exit_timeout_s=args.exit_timeout,
         )
     )
+
+
+def cmd_tritonserver(triton_args: list[str]) -> int:
+    """Exec nvidia-pytriton's tritonserver with ``triton_args`` (returns only on failure)."""
+    from rtdetr_serving.triton_exec import exec_tritonserver
+
+    exec_tritonserver(triton_args)
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -338,6 +349,14 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tritonserver"]:
+        # tritonserver's flags pass through untouched (argparse would take them for ours).
+        try:
+            return cmd_tritonserver(argv[1:])
+        except (ServingError, OSError) as e:
+            print(f"rtdetr-serve tritonserver: error: {e}", file=sys.stderr)
+            return EXIT_ERROR
     args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     try:
         return int(COMMANDS[args.command](args))

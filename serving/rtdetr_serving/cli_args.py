@@ -75,11 +75,23 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p = sub.add_parser("repository", help="write a Triton model repository")
     p.add_argument("--onnx", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--gpu", action="append", help="GPU type (repeat); required for tensorrt")
-    p.add_argument("--flavor", choices=["tensorrt", "cpu"], default="tensorrt")
+    p.add_argument(
+        "--gpu",
+        action="append",
+        help="device type (repeat): a GPU type, or CPU for the onnxruntime/python CPU configs; "
+        "required for tensorrt",
+    )
+    p.add_argument(
+        "--flavor",
+        choices=["tensorrt", "cpu"],
+        default="tensorrt",
+        help="cpu: a CPU-only repository whose config.pbtxt is the python backend's",
+    )
     p.add_argument("--model-name", default="rtdetr")
-    p.add_argument("--cpu-max-batch", type=int, default=4)
-    p.add_argument("--cpu-threads", type=int, default=0, help="onnxruntime threads (0: all)")
+    p.add_argument("--cpu-max-batch", type=int, help="CPU configs' max batch (default: catalog)")
+    p.add_argument(
+        "--cpu-threads", type=int, help="onnxruntime intra-op threads (default: catalog, 0: all)"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
     p.add_argument(
         "--by-revision",
@@ -105,6 +117,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         type=int,
         default=30,
         help="seconds tritonserver waits for connections/requests when stopping",
+    )
+
+    sub.add_parser(
+        "tritonserver",
+        help="exec nvidia-pytriton's tritonserver with the given tritonserver flags (a "
+        "container command: backends, libraries and Python paths set up, signals go to it)",
+        description="Every argument after 'tritonserver' is passed to tritonserver unchanged.",
     )
 
     p = sub.add_parser("infer", help="detect objects in images with a served model")

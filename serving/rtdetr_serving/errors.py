@@ -5,7 +5,8 @@
     ServingError
     ├── CatalogError            a catalog file or entry is invalid
     │   └── UnknownGpuError      a GPU name/alias/label is not in the catalog (did-you-mean)
-    │       └── AmbiguousGpuError  a label names several catalog entries
+    │       ├── AmbiguousGpuError  a label names several catalog entries
+    │       └── NotAGpuError       the CPU device type where a GPU is needed (engine, plan)
     ├── PlanningError           a capacity plan is impossible or its inputs are invalid
     ├── RepositoryError         a model repository cannot be written as asked
     ├── EngineError             a TensorRT engine cannot be built here
@@ -36,6 +37,10 @@ class UnknownGpuError(CatalogError):
 
 class AmbiguousGpuError(UnknownGpuError):
     """A ``nvidia.com/gpu.product`` value that several catalog entries share."""
+
+
+class NotAGpuError(UnknownGpuError):
+    """The CPU device type named where only a GPU makes sense (an engine, a capacity plan)."""
 
 
 class PlanningError(ServingError):

@@ -1,46 +1,69 @@
-"""Triton model repositories for an exported RT-DETR: one repository for several GPU types.
+"""Triton model repositories for an exported RT-DETR: one repository for several device types.
 
-TensorRT flavour (production)::
+Layout (``rtdetr-serve repository --gpu H100 --gpu L4 --gpu CPU``)::
 
-    <repo>/<model>/config.pbtxt          platform tensorrt_plan, cc_model_filenames for every GPU
+    <repo>/<model>/config.pbtxt          the default config (below)
     <repo>/<model>/configs/<gpu>.pbtxt   per-GPU batch/instances (tritonserver --model-config-name)
+    <repo>/<model>/configs/cpu-onnxruntime.pbtxt, cpu-python.pbtxt   the CPU device type's two
     <repo>/<model>/<stem>.onnx           the source the engines are built from on the GPU nodes
     <repo>/<model>/<stem>.manifest.json  the export manifest (also embedded in every config)
-    <repo>/<model>/repository.json       which plan file each GPU type needs
+    <repo>/<model>/repository.json       which plan each GPU needs, what the CPU configs load
     <repo>/<model>/1/                    plans land here: model.<GPU>.plan + model.<GPU>.plan.json
+    <repo>/<model>/1/<stem>.onnx         with CPU: what onnxruntime loads (a hard link when the
+    <repo>/<model>/1/model.py            filesystem allows), and the python backend's model
 
-CPU flavour (development and tests): same model name and tensors, served by the python backend
-(``1/model.py`` running ``1/<stem>.onnx`` with onnxruntime).
+``config.pbtxt`` is the generic TensorRT config when there are GPUs (it must load on any listed
+GPU, so its batch and instance sizes are the smallest among them; GPUs sharing a compute
+capability share one ``cc_model_filenames`` key, the first listed wins there and the per-GPU
+configs name their own plan with ``default_model_filename``), else the onnxruntime CPU config.
 
-The generic ``config.pbtxt`` must load on any listed GPU, so its batch and instance sizes are the
-smallest among them; each ``configs/<gpu>.pbtxt`` uses that GPU's own. GPUs sharing a compute
-capability share one ``cc_model_filenames`` key; the first listed wins there and the per-GPU
-configs name their own plan with ``default_model_filename``.
+The CPU flavour (``--flavor cpu``, development and tests) is a CPU-only repository whose
+``config.pbtxt`` is the python backend's, the one the tritonserver of nvidia-pytriton (python
+backend only) loads without ``--model-config-name``.
+
+Both CPU configs are always written together, so a CPU pool may switch backend without
+rewriting the repository. Configs are built by :mod:`rtdetr_serving.repository_configs`.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from rtdetr_serving import pbtxt
-from rtdetr_serving.catalog import EngineDefaults, GpuType
+from rtdetr_serving.catalog import CPU_BACKENDS, CpuDevice, CpuServing, EngineDefaults, GpuType
 from rtdetr_serving.contract import ModelContract
 from rtdetr_serving.engine_spec import EngineSidecar
 from rtdetr_serving.errors import ModelContractError, RepositoryError
-from rtdetr_serving.pbtxt import Enum, PbMap
+from rtdetr_serving.repository_configs import (
+    GPU_PARAMETER,
+    MANIFEST_PARAMETER,
+    cpu_config,
+    manifest_json,
+    tensorrt_config,
+)
 from rtdetr_spec.artifacts import ExportManifest, atomic_write_text, sha256_file
 
+__all__ = [
+    "GPU_PARAMETER",
+    "MANIFEST_PARAMETER",
+    "CpuEntry",
+    "PlanEntry",
+    "RepositoryIndex",
+    "cpu_config",
+    "manifest_json",
+    "tensorrt_config",
+    "write_repository",
+]
+
 INDEX_FORMAT = "rtdetr-triton-repo/v1"
-MANIFEST_PARAMETER = "rtdetr_manifest"
-GPU_PARAMETER = "rtdetr_gpu_type"
 VERSION = "1"
 Flavor = Literal["tensorrt", "cpu"]
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -57,6 +80,18 @@ class PlanEntry(BaseModel):
     engine: EngineDefaults
 
 
+class CpuEntry(BaseModel):
+    """What the CPU device type's configs load: no plan, the ONNX itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The ONNX onnxruntime loads, relative to the model folder (``1/<stem>.onnx``).
+    onnx_file: str
+    #: CPU backend -> config name (``configs/<name>.pbtxt``, ``--model-config-name=<name>``).
+    configs: dict[str, str]
+    serving: CpuServing
+
+
 class RepositoryIndex(BaseModel):
     """``<model>/repository.json``: the repository's contents, for engine builds and rollouts."""
 
@@ -70,118 +105,11 @@ class RepositoryIndex(BaseModel):
     onnx_sha256: str
     manifest_file: str
     plans: list[PlanEntry] = []
+    cpu: CpuEntry | None = None
 
     @classmethod
     def read(cls, model_dir: str | Path) -> RepositoryIndex:
         return cls.model_validate_json((Path(model_dir) / "repository.json").read_text())
-
-
-def manifest_json(manifest: ExportManifest) -> str:
-    return json.dumps(manifest.model_dump(mode="json"), separators=(",", ":"), sort_keys=True)
-
-
-def _io(contract: ModelContract) -> dict[str, Any]:
-    def spec(t: Any) -> dict[str, Any]:
-        return {"name": t.name, "data_type": Enum(t.triton_config_dtype), "dims": list(t.dims)}
-
-    return {"input": [spec(contract.input)], "output": [spec(o) for o in contract.outputs]}
-
-
-def _warmup(contract: ModelContract, batch: int) -> list[dict[str, Any]]:
-    t = contract.input
-    return [
-        {
-            "name": f"zeros_batch_{batch}",
-            "batch_size": batch,
-            "inputs": PbMap(
-                {
-                    t.name: {
-                        "data_type": Enum(t.triton_config_dtype),
-                        "dims": list(t.dims),
-                        "zero_data": True,
-                    }
-                }
-            ),
-        }
-    ]
-
-
-def _smallest(gpus: list[GpuType]) -> EngineDefaults:
-    """Sizing every listed GPU's plan accepts (the generic config.pbtxt)."""
-    es = [g.engine for g in gpus]
-    max_b = min(e.max_batch for e in es)
-    return EngineDefaults(
-        min_batch=1,
-        opt_batch=min(min(e.opt_batch for e in es), max_b),
-        max_batch=max_b,
-        instances=min(e.instances for e in es),
-        workspace_gib=min(e.workspace_gib for e in es),
-        max_queue_delay_us=min(e.max_queue_delay_us for e in es),
-    )
-
-
-def tensorrt_config(
-    model_name: str, manifest: ExportManifest, gpus: list[GpuType], *, only: GpuType | None = None
-) -> dict[str, Any]:
-    """config.pbtxt (``only=None``) or ``configs/<gpu>.pbtxt`` for the TensorRT flavour."""
-    if not gpus:
-        raise RepositoryError("a TensorRT repository needs at least one --gpu")
-    contract = ModelContract.from_manifest(manifest)
-    sizing = only.engine if only else _smallest(gpus)
-    cc_files: dict[str, str] = {}
-    for g in [only] if only else gpus:
-        cc_files.setdefault(g.compute_capability, g.plan_filename)
-    params = {MANIFEST_PARAMETER: {"string_value": manifest_json(manifest)}}
-    if only:
-        params[GPU_PARAMETER] = {"string_value": only.name}
-    return {
-        "name": model_name,
-        "platform": "tensorrt_plan",
-        "max_batch_size": sizing.max_batch,
-        **_io(contract),
-        "dynamic_batching": {
-            "preferred_batch_size": sizing.preferred_batch_sizes(),
-            "max_queue_delay_microseconds": sizing.max_queue_delay_us,
-        },
-        "instance_group": [{"count": sizing.instances, "kind": Enum("KIND_GPU")}],
-        "default_model_filename": only.plan_filename if only else None,
-        "cc_model_filenames": PbMap(cc_files),
-        "model_warmup": _warmup(contract, sizing.max_batch),
-        "parameters": PbMap(params),
-    }
-
-
-def cpu_config(
-    model_name: str,
-    manifest: ExportManifest,
-    *,
-    onnx_file: str,
-    max_batch: int = 4,
-    instances: int = 1,
-    max_queue_delay_us: int = 2000,
-    cpu_threads: int = 0,
-) -> dict[str, Any]:
-    """config.pbtxt of the CPU flavour (python backend running the ONNX with onnxruntime)."""
-    contract = ModelContract.from_manifest(manifest)
-    return {
-        "name": model_name,
-        "backend": "python",
-        "max_batch_size": max_batch,
-        **_io(contract),
-        "dynamic_batching": {
-            "preferred_batch_size": [max_batch],
-            "max_queue_delay_microseconds": max_queue_delay_us,
-        },
-        "instance_group": [{"count": instances, "kind": Enum("KIND_CPU")}],
-        "model_warmup": _warmup(contract, 1),
-        "parameters": PbMap(
-            {
-                MANIFEST_PARAMETER: {"string_value": manifest_json(manifest)},
-                "onnx_file": {"string_value": onnx_file},
-                "intra_op_threads": {"string_value": str(cpu_threads)},
-            }
-        ),
-    }
 
 
 def _load_export(onnx: Path) -> ExportManifest:
@@ -210,26 +138,36 @@ def write_repository(
     output: str | Path,
     *,
     gpus: list[GpuType],
+    cpu: CpuDevice | None = None,
     flavor: Flavor = "tensorrt",
     model_name: str = "rtdetr",
     force: bool = False,
-    cpu_max_batch: int = 4,
-    cpu_instances: int = 1,
-    cpu_threads: int = 0,
+    cpu_max_batch: int | None = None,
+    cpu_instances: int | None = None,
+    cpu_threads: int | None = None,
 ) -> Path:
-    """Write ``<output>/<model_name>`` atomically; returns the model folder.
+    """Write ``<output>/<model_name>`` atomically for ``gpus`` and ``cpu``; returns the folder.
 
-    With ``force`` an existing model folder is replaced, keeping plans (and sidecars) in its
-    version folder that were built from the same ONNX.
+    ``flavor="cpu"`` implies the CPU device type (``cpu`` or the catalog's defaults) and no GPU.
+    ``cpu_*`` override the CPU device's catalog sizing. With ``force`` an existing model folder
+    is replaced, keeping plans (and sidecars) in its version folder built from the same ONNX.
     """
     if not _MODEL_NAME.match(model_name):
         raise RepositoryError(f"model name {model_name!r} must be letters, digits, '_' or '-'")
     if flavor == "cpu" and gpus:
         raise RepositoryError("--gpu applies to the tensorrt flavour; the cpu flavour has none")
+    if flavor == "cpu":
+        cpu = cpu or CpuDevice()
+    if cpu is not None:
+        given = {"max_batch": cpu_max_batch, "instances": cpu_instances, "threads": cpu_threads}
+        sizing = cpu.serving.model_dump() | {k: v for k, v in given.items() if v is not None}
+        cpu = cpu.model_copy(update={"serving": CpuServing.model_validate(sizing)})
     onnx = Path(onnx)
     manifest = _load_export(onnx)
-    if flavor == "tensorrt" and not gpus:
-        raise RepositoryError("a TensorRT repository needs at least one --gpu")
+    if not gpus and cpu is None:
+        raise RepositoryError(
+            "a TensorRT repository needs at least one --gpu (a GPU type, or CPU for onnxruntime)"
+        )
     output = Path(output)
     final = output / model_name
     if final.exists() and not force:
@@ -237,17 +175,7 @@ def write_repository(
     output.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=output))
     try:
-        _stage(
-            stage,
-            onnx,
-            manifest,
-            gpus,
-            flavor,
-            model_name,
-            cpu_max_batch,
-            cpu_instances,
-            cpu_threads,
-        )
+        _stage(stage, onnx, manifest, gpus, cpu, flavor, model_name)
         if final.exists():
             _carry_plans(final / VERSION, stage / VERSION, manifest.onnx_sha256)
             old = final.with_name(f".{model_name}.old")
@@ -263,42 +191,37 @@ def write_repository(
     return final
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """One ONNX for engines and onnxruntime where the volume allows hard links (a model may
+    be hundreds of MB), a copy where it does not."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _stage(
     d: Path,
     onnx: Path,
     manifest: ExportManifest,
     gpus: list[GpuType],
+    cpu: CpuDevice | None,
     flavor: Flavor,
     model_name: str,
-    cpu_max_batch: int,
-    cpu_instances: int,
-    cpu_threads: int,
 ) -> None:
     version = d / VERSION
     version.mkdir()
+    (d / "configs").mkdir()
     manifest_name = ExportManifest.path_for(onnx).name
     shutil.copy2(ExportManifest.path_for(onnx), d / manifest_name)
     plans: list[PlanEntry] = []
-    if flavor == "cpu":
-        shutil.copy2(onnx, version / onnx.name)
-        model_py = resources.files("rtdetr_serving.python_backend") / "model.py"
-        (version / "model.py").write_text(model_py.read_text())
-        config = cpu_config(
-            model_name,
-            manifest,
-            onnx_file=onnx.name,
-            max_batch=cpu_max_batch,
-            instances=cpu_instances,
-            cpu_threads=cpu_threads,
-        )
-        onnx_rel = f"{VERSION}/{onnx.name}"
-    else:
+    configs: dict[str, dict] = {}
+    onnx_rel = f"{VERSION}/{onnx.name}"
+    if gpus:
         shutil.copy2(onnx, d / onnx.name)
-        config = tensorrt_config(model_name, manifest, gpus)
-        (d / "configs").mkdir()
+        onnx_rel = onnx.name
         for g in gpus:
-            per_gpu = tensorrt_config(model_name, manifest, gpus, only=g)
-            atomic_write_text(d / "configs" / f"{g.config_name}.pbtxt", pbtxt.dumps(per_gpu))
+            configs[g.config_name] = tensorrt_config(model_name, manifest, gpus, only=g)
             plans.append(
                 PlanEntry(
                     gpu=g.name,
@@ -309,8 +232,40 @@ def _stage(
                     engine=g.engine,
                 )
             )
-        onnx_rel = onnx.name
-    atomic_write_text(d / "config.pbtxt", pbtxt.dumps(config))
+    cpu_entry = None
+    if cpu is not None:
+        if gpus:
+            _link_or_copy(d / onnx.name, version / onnx.name)
+        else:
+            shutil.copy2(onnx, version / onnx.name)
+        model_py = resources.files("rtdetr_serving.python_backend") / "model.py"
+        (version / "model.py").write_text(model_py.read_text())
+        c = cpu.serving
+        for backend in CPU_BACKENDS:
+            configs[cpu.config_name(backend)] = cpu_config(
+                model_name,
+                manifest,
+                onnx_file=onnx.name,
+                backend=backend,  # type: ignore[arg-type]
+                max_batch=c.max_batch,
+                instances=c.instances,
+                max_queue_delay_us=c.max_queue_delay_us,
+                cpu_threads=c.threads,
+            )
+        cpu_entry = CpuEntry(
+            onnx_file=f"{VERSION}/{onnx.name}",
+            configs={b: cpu.config_name(b) for b in CPU_BACKENDS},
+            serving=c,
+        )
+    for name, config in configs.items():
+        atomic_write_text(d / "configs" / f"{name}.pbtxt", pbtxt.dumps(config))
+    if flavor == "cpu":
+        default = configs[CpuDevice.config_name("python")]
+    elif gpus:
+        default = tensorrt_config(model_name, manifest, gpus)
+    else:
+        default = configs[CpuDevice.config_name("onnxruntime")]
+    atomic_write_text(d / "config.pbtxt", pbtxt.dumps(default))
     index = RepositoryIndex(
         model_name=model_name,
         flavor=flavor,
@@ -318,6 +273,7 @@ def _stage(
         onnx_sha256=manifest.onnx_sha256,
         manifest_file=manifest_name,
         plans=plans,
+        cpu=cpu_entry,
     )
     atomic_write_text(d / "repository.json", index.model_dump_json(indent=2) + "\n")
 

@@ -81,9 +81,23 @@ def cache_root() -> Path:
 
 
 def prepare_backends(install: TritonInstall, cache: Path | None = None) -> Path:
-    """A writable backends folder with the python stub in place (created once, atomically)."""
+    """A writable backends folder with the python stub in place.
+
+    Created once, atomically, in the cache (``cache``, else :func:`cache_root`). Where that
+    cannot be written (a read-only image, a pod user without a home), a fresh private folder
+    under the temporary directory is used instead, every start: a shared ``/tmp`` is never
+    trusted to hold a stub someone else put there.
+    """
+    try:
+        return _cached_backends(install, cache or cache_root())
+    except (OSError, RuntimeError, KeyError):
+        private = Path(tempfile.mkdtemp(prefix="rtdetr-triton-backends-"))
+        return _cached_backends(install, private)
+
+
+def _cached_backends(install: TritonInstall, cache: Path) -> Path:
     py = f"{sys.version_info.major}{sys.version_info.minor}"
-    target = (cache or cache_root()) / "triton-backends" / f"pytriton-{install.version}-py{py}"
+    target = cache / "triton-backends" / f"pytriton-{install.version}-py{py}"
     if (target / "python" / "triton_python_backend_stub").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,12 +146,15 @@ class TritonOptions:
 
 
 def server_command(install: TritonInstall, backends: Path, o: TritonOptions) -> list[str]:
+    return [str(install.binary), f"--backend-directory={backends}", *server_flags(o)]
+
+
+def server_flags(o: TritonOptions) -> list[str]:
+    """tritonserver's own flags for ``o`` (no binary, no backend directory)."""
     if o.load_models and o.model_control_mode != "explicit":
         raise TritonLaunchError("--load-model needs --model-control-mode explicit")
-    cmd = [str(install.binary)]
-    cmd += [f"--model-repository={p}" for p in o.model_repository]
+    cmd = [f"--model-repository={p}" for p in o.model_repository]
     cmd += [
-        f"--backend-directory={backends}",
         f"--model-control-mode={o.model_control_mode}",
         f"--http-address={o.address}",
         f"--http-port={o.http_port}",
@@ -227,6 +244,7 @@ class LocalTriton:
         log_path: str | Path | None = None,
         log_verbose: int = 0,
         exit_timeout_s: int = 5,
+        launcher: Literal["local", "tritonserver"] = "local",
     ) -> None:
         repos = model_repository if isinstance(model_repository, list) else [model_repository]
         self.options = TritonOptions(
@@ -240,11 +258,19 @@ class LocalTriton:
             log_verbose=log_verbose,
             exit_timeout_s=exit_timeout_s,
         )
+        #: ``local``: ``rtdetr-serve local`` (forwards signals to its tritonserver child);
+        #: ``tritonserver``: ``rtdetr-serve tritonserver FLAGS`` (execs tritonserver itself).
+        self.launcher = launcher
         self.startup_timeout_s = startup_timeout_s
         self.log_path = (
             Path(log_path) if log_path else Path(tempfile.mkstemp(suffix=".triton.log")[1])
         )
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the launched command (with launcher="tritonserver": tritonserver)."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def http_url(self) -> str:
@@ -261,6 +287,8 @@ class LocalTriton:
 
     def command(self) -> list[str]:
         o = self.options
+        if self.launcher == "tritonserver":
+            return [sys.executable, "-m", "rtdetr_serving", "tritonserver", *server_flags(o)]
         cmd = [sys.executable, "-m", "rtdetr_serving", "local"]
         for p in o.model_repository:
             cmd += ["--model-repository", str(p)]

@@ -37,11 +37,11 @@ def test_schema_is_structural_and_small() -> None:
     assert len(crdgen_deployment.render().encode()) < crd.MAX_CRD_BYTES
 
 
-def test_gpu_enum_is_the_catalogs_pinnable_types() -> None:
+def test_gpu_enum_is_the_catalogs_pinnable_types_and_cpu() -> None:
     schema = crdgen_deployment.openapi_schema()
     gpu = schema["properties"]["spec"]["properties"]["pools"]["items"]["properties"]["gpu"]
     cat = load_catalog(use_env=False)
-    assert gpu["enum"] == [g.name for g in cat.gpus if g.gpu_product_labels]
+    assert gpu["enum"] == [g.name for g in cat.gpus if g.gpu_product_labels] + ["CPU"]
     assert {"H100", "A100", "L40S", "L4"} <= set(gpu["enum"])
     assert "IGX-THOR-T7000-RTX-PRO-6000" not in gpu["enum"]
 
@@ -68,7 +68,7 @@ def test_a_user_catalog_extends_the_enum(tmp_path: Path) -> None:
     crd = yaml.safe_load(crdgen_deployment.render([extra]))
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     enum = schema["properties"]["spec"]["properties"]["pools"]["items"]["properties"]["gpu"]["enum"]
-    assert enum[-1] == "X1"
+    assert enum[-2:] == ["X1", "CPU"]
 
 
 def test_names_columns_and_rules() -> None:
@@ -84,6 +84,15 @@ def test_names_columns_and_rules() -> None:
     pools = spec["properties"]["pools"]
     assert pools["x-kubernetes-list-type"] == "map" and pools["minItems"] == 1
     pool_rules = [r["fieldPath"] for r in pools["items"]["x-kubernetes-validations"]]
-    assert pool_rules == [".minReplicas", ".streams"]
+    assert pool_rules == [
+        ".minReplicas",
+        ".streams",
+        ".streams",
+        ".cpuBackend",
+        ".tensorrtVersion",
+        ".tensorrtVersion",
+    ]
+    spec_rules = [r["fieldPath"] for r in spec["x-kubernetes-validations"]]
+    assert spec_rules == [".triton.tensorrtVersion"]
     model_rule = spec["properties"]["model"]["x-kubernetes-validations"][0]["rule"]
     assert model_rule == "has(self.training) != has(self.onnx)"

@@ -96,7 +96,7 @@ def test_startup_failure_explains_itself(
 def test_model_config_name_and_sigterm(exported_model: ExportedModel, tmp_path: Path) -> None:
     """``--model-config-name`` picks ``configs/<name>.pbtxt`` (how per-GPU configs are chosen)."""
     model = write_repository(exported_model.onnx, tmp_path / "repo", gpus=[], flavor="cpu")
-    (model / "configs").mkdir()
+    (model / "configs").mkdir(exist_ok=True)  # the CPU configs are there already
     small = cpu_config("rtdetr", exported_model.manifest, onnx_file=exported_model.onnx.name,
                        max_batch=2)  # fmt: skip
     (model / "configs" / "small.pbtxt").write_text(pbtxt.dumps(small))

@@ -1,4 +1,4 @@
-"""``RTDETRDeployment.spec``: serve an exported RT-DETR with Triton on one or more GPU pools.
+"""``RTDETRDeployment.spec``: serve an exported RT-DETR with Triton on GPU and CPU pools.
 
 The model comes from an RTDETRTraining (its exported ONNX on its results volume) or from an ONNX
 file on a volume. For every GPU type in ``pools`` the operator builds a TensorRT FP16 engine on a
@@ -6,6 +6,10 @@ node of that type, then runs a Triton Deployment per pool with that GPU's config
 (``--model-config-name``), a Service, a HorizontalPodAutoscaler on a Triton queue metric and a
 PodDisruptionBudget. A pool is sized by replica limits, or by a camera-stream target that the
 capacity planner (:mod:`rtdetr_serving.planner`) turns into replicas.
+
+A pool with ``gpu: CPU`` runs the exported ONNX itself with onnxruntime (Triton's onnxruntime
+backend, or its python backend running onnxruntime): no engine, no GPU, and no capacity figure,
+so it is sized by replica limits only (``streams``/``fps`` are refused on it).
 
 Everything optional has a default that the operator resolves and reports in status, so the
 smallest useful CR names a model source and one pool.
@@ -24,7 +28,7 @@ from rtdetr_operator.api.deployment_rules import (
     PDB_RULES,
     POOL_RULES,
     ROLLOUT_RULES,
-    TRITON_RULES,
+    SPEC_RULES,
 )
 from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
 from rtdetr_operator.api.meta import (
@@ -125,31 +129,45 @@ class PoolEngineBuild(ApiModel):
 
 
 class Pool(ApiModel):
-    """Triton replicas on one GPU type, one GPU each."""
+    """Triton replicas on one GPU type, one GPU each; or on CPU nodes (``gpu: CPU``)."""
 
     model_config = ApiModel.model_config | _with_rules(POOL_RULES)
 
     gpu: str = Field(min_length=1)
-    """GPU type from the GPU catalog (`rtdetr-serve catalog`), e.g. H100, A100, L40S, L4. Pods
-    run only on nodes whose nvidia.com/gpu.product is one of that type's products."""
+    """GPU type from the GPU catalog (`rtdetr-serve catalog`), e.g. H100, A100, L40S, L4: pods
+    run only on nodes whose nvidia.com/gpu.product is one of that type's products. Or CPU:
+    Triton runs the ONNX with onnxruntime, no engine, no GPU, no capacity figure."""
     min_replicas: int | None = Field(default=None, ge=1, le=1000)
     """Fewest replicas. Unset: the replicas the stream target needs, else 1."""
     max_replicas: int | None = Field(default=None, ge=1, le=1000)
     """Most replicas the autoscaler may run. Unset: minReplicas (or the stream target's)."""
     streams: int | None = Field(default=None, ge=1, le=1_000_000)
     """Camera streams this pool must serve at fps (with fps): the planner turns them into
-    replicas from the GPU's capacity."""
+    replicas from the GPU's capacity. GPU pools only (a CPU has no capacity figure)."""
     fps: float | None = Field(default=None, gt=0, le=1000)
-    """Frames per second of each stream (with streams). Pools without one report capacity at
-    30 FPS."""
+    """Frames per second of each stream (with streams). GPU pools without one report capacity
+    at 30 FPS."""
+    cpu_backend: Literal["onnxruntime", "python"] | None = None
+    """CPU pools only: how Triton runs the ONNX. onnxruntime (the default): Triton's onnxruntime
+    backend, as in NGC's tritonserver images. python: Triton's python backend running
+    onnxruntime inside the model, for tritonserver builds without the onnxruntime backend (the
+    image's Python needs numpy and onnxruntime)."""
+    image: str | None = None
+    """This pool's tritonserver image (overrides spec.triton.image), e.g. a CPU-only image for
+    a CPU pool. A GPU pool's image needs tensorrtVersion; a CPU pool's does not."""
+    tensorrt_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    """TensorRT version inside this GPU pool's image: its engine is built with exactly this
+    version. Required with image on a GPU pool; refused on a CPU pool (no engine)."""
     resources: ContainerResources = defaulted(ContainerResources)
-    """CPU/memory of this pool's Triton container (overrides spec.triton.resources)."""
+    """CPU/memory of this pool's Triton container (overrides spec.triton.resources). CPU pools
+    without any get 2 CPUs and 4Gi; their onnxruntime threads follow the CPU limit."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of this pool's Triton pods."""
     node_selector: dict[str, str] = Field(default_factory=dict)
-    """Extra node labels this pool's pods require (the GPU product is always required)."""
+    """Extra node labels this pool's pods require (on GPU pools the GPU product is always
+    required too)."""
     engine_build: PoolEngineBuild = defaulted(PoolEngineBuild)
-    """This GPU type's engine build Job."""
+    """This GPU type's engine build Job (GPU pools only)."""
 
 
 class RepositoryStorage(ApiModel):
@@ -163,14 +181,12 @@ class RepositoryStorage(ApiModel):
 
 
 class TritonOptions(ApiModel):
-    model_config = ApiModel.model_config | _with_rules(TRITON_RULES)
-
     image: str | None = None
-    """tritonserver image. Unset: the operator's default (an NGC release pinned with its
-    TensorRT version; see status.triton)."""
+    """tritonserver image of every pool without its own. Unset: the operator's default (an NGC
+    release pinned with its TensorRT version; see status.triton)."""
     tensorrt_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     """TensorRT version inside image (e.g. 10.13.3): engines are built with exactly this
-    version. Required with image."""
+    version. Required with image when a GPU pool uses it."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """Pull policy of the Triton container."""
     args: list[str] = Field(default_factory=list, max_length=64)
@@ -240,7 +256,10 @@ class Rollout(ApiModel):
 
 
 class RTDETRDeploymentSpec(ApiModel):
-    """Serve an exported RT-DETR with Triton on GPU pools, with per-GPU TensorRT engines."""
+    """Serve an exported RT-DETR with Triton on GPU pools, with per-GPU TensorRT engines, and
+    on CPU pools with onnxruntime."""
+
+    model_config = ApiModel.model_config | _with_rules(SPEC_RULES)
 
     model: ModelSource
     """Where the exported ONNX comes from."""
@@ -253,7 +272,7 @@ class RTDETRDeploymentSpec(ApiModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["gpu"]},
     )
-    """One entry per GPU type (each type at most once)."""
+    """One entry per GPU type, or CPU (each type at most once)."""
     repository: RepositoryStorage = defaulted(RepositoryStorage)
     """Shared storage of the Triton model repositories."""
     triton: TritonOptions = defaulted(TritonOptions)
@@ -273,7 +292,7 @@ class RTDETRDeploymentSpec(ApiModel):
     priority_class_name: str | None = None
     """PriorityClass of the Triton pods."""
     tolerations: list[Toleration] = Field(default_factory=list)
-    """Tolerations of every pod (nvidia.com/gpu is always tolerated)."""
+    """Tolerations of every pod (GPU pods always tolerate nvidia.com/gpu; CPU pods do not)."""
 
 
 DEPLOYMENT_KIND = "RTDETRDeployment"

@@ -12,6 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 from rtdetr_operator.api.rules import name_rule, rule
+from rtdetr_serving.catalog import CPU_DEVICE
+
+_CPU = f"self.gpu == '{CPU_DEVICE}'"
+#: Messages shared with the operator's re-check (resolve.py).
+CPU_STREAMS = (
+    "a CPU pool has no capacity figure to turn camera streams into replicas (the model card "
+    "measured none); size it with minReplicas/maxReplicas"
+)
+CPU_BACKEND_GPU = "applies to CPU pools only (a GPU pool serves its TensorRT engine)"
+CPU_TENSORRT = "a CPU pool builds no engine, so it has no TensorRT version"
+POOL_TENSORRT = (
+    "is required with a GPU pool's image: its engine is built with, and checked against, the "
+    "TensorRT version the image serves with"
+)
+SPEC_TENSORRT = (
+    "is required with a custom image that a GPU pool uses: engines are built with, and checked "
+    "against, the TensorRT version the Triton image serves with"
+)
 
 #: Rules on one pool (``self`` is the pool).
 POOL_RULES: list[dict[str, Any]] = [
@@ -24,6 +42,14 @@ POOL_RULES: list[dict[str, Any]] = [
         "has(self.streams) == has(self.fps)",
         "streams and fps go together: the planner turns N camera streams at F FPS into replicas",
         ".streams",
+    ),
+    rule(f"!({_CPU}) || (!has(self.streams) && !has(self.fps))", CPU_STREAMS, ".streams"),
+    rule(f"{_CPU} || !has(self.cpuBackend)", CPU_BACKEND_GPU, ".cpuBackend"),
+    rule(f"!({_CPU}) || !has(self.tensorrtVersion)", CPU_TENSORRT, ".tensorrtVersion"),
+    rule(
+        f"{_CPU} || !has(self.image) || has(self.tensorrtVersion)",
+        POOL_TENSORRT,
+        ".tensorrtVersion",
     ),
 ]
 
@@ -45,13 +71,14 @@ ONNX_SOURCE_RULES: list[dict[str, Any]] = [
     ),
 ]
 
-#: Rules on spec.triton: a custom image must say which TensorRT it serves with.
-TRITON_RULES: list[dict[str, Any]] = [
+#: Rules on spec: a custom Triton image that a GPU pool serves with must say which TensorRT it
+#: has (CPU pools and pools with their own image do not use it for engines).
+SPEC_RULES: list[dict[str, Any]] = [
     rule(
-        "!has(self.image) || has(self.tensorrtVersion)",
-        "is required with a custom image: engines are built with, and checked against, the "
-        "TensorRT version the Triton image serves with",
-        ".tensorrtVersion",
+        "!has(self.triton) || !has(self.triton.image) || has(self.triton.tensorrtVersion) || "
+        f"self.pools.all(p, p.gpu == '{CPU_DEVICE}' || has(p.image))",
+        SPEC_TENSORRT,
+        ".triton.tensorrtVersion",
     ),
 ]
 

@@ -5,7 +5,8 @@ For GitOps tools: ``observedGeneration`` and the metav1 conditions ``Ready`` / `
 (``model``) and the one being rolled out (``target``), each identified by its ONNX's sha256; one
 record per engine (TensorRT version, compute capability and plan sha256, as the build Job
 reported them); and per pool its Deployment's replicas, its capacity in camera streams at the
-pool's FPS (from the planner) and its endpoints.
+pool's FPS (from the planner) and its endpoints. A CPU pool has no engine and no capacity figure:
+its capacity fields are absent (unknown, not zero) and ``capacityStreams`` sums GPU pools only.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ModelRevision(ApiModel):
     onnx: str
     """The ONNX copy inside the repository the engines are built from."""
     gpus: list[str] = Field(default_factory=list)
-    """GPU types the repository has configs for."""
+    """Device types the repository has configs for (GPU types, and CPU)."""
     prepared_time: datetime | None = None
     """When the repository Job finished."""
 
@@ -109,7 +110,7 @@ class Endpoints(ApiModel):
 
 class PoolStatus(ApiModel):
     gpu: str
-    """GPU type."""
+    """GPU type, or CPU."""
     deployment: str
     """The pool's Deployment (also its Service, HPA and PDB name)."""
     revision: str | None = None
@@ -126,25 +127,31 @@ class PoolStatus(ApiModel):
     """Resolved minReplicas."""
     max_replicas: int
     """Resolved maxReplicas."""
-    fps: float
-    """FPS the capacity is given at."""
-    streams_per_replica: int
-    """Camera streams one replica (one GPU) sustains at fps (planner)."""
-    capacity_streams: int = 0
-    """Streams the ready replicas sustain at fps."""
+    backend: str | None = None
+    """How its Triton runs the model: tensorrt (a GPU pool), onnxruntime or python (CPU)."""
+    image: str | None = None
+    """The pool's tritonserver image."""
+    fps: float | None = None
+    """FPS the capacity is given at (absent for CPU pools)."""
+    streams_per_replica: int | None = None
+    """Camera streams one replica (one GPU) sustains at fps (planner); absent for CPU pools,
+    which have no capacity figure."""
+    capacity_streams: int | None = None
+    """Streams the ready replicas sustain at fps (absent for CPU pools)."""
     target_streams: int | None = None
     """The pool's stream target, if it has one."""
     capacity_source: str | None = None
-    """Where streamsPerReplica comes from: table, derived or measured."""
+    """Where streamsPerReplica comes from: table, derived or measured (absent for CPU)."""
     endpoints: Endpoints | None = None
     """In-cluster addresses of the pool's Service."""
 
 
 class TritonStatus(ApiModel):
     image: str
-    """The tritonserver image in use."""
-    tensorrt_version: str
-    """Its TensorRT version (every engine is built with it)."""
+    """The tritonserver image of pools without their own (status.pools[].image)."""
+    tensorrt_version: str | None = None
+    """Its TensorRT version (every engine of those pools is built with it); absent when no
+    GPU pool serves with it."""
     build_image: str | None = None
     """Image of the build Jobs."""
 
@@ -175,4 +182,5 @@ class RTDETRDeploymentStatus(ApiModel):
     replicas: str | None = None
     """Ready/desired Triton pods over all pools, e.g. 5/5."""
     capacity_streams: int | None = None
-    """Camera streams the ready pods sustain (sum over pools at each pool's FPS)."""
+    """Camera streams the ready pods sustain (sum over the pools with a capacity figure, at each
+    pool's FPS; absent when no pool has one, e.g. only CPU pools)."""

@@ -24,6 +24,11 @@ TRITON_IMAGE = f"nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3"
 PYTORCH_BASE_IMAGE = f"nvcr.io/nvidia/pytorch:{NGC_RELEASE}-py3"
 #: FPS at which a pool without a stream target reports its capacity (the product's table).
 DEFAULT_FPS = 30.0
+#: CPU and memory (requests = limits) of a CPU pool's Triton container when the CR sets none:
+#: Guaranteed rather than BestEffort QoS (not the first pod evicted under node pressure), and a
+#: CPU limit that onnxruntime's thread count follows. See docs/deployment.md for the reasoning.
+CPU_POOL_CPU = "2"
+CPU_POOL_MEMORY = "4Gi"
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ builder decided, so the reconciler replaces a child exactly when that changes (c
 the live object would always differ: the API server fills defaults in).
 
 * The repository Job (CPU only) runs ``rtdetr-serve repository --by-revision``: it verifies the
-  ONNX against its manifest and writes ``/models/<revision>/<model>/`` with a config per GPU.
+  ONNX against its manifest and writes ``/models/<revision>/<model>/`` with a config per GPU
+  (and, with a CPU pool, the CPU configs, the ONNX where onnxruntime loads it and ``model.py``).
 * An engine Job per GPU type runs ``rtdetr-serve build-engine`` on a node of that type (node
   affinity on every ``nvidia.com/gpu.product`` value of the type, one GPU), refusing any TensorRT
   but the Triton image's (``--tensorrt-version``) and reusing an identical plan (``--reuse``).
 * A pool's Deployment runs ``tritonserver --model-repository=/models/<revision>
   --model-config-name=<gpu>`` with the repository mounted read-only; a new revision changes the
-  pod template, and the rolling update never touches the old revision's files.
+  pod template, and the rolling update never touches the old revision's files
+  (:mod:`rtdetr_operator.deployment.pool_manifests`; CPU pools get no engine Job and no GPU).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def object_meta(r: ResolvedDeployment, name: str, lab: dict[str, str]) -> dict[s
 
 def gpu_affinity(pool: ResolvedPool) -> dict[str, Any]:
     """Required node affinity: any node whose GPU product is one of the type's products."""
+    assert pool.gpu is not None, "a CPU pool is not pinned to GPU products"
     term = {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": pool.gpu.gpu_product_labels}
     extra = [
         {"key": k, "operator": "In", "values": [v]}
@@ -202,13 +205,15 @@ def engine_job(
     model_dir: str,
     image: str,
 ) -> dict[str, Any]:
-    """The Job building ``pool``'s GPU type's plan for ``revision`` on a node of that type."""
-    command = ["rtdetr-serve", "build-engine", "--onnx", onnx, "--gpu", pool.gpu.name]
-    command += ["--output", f"{model_dir}/1", "--tensorrt-version", r.tensorrt_version]
+    """The Job building ``pool``'s GPU type's plan for ``revision`` on a node of that type,
+    with the TensorRT of the pool's Triton image."""
+    assert pool.gpu is not None and pool.tensorrt_version is not None, "GPU pools only"
+    command = ["rtdetr-serve", "build-engine", "--onnx", onnx, "--gpu", pool.name]
+    command += ["--output", f"{model_dir}/1", "--tensorrt-version", pool.tensorrt_version]
     command += ["--reuse"]
     if r.spec.build.method == "trtexec":
         command.append("--trtexec")
-    lab = labels(r.name, "engine", gpu=pool.gpu.name, revision=revision)
+    lab = labels(r.name, "engine", gpu=pool.name, revision=revision)
     template = _build_pod(
         r,
         image,
@@ -219,5 +224,5 @@ def engine_job(
         {},
         pool,
     )
-    name = r.names.engine_job(pool.gpu.name, revision)
+    name = r.names.engine_job(pool.name, revision)
     return stamp(_job(r, name, lab, template))

@@ -4,7 +4,8 @@ Every child's name is a pure function of the CR's name and of what the child is 
 GPU type; a revision and GPU type for an engine; the source and GPU set for a repository Job),
 so a restarted operator finds what it created before and ``AlreadyExists`` means "done".
 
-* pool objects (Deployment, Service, HPA, PDB): ``<name>-<gpu>``, e.g. ``warehouse-h100``;
+* pool objects (Deployment, Service, HPA, PDB): ``<name>-<gpu>``, e.g. ``warehouse-h100``
+  (``warehouse-cpu`` for a CPU pool);
 * engine build Job: ``<name>-engine-<gpu>-<revision[:8]>``;
 * repository Job: ``<name>-repo-<hash of source and GPU set>``.
 

@@ -7,13 +7,14 @@ until the new one is ready everywhere:
    changes, a Job reads the ONNX, checks it against its manifest and writes
    ``/models/<revision>/`` (revision = first 12 hex digits of the ONNX's sha256). The same
    sha256 as the served model means nothing to roll out; another one becomes ``status.target``.
-2. **Build engines** (one Job per GPU type, pinned to that GPU). Each must report the Triton
-   image's TensorRT version, the GPU type's compute capability and the target's ONNX sha256;
-   anything else is a failed build. A failed build stalls the rollout; pools keep serving
-   ``status.model``.
-3. **Roll out**: only when every pool's engine for the target exists are the pools' Deployments
-   switched to the target revision (a rolling update: the old pods and their plans keep serving
-   until new pods are ready). When every pool is rolled out the target becomes ``status.model``.
+2. **Build engines** (one Job per GPU type, pinned to that GPU). Each must report the pool's
+   Triton image's TensorRT version, the GPU type's compute capability and the target's ONNX
+   sha256; anything else is a failed build. A failed build stalls the rollout; pools keep
+   serving ``status.model``. CPU pools build nothing: the repository is all they need.
+3. **Roll out**: only when every GPU pool's engine for the target exists (and the repository
+   has the CPU configs, for a CPU pool) are the pools' Deployments switched to the target
+   revision (a rolling update: the old pods and their plans keep serving until new pods are
+   ready). When every pool is rolled out the target becomes ``status.model``.
 
 The I/O half (:mod:`rtdetr_operator.deployment.reconcile`) writes the status first, then
 deletes, creates and replaces, like the training's reconciler.
@@ -128,18 +129,26 @@ class _Planner(PoolsMixin):
         assert self.r is not None
         d = self.settings.defaults
         image = self.r.spec.build.image or (source.image if source else None) or d.build_image
+        gpu_pools = self.r.gpu_pools
         self.st["triton"] = {
             "image": self.r.triton_image,
-            "tensorrtVersion": self.r.tensorrt_version,
+            # Only GPU pools serve engines; a CPU-only deployment has no TensorRT to report.
+            "tensorrtVersion": self.r.tensorrt_version if gpu_pools else None,
             **({"buildImage": image} if image else {}),
         }
         if image is None and source is not None:
+            versions = sorted({p.tensorrt_version or "" for p in gpu_pools})
+            need = (
+                f"rtdetr-serve and TensorRT {', '.join(versions)} (the trainer image of the "
+                "Triton image's NGC release)"
+                if gpu_pools
+                else "rtdetr-serve (the trainer image)"
+            )
             self.problems.append(
                 (
                     "NoBuildImage",
-                    "spec.build.image: no image to build engines with; set it to an image with "
-                    f"rtdetr-serve and TensorRT {self.r.tensorrt_version} (the trainer image of "
-                    "the Triton image's NGC release)",
+                    f"spec.build.image: no image to prepare the model with; set it to an image "
+                    f"with {need}",
                 )
             )
         return image
@@ -239,7 +248,7 @@ class _Planner(PoolsMixin):
                 "Normal",
                 "NewModel",
                 f"{rec['description']} is revision {s.revision} (sha256 {s.onnx_sha256[:16]}...);"
-                " building its engines",
+                + (" building its engines" if r.gpu_pools else " rolling it out (CPU only)"),
             )
 
     # ------------------------------------------------------------------ 2. build engines
@@ -260,8 +269,8 @@ class _Planner(PoolsMixin):
         if rev is None:
             return
         prepared = src.get("state") == "Succeeded" and src.get("revision") == rev["revision"]
-        for pool in r.pools:
-            gpu = pool.gpu.name
+        for pool in r.gpu_pools:
+            gpu = pool.name
             e = self._engine(rev["revision"], gpu)
             if e["state"] == "Succeeded" or gpu not in rev.get("gpus", []) or not prepared:
                 continue
@@ -313,7 +322,8 @@ class _Planner(PoolsMixin):
         self, e: dict[str, Any], view: JobView, pool: ResolvedPool, rev: dict[str, Any]
     ) -> None:
         r = self.r
-        assert r is not None
+        gpu = pool.gpu
+        assert r is not None and gpu is not None
         got = reported(view, "gen_trt_engine")
         s, problem, reason = got.summary, got.problem, "EngineBuildFailed"
         facts = s.engine if s else None
@@ -324,18 +334,18 @@ class _Planner(PoolsMixin):
                 problem = (
                     f"Job {view.name} built from ONNX {s.onnx_sha256}, not {rev['onnxSha256']}"
                 )
-            elif facts.gpu != pool.gpu.name:
-                problem = f"Job {view.name} built for {facts.gpu}, not {pool.gpu.name}"
-            elif not same_tensorrt(facts.tensorrt_version, r.tensorrt_version):
+            elif facts.gpu != gpu.name:
+                problem = f"Job {view.name} built for {facts.gpu}, not {gpu.name}"
+            elif not same_tensorrt(facts.tensorrt_version, pool.tensorrt_version or ""):
                 reason = "TensorRTVersionMismatch"
                 problem = (
                     f"Job {view.name} built with TensorRT {facts.tensorrt_version}, but "
-                    f"{r.triton_image} serves with {r.tensorrt_version}: Triton could not load it"
+                    f"{pool.image} serves with {pool.tensorrt_version}: Triton could not load it"
                 )
-            elif facts.compute_capability != pool.gpu.compute_capability:
+            elif facts.compute_capability != gpu.compute_capability:
                 problem = (
                     f"Job {view.name} built on compute capability {facts.compute_capability}, "
-                    f"{pool.gpu.name} is {pool.gpu.compute_capability}"
+                    f"{gpu.name} is {gpu.compute_capability}"
                 )
         if problem or s is None or facts is None:
             e.update(state="Failed", message=problem, reason=reason)
@@ -356,7 +366,7 @@ class _Planner(PoolsMixin):
         self._event(
             "Normal",
             "EngineBuilt",
-            f"{how} the {pool.gpu.name} engine of {rev['revision']}: TensorRT "
+            f"{how} the {gpu.name} engine of {rev['revision']}: TensorRT "
             f"{facts.tensorrt_version}, compute capability {facts.compute_capability}, plan "
             f"sha256 {facts.plan_sha256[:16]}...",
         )

@@ -1,8 +1,11 @@
 """Stage 3 of the RTDETRDeployment state machine: pools, promotion, cleanup and the status.
 
 A mixin of :class:`rtdetr_operator.deployment.plan._Planner` (same attributes, same purity).
-Each pool serves the target revision only once *every* pool's engine for it exists (so all pools
-switch model together, and clients see one model), else the served revision, else nothing yet.
+Each pool serves the target revision only once *every* pool has what it needs for it (its
+engine for a GPU pool; the repository's CPU configs for a CPU pool), so all pools switch model
+together and clients see one model; else the served revision, else nothing yet. A CPU pool has
+no capacity figure: its status has no streams fields, and the deployment's ``capacityStreams``
+sums the GPU pools (absent when there are none).
 A child is replaced when its ``rtdetr.dev/spec-hash`` differs from the builder's; a Deployment
 keeps its live replica count when an autoscaler owns it.
 """
@@ -58,12 +61,17 @@ class PoolsMixin(PlannerBase):
                 return e.get("state")  # type: ignore[no-any-return]
         return None
 
+    def _has(self, revision: dict[str, Any], pool: ResolvedPool) -> bool:
+        """Whether ``revision`` (a status model record) can be served by ``pool``."""
+        if pool.is_cpu:
+            return pool.name in (revision.get("gpus") or [])
+        return self._engine_state(revision["revision"], pool.name) == "Succeeded"
+
     def _target_ready(self) -> bool:
         target = self.st.get("target")
         if not target or self.r is None:
             return False
-        rev = target["revision"]
-        return all(self._engine_state(rev, p.gpu.name) == "Succeeded" for p in self.r.pools)
+        return all(self._has(target, p) for p in self.r.pools)
 
     def _sync_pools(self, source: Source | None) -> None:
         r = self.r
@@ -74,12 +82,12 @@ class PoolsMixin(PlannerBase):
         old_pools = {p.get("gpu"): p for p in self.old.get("pools") or []}
         statuses = []
         for pool in r.pools:
-            gpu = pool.gpu.name
+            gpu = pool.name
             live = self.apps.get(r.names.pool(gpu))
             revision = None
             if target_ready:
                 revision = self.st["target"]["revision"]
-            elif model and self._engine_state(model["revision"], gpu) == "Succeeded":
+            elif model and self._has(model, pool):
                 revision = model["revision"]
             if revision is not None and source is not None:
                 self._ensure_pool(pool, source, revision, live)
@@ -90,7 +98,7 @@ class PoolsMixin(PlannerBase):
                 )
             self._check_pods(pool)
             statuses.append(self._pool_status(pool, view, old_pools.get(gpu)))
-        self._remove_pools({p.gpu.name.lower() for p in r.pools})
+        self._remove_pools({p.name.lower() for p in r.pools})
         self.st["pools"] = statuses
 
     def _ensure_pool(
@@ -98,7 +106,7 @@ class PoolsMixin(PlannerBase):
     ) -> None:
         r = self.r
         assert r is not None
-        name = r.names.pool(pool.gpu.name)
+        name = r.names.pool(pool.name)
         scaled = r.spec.autoscaling.enabled
         want = pool_manifests.triton_deployment(
             r, pool, source, revision, replicas=pool.min_replicas
@@ -123,7 +131,7 @@ class PoolsMixin(PlannerBase):
                 self._event(
                     "Normal",
                     "RollingOut",
-                    f"pool {pool.gpu.name}: rolling Deployment {name} from {old_rev} to {revision}",
+                    f"pool {pool.name}: rolling Deployment {name} from {old_rev} to {revision}",
                 )
         self._converge(pool_manifests.service(r, pool), self.services.get(name))
         self._converge(pool_manifests.disruption_budget(r, pool), self.pdbs.get(name))
@@ -151,11 +159,11 @@ class PoolsMixin(PlannerBase):
         assert r is not None
         for pod in self.w.pods:
             lab = _labels(pod)
-            if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.gpu.name.lower():
+            if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.name.lower():
                 continue
             stuck = stuck_pod(pod)
             if stuck is not None:
-                self._stuck(stuck.reason, f"pool {pool.gpu.name}: {stuck.message}", stuck.since)
+                self._stuck(stuck.reason, f"pool {pool.name}: {stuck.message}", stuck.since)
 
     def _pool_status(
         self, pool: ResolvedPool, view: RolloutView | None, old: dict[str, Any] | None
@@ -166,18 +174,22 @@ class PoolsMixin(PlannerBase):
         if view is not None and view.rolled_out:
             revision = view.revision
         ready = view.ready if view else 0
+        per_replica = pool.streams_per_replica
         out: dict[str, Any] = {
-            "gpu": pool.gpu.name,
-            "deployment": r.names.pool(pool.gpu.name),
+            "gpu": pool.name,
+            "deployment": r.names.pool(pool.name),
+            "backend": pool.backend,
+            "image": pool.image,
             "replicas": view.replicas if view else 0,
             "readyReplicas": ready,
             "updatedReplicas": view.updated if view else 0,
             "desiredReplicas": view.desired if view else 0,
             "minReplicas": pool.min_replicas,
             "maxReplicas": pool.max_replicas,
+            # None for a CPU pool: no figure exists, and 0 would claim one.
             "fps": pool.fps,
-            "streamsPerReplica": pool.streams_per_replica,
-            "capacityStreams": pool.streams_per_replica * ready,
+            "streamsPerReplica": per_replica,
+            "capacityStreams": per_replica * ready if per_replica is not None else None,
             "capacitySource": pool.capacity_source,
             "endpoints": pool_manifests.endpoints(r, pool) if view else None,
         }
@@ -207,11 +219,11 @@ class PoolsMixin(PlannerBase):
         rev = target["revision"]
         pending = []
         for pool in r.pools:
-            live = self.apps.get(r.names.pool(pool.gpu.name))
+            live = self.apps.get(r.names.pool(pool.name))
             view = rollout_view(live) if live is not None else None
             if view is None or view.revision != rev or not view.rolled_out:
                 have = f"{view.updated}/{view.desired} updated" if view else "not created"
-                pending.append(f"{pool.gpu.name} ({have})")
+                pending.append(f"{pool.name} ({have})")
         if pending:
             self.progress.append(("RollingOut", f"rolling out {rev}: {', '.join(pending)}"))
             return
@@ -231,7 +243,7 @@ class PoolsMixin(PlannerBase):
     def _prune_engines(self) -> None:
         """Forget engines of revisions and GPU types no longer wanted; failures are problems."""
         keep = {(self.st.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
-        gpus = {p.gpu.name for p in self.r.pools} if self.r else set()
+        gpus = {p.name for p in self.r.gpu_pools} if self.r else set()
         engines = [
             e for e in self.st.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
         ]
@@ -264,19 +276,20 @@ class PoolsMixin(PlannerBase):
             return False, "no model is served yet"
         waiting = []
         for pool in r.pools:
-            live = self.apps.get(r.names.pool(pool.gpu.name))
+            live = self.apps.get(r.names.pool(pool.name))
             view = rollout_view(live) if live is not None else None
             if view is None or view.revision != model["revision"] or not view.rolled_out:
-                waiting.append(f"{pool.gpu.name} rolling out")
+                waiting.append(f"{pool.name} rolling out")
             elif view.available < pool.min_replicas:
-                waiting.append(f"{pool.gpu.name} {view.available}/{pool.min_replicas} available")
+                waiting.append(f"{pool.name} {view.available}/{pool.min_replicas} available")
         if waiting:
             return False, f"serving {model['revision']}; waiting for pools: {', '.join(waiting)}"
-        capacity = sum(p.get("capacityStreams", 0) for p in self.st.get("pools") or [])
-        return True, (
-            f"serving {model['revision']} on {len(r.pools)} pool(s), {capacity} camera streams "
-            "of capacity"
-        )
+        capacity = _capacity(self.st.get("pools") or [])
+        cpu = [p.name for p in r.pools if p.is_cpu]
+        said = f"{capacity} camera streams of capacity" if capacity is not None else ""
+        if cpu:
+            said += (", plus " if said else "") + "CPU (no capacity figure)"
+        return True, f"serving {model['revision']} on {len(r.pools)} pool(s), {said}"
 
     def _finish(self) -> Plan:
         st = self.st
@@ -314,7 +327,7 @@ class PoolsMixin(PlannerBase):
             f"{sum(p.get('readyReplicas', 0) for p in pools)}/"
             f"{sum(p.get('desiredReplicas', 0) for p in pools)}"
         )
-        st["capacityStreams"] = sum(p.get("capacityStreams", 0) for p in pools)
+        st["capacityStreams"] = _capacity(pools)
         if not st.get("target"):
             st.pop("target", None)
         if self.old.get("phase") != phase:
@@ -322,6 +335,12 @@ class PoolsMixin(PlannerBase):
             self._event(kind, phase, health.message)
         self.out.status = _compact(st)
         return self.out
+
+
+def _capacity(pools: list[dict[str, Any]]) -> int | None:
+    """Streams over the pools with a capacity figure; None when none has one."""
+    figures = [p["capacityStreams"] for p in pools if p.get("capacityStreams") is not None]
+    return sum(figures) if figures else None
 
 
 def _compact(value: Any) -> Any:

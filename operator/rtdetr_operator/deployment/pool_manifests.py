@@ -8,10 +8,18 @@ rolling update of the same Deployment.
 Probes use Triton's own health endpoints: readiness ``/v2/health/ready`` (strict: every model
 loaded, warmup included), liveness ``/v2/health/live``, and a startup probe on readiness that
 gives a GPU pod up to ten minutes to deserialize its plan and warm up before liveness counts.
+
+A CPU pool's pods load ``configs/cpu-<backend>.pbtxt`` and ask for no GPU: no
+``nvidia.com/gpu`` resource, no GPU-product affinity, no GPU toleration; the pool's
+``nodeSelector`` becomes the pod's. onnxruntime sizes its thread pool by the *node's* cores unless
+told otherwise, so the pod tells it the container's CPU limit: ``--backend-config=onnxruntime,...``
+flags for the onnxruntime backend, ``RTDETR_CPU_THREADS`` for the python backend's ``model.py``.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from rtdetr_operator.children import (
@@ -35,11 +43,25 @@ from rtdetr_operator.deployment.names import TRITON_CONTAINER, labels, pool_sele
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
 
+#: The python backend's model.py reads its onnxruntime thread count from this variable.
+CPU_THREADS_ENV = "RTDETR_CPU_THREADS"
+_CPU_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m?)$")
+
+
+def cpu_threads(cpu: str | None) -> int | None:
+    """Whole cores of a CPU quantity (``"2"`` -> 2, ``"1500m"`` -> 1, at least 1), None when
+    unset or in a form threads cannot be read from (then onnxruntime picks)."""
+    m = _CPU_QUANTITY.match(cpu or "")
+    if m is None:
+        return None
+    cores = float(m.group(1)) / (1000 if m.group(2) else 1)
+    return max(1, math.floor(cores))
+
 
 def triton_args(r: ResolvedDeployment, pool: ResolvedPool, revision: str) -> list[str]:
-    return [
+    args = [
         f"--model-repository=/models/{revision}",
-        f"--model-config-name={pool.gpu.config_name}",
+        f"--model-config-name={pool.config_name}",
         "--model-control-mode=none",
         "--strict-readiness=true",
         "--exit-on-error=true",
@@ -47,9 +69,17 @@ def triton_args(r: ResolvedDeployment, pool: ResolvedPool, revision: str) -> lis
         f"--grpc-port={PORTS['grpc']}",
         f"--metrics-port={PORTS['metrics']}",
         "--allow-metrics=true",
-        "--allow-gpu-metrics=true",
-        *r.spec.triton.args,
+        f"--allow-gpu-metrics={'false' if pool.is_cpu else 'true'}",
     ]
+    threads = cpu_threads(pool.cpu)
+    if pool.cpu_backend == "onnxruntime" and threads is not None:
+        # One process-wide onnxruntime thread pool sized to the container's CPU limit.
+        args += [
+            "--backend-config=onnxruntime,enable-global-threadpool=1",
+            f"--backend-config=onnxruntime,intra_op_thread_count={threads}",
+            "--backend-config=onnxruntime,inter_op_thread_count=1",
+        ]
+    return [*args, *r.spec.triton.args]
 
 
 def _probe(path: str, *, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
@@ -73,7 +103,7 @@ def triton_deployment(
     replicas: int,
 ) -> dict[str, Any]:
     """The pool's Deployment serving ``revision`` (``replicas`` is what to create it with)."""
-    gpu = pool.gpu.name
+    gpu = pool.name
     pod_labels = {
         **r.spec.pod_metadata.labels,
         **pool.spec.pod_metadata.labels,
@@ -86,12 +116,9 @@ def triton_deployment(
         "prometheus.io/port": str(PORTS["metrics"]),
         "prometheus.io/path": "/metrics",
     }
-    res = pool.spec.resources
-    cpu = res.cpu if res.cpu is not None else r.spec.triton.resources.cpu
-    memory = res.memory if res.memory is not None else r.spec.triton.resources.memory
     container: dict[str, Any] = {
         "name": TRITON_CONTAINER,
-        "image": r.triton_image,
+        "image": pool.image,
         "imagePullPolicy": r.spec.triton.image_pull_policy,
         "command": ["tritonserver"],
         "args": triton_args(r, pool, revision),
@@ -101,26 +128,36 @@ def triton_deployment(
         "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         "startupProbe": _probe("/v2/health/ready", period=10, failures=60),
-        "resources": container_resources(cpu, memory, gpus=1),
+        "resources": container_resources(pool.cpu, pool.memory, gpus=0 if pool.is_cpu else 1),
         "securityContext": restricted_container_security(),
         "volumeMounts": [
             repository_mount(source, read_only=True),
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
     }
+    threads = cpu_threads(pool.cpu)
+    if pool.cpu_backend == "python" and threads is not None:
+        container["env"] = [{"name": CPU_THREADS_ENV, "value": str(threads)}]
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": [
             repository_volume(source, read_only=True),
+            # Triton's pinned buffers, and the python backend's stub IPC, live in /dev/shm.
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         ],
-        "affinity": gpu_affinity(pool),
-        "tolerations": tolerations(r, gpu=True),
         # Lets in-flight requests finish: Triton drains on SIGTERM.
         "terminationGracePeriodSeconds": 60,
         "securityContext": restricted_pod_security(TRITON_UID),
         **pod_common(r),
     }
+    if pool.is_cpu:
+        if pool.spec.node_selector:
+            pod_spec["nodeSelector"] = dict(sorted(pool.spec.node_selector.items()))
+    else:
+        pod_spec["affinity"] = gpu_affinity(pool)
+    tolerated = tolerations(r, gpu=not pool.is_cpu)
+    if tolerated:
+        pod_spec["tolerations"] = tolerated
     if r.spec.priority_class_name:
         pod_spec["priorityClassName"] = r.spec.priority_class_name
     ro = r.spec.rollout
@@ -155,7 +192,7 @@ def triton_deployment(
 
 
 def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
-    gpu = pool.gpu.name
+    gpu = pool.name
     ports = [
         {"name": "http", "port": PORTS["http"], "targetPort": "http", "protocol": "TCP"},
         {
@@ -182,7 +219,7 @@ def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
 
 
 def autoscaler(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
-    gpu = pool.gpu.name
+    gpu = pool.name
     a = r.spec.autoscaling
     return stamp(
         {
@@ -205,7 +242,7 @@ def autoscaler(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
 
 
 def disruption_budget(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
-    gpu = pool.gpu.name
+    gpu = pool.name
     pdb = r.spec.rollout.disruption_budget
     spec: dict[str, Any] = {"selector": {"matchLabels": pool_selector(r.name, gpu)}}
     if pdb.min_available is not None:
@@ -223,12 +260,13 @@ def disruption_budget(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, An
 
 
 def endpoints(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, str]:
-    host = r.names.service_host(pool.gpu.name)
+    host = r.names.service_host(pool.name)
     return {name: f"{host}:{port}" for name, port in PORTS.items()}
 
 
 __all__ = [
     "autoscaler",
+    "cpu_threads",
     "disruption_budget",
     "endpoints",
     "service",

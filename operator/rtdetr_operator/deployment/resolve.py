@@ -3,7 +3,10 @@
 The API server already refused what the CRD's schema and CEL can express; this re-checks those
 rules (a cluster may run an older CRD) and adds what needs the operator's own knowledge: the GPU
 catalog (is the GPU type known here, can its pods be pinned to nodes?) and the capacity planner
-(how many replicas does a stream target need, and does it fit ``maxReplicas``?). Problems come
+(how many replicas does a stream target need, and does it fit ``maxReplicas``?). A CPU pool
+gets no capacity at all (no figure exists to give), its image, its backend and, when the CR
+sets none, default CPU/memory (an unbounded onnxruntime pod would be first to be evicted and
+would size its thread pool by the node's cores). Problems come
 back one line per field, ``spec.pools[1].maxReplicas: ...``, and the CR goes Stalled with that
 text; nothing the deployment already serves is touched.
 """
@@ -11,14 +14,27 @@ text; nothing the deployment already serves is touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
 from rtdetr_operator.api.deployment import Pool, RTDETRDeploymentSpec
-from rtdetr_operator.deployment.defaults import DEFAULT_FPS, OperatorDefaults
+from rtdetr_operator.api.deployment_rules import (
+    CPU_BACKEND_GPU,
+    CPU_STREAMS,
+    CPU_TENSORRT,
+    POOL_TENSORRT,
+    SPEC_TENSORRT,
+)
+from rtdetr_operator.deployment.defaults import (
+    CPU_POOL_CPU,
+    CPU_POOL_MEMORY,
+    DEFAULT_FPS,
+    OperatorDefaults,
+)
 from rtdetr_operator.deployment.names import DeploymentNames
 from rtdetr_operator.planning import InvalidSpecError, field_problems
-from rtdetr_serving.catalog import GpuCatalog, GpuType
+from rtdetr_serving.catalog import CPU_DEVICE, CpuBackend, CpuDevice, GpuCatalog, GpuType
 from rtdetr_serving.errors import PlanningError, UnknownGpuError
 from rtdetr_serving.planner import capacity, plan_replicas
 
@@ -29,21 +45,57 @@ class InvalidDeploymentError(InvalidSpecError):
 
 @dataclass(frozen=True)
 class ResolvedPool:
-    """A pool with its replica limits and capacity decided."""
+    """A pool with its replica limits, image, resources and (GPU pools) capacity decided."""
 
     index: int
     spec: Pool
-    gpu: GpuType
+    device: GpuType | CpuDevice
     min_replicas: int
     max_replicas: int
-    fps: float
-    streams_per_replica: int
-    capacity_source: str
-    target_streams: int | None
+    #: tritonserver image of the pool's pods.
+    image: str
+    #: TensorRT its image serves with (its engine is built with it); None for a CPU pool.
+    tensorrt_version: str | None
+    #: CPU/memory of the Triton container (requests = limits), None: unset.
+    cpu: str | None = None
+    memory: str | None = None
+    #: Capacity from the planner; all None for a CPU pool (there is no figure to give).
+    fps: float | None = None
+    streams_per_replica: int | None = None
+    capacity_source: str | None = None
+    target_streams: int | None = None
+    #: How a CPU pool's Triton runs the ONNX; None for a GPU pool.
+    cpu_backend: CpuBackend | None = None
 
     @property
     def field(self) -> str:
         return f"spec.pools[{self.index}]"
+
+    @property
+    def name(self) -> str:
+        """Catalog name of the pool's device type (``H100``, ``CPU``)."""
+        return self.device.name
+
+    @property
+    def gpu(self) -> GpuType | None:
+        """The GPU type, None for a CPU pool."""
+        return self.device if isinstance(self.device, GpuType) else None
+
+    @property
+    def is_cpu(self) -> bool:
+        return isinstance(self.device, CpuDevice)
+
+    @property
+    def config_name(self) -> str:
+        """The Triton config the pool's pods load (``--model-config-name``)."""
+        if isinstance(self.device, CpuDevice):
+            return self.device.config_name(self.cpu_backend or "onnxruntime")
+        return self.device.config_name
+
+    @property
+    def backend(self) -> str:
+        """tensorrt, onnxruntime or python."""
+        return self.cpu_backend or "tensorrt"
 
 
 @dataclass(frozen=True)
@@ -56,15 +108,25 @@ class ResolvedDeployment:
     names: DeploymentNames
     pools: tuple[ResolvedPool, ...]
     triton_image: str
-    tensorrt_version: str
+    #: TensorRT of triton_image; None when a custom image declares none (no GPU pool uses it).
+    tensorrt_version: str | None
 
     @property
     def gpus(self) -> list[str]:
-        """GPU types of the pools, sorted (the repository's GPU set)."""
-        return sorted(p.gpu.name for p in self.pools)
+        """Device types of the pools, sorted (the repository's device set, CPU included)."""
+        return sorted(p.name for p in self.pools)
+
+    @property
+    def gpu_pools(self) -> tuple[ResolvedPool, ...]:
+        """Pools that need a TensorRT engine."""
+        return tuple(p for p in self.pools if not p.is_cpu)
 
     def pool(self, gpu: str) -> ResolvedPool | None:
-        return next((p for p in self.pools if p.gpu.name == gpu), None)
+        return next((p for p in self.pools if p.name == gpu), None)
+
+
+def _is_cpu(pool: Pool) -> bool:
+    return pool.gpu.strip().upper() == CPU_DEVICE
 
 
 def cel_problems(spec: RTDETRDeploymentSpec) -> list[str]:
@@ -83,17 +145,28 @@ def cel_problems(spec: RTDETRDeploymentSpec) -> list[str]:
                 "'..', ending in .onnx"
             )
     for i, pool in enumerate(spec.pools):
+        at = f"spec.pools[{i}]"
         if pool.min_replicas and pool.max_replicas and pool.min_replicas > pool.max_replicas:
-            out.append(f"spec.pools[{i}].minReplicas: must not exceed maxReplicas")
+            out.append(f"{at}.minReplicas: must not exceed maxReplicas")
         if (pool.streams is None) != (pool.fps is None):
-            out.append(f"spec.pools[{i}].streams: streams and fps go together")
+            out.append(f"{at}.streams: streams and fps go together")
+        cpu = _is_cpu(pool)
+        if cpu and (pool.streams is not None or pool.fps is not None):
+            out.append(f"{at}.streams: {CPU_STREAMS}")
+        if not cpu and pool.cpu_backend is not None:
+            out.append(f"{at}.cpuBackend: {CPU_BACKEND_GPU}")
+        if cpu and pool.tensorrt_version is not None:
+            out.append(f"{at}.tensorrtVersion: {CPU_TENSORRT}")
+        if not cpu and pool.image is not None and pool.tensorrt_version is None:
+            out.append(f"{at}.tensorrtVersion: {POOL_TENSORRT}")
     seen: set[str] = set()
     for i, pool in enumerate(spec.pools):
         if pool.gpu in seen:
             out.append(f"spec.pools[{i}]: Duplicate value: {{gpu: {pool.gpu}}}")
         seen.add(pool.gpu)
-    if spec.triton.image and not spec.triton.tensorrt_version:
-        out.append("spec.triton.tensorrtVersion: is required with a custom image")
+    uses_spec_image = any(not _is_cpu(p) and p.image is None for p in spec.pools)
+    if spec.triton.image and not spec.triton.tensorrt_version and uses_spec_image:
+        out.append(f"spec.triton.tensorrtVersion: {SPEC_TENSORRT}")
     ro = spec.rollout
     if str(ro.max_surge) in ("0", "0%") and str(ro.max_unavailable) in ("0", "0%"):
         out.append("spec.rollout.maxSurge: maxSurge and maxUnavailable cannot both be 0")
@@ -105,13 +178,53 @@ def cel_problems(spec: RTDETRDeploymentSpec) -> list[str]:
     return out
 
 
-def resolve_pool(i: int, pool: Pool, catalog: GpuCatalog) -> ResolvedPool:
-    """Replica limits and capacity of one pool (raises InvalidDeploymentError naming fields)."""
+def _resources(
+    spec: RTDETRDeploymentSpec, pool: Pool, cpu_pool: bool
+) -> tuple[str | None, str | None]:
+    """The pool's, else spec.triton's; a CPU pool with neither gets CPU_POOL_CPU/MEMORY."""
+    res, common = pool.resources, spec.triton.resources
+    cpu = res.cpu if res.cpu is not None else common.cpu
+    memory = res.memory if res.memory is not None else common.memory
+    if cpu_pool:
+        cpu = cpu if cpu is not None else CPU_POOL_CPU
+        memory = memory if memory is not None else CPU_POOL_MEMORY
+    return (str(cpu) if cpu is not None else None), (str(memory) if memory is not None else None)
+
+
+def resolve_pool(
+    i: int,
+    pool: Pool,
+    catalog: GpuCatalog,
+    spec: RTDETRDeploymentSpec,
+    image: str,
+    tensorrt_version: str | None,
+) -> ResolvedPool:
+    """Replica limits and capacity of one pool (raises InvalidDeploymentError naming fields).
+
+    ``image`` / ``tensorrt_version``: the deployment's Triton image and its TensorRT, for a
+    pool without its own image.
+    """
     where = f"spec.pools[{i}]"
     try:
-        gpu = catalog.get(pool.gpu)
+        device = catalog.device(pool.gpu)
     except UnknownGpuError as e:
         raise InvalidDeploymentError([f"{where}.gpu: {e}"]) from None
+    cpu, memory = _resources(spec, pool, isinstance(device, CpuDevice))
+    if isinstance(device, CpuDevice):
+        low = pool.min_replicas or 1
+        return ResolvedPool(
+            index=i,
+            spec=pool,
+            device=device,
+            min_replicas=low,
+            max_replicas=pool.max_replicas or low,
+            image=pool.image or image,
+            tensorrt_version=None,
+            cpu=cpu,
+            memory=memory,
+            cpu_backend=pool.cpu_backend or "onnxruntime",
+        )
+    gpu = device
     if not gpu.gpu_product_labels:
         raise InvalidDeploymentError(
             [
@@ -119,21 +232,27 @@ def resolve_pool(i: int, pool: Pool, catalog: GpuCatalog) -> ResolvedPool:
                 f"{gpu.name}, so its pods cannot be pinned to its nodes; add them to the catalog"
             ]
         )
+    common: dict[str, Any] = {
+        "index": i,
+        "spec": pool,
+        "device": gpu,
+        "image": pool.image or image,
+        "tensorrt_version": pool.tensorrt_version if pool.image else tensorrt_version,
+        "cpu": cpu,
+        "memory": memory,
+    }
     fps = pool.fps if pool.fps is not None else DEFAULT_FPS
     try:
         if pool.streams is None:
             cap = capacity(gpu, fps)
             low = pool.min_replicas or 1
             return ResolvedPool(
-                index=i,
-                spec=pool,
-                gpu=gpu,
+                **common,
                 min_replicas=low,
                 max_replicas=pool.max_replicas or low,
                 fps=fps,
                 streams_per_replica=cap.streams_per_gpu,
                 capacity_source=cap.source,
-                target_streams=None,
             )
         plan = plan_replicas(gpu, fps, pool.streams)
     except PlanningError as e:
@@ -151,9 +270,7 @@ def resolve_pool(i: int, pool: Pool, catalog: GpuCatalog) -> ResolvedPool:
             ]
         )
     return ResolvedPool(
-        index=i,
-        spec=pool,
-        gpu=gpu,
+        **common,
         min_replicas=low,
         max_replicas=high,
         fps=fps,
@@ -177,17 +294,19 @@ def resolve(
     except ValidationError as e:
         raise InvalidDeploymentError(field_problems(e)) from None
     problems = cel_problems(spec)
+    custom = spec.triton.image is not None
+    image = spec.triton.image if spec.triton.image is not None else defaults.triton_image
+    tensorrt = spec.triton.tensorrt_version if custom else defaults.tensorrt_version
     pools: list[ResolvedPool] = []
     for i, pool in enumerate(spec.pools):
         try:
-            pools.append(resolve_pool(i, pool, catalog))
+            pools.append(resolve_pool(i, pool, catalog, spec, image, tensorrt))
         except InvalidDeploymentError as e:
             problems += e.problems
-    if len({p.gpu.name for p in pools}) != len(pools) and not problems:
+    if len({p.name for p in pools}) != len(pools) and not problems:
         problems.append("spec.pools: two pools name the same GPU type (by alias)")
     if problems:
         raise InvalidDeploymentError(problems)
-    custom = spec.triton.image is not None
     return ResolvedDeployment(
         name=meta["name"],
         namespace=meta.get("namespace", "default"),
@@ -196,6 +315,6 @@ def resolve(
         spec=spec,
         names=DeploymentNames(meta["name"], meta.get("namespace", "default")),
         pools=tuple(pools),
-        triton_image=spec.triton.image if custom else defaults.triton_image,  # type: ignore[arg-type]
-        tensorrt_version=(spec.triton.tensorrt_version if custom else defaults.tensorrt_version),  # type: ignore[arg-type]
+        triton_image=image,
+        tensorrt_version=tensorrt,
     )

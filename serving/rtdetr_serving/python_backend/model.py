@@ -13,6 +13,11 @@ serving environment's site-packages in ``RTDETR_TRITON_SITE_DIRS`` and they are 
 
 Dynamic batching hands several requests to one ``execute`` call: their inputs are concatenated
 along the batch axis, run once, and the outputs split back per request.
+
+onnxruntime's intra-op threads come from the config's ``intra_op_threads`` (0: onnxruntime's
+default, one per physical core of the *host*), overridden by ``RTDETR_CPU_THREADS`` when set: a
+Kubernetes CPU pool sets it from its container's CPU limit, so a pod limited to 2 cores on a
+64-core node does not run 64 threads against a 2-core quota.
 """
 
 import hashlib
@@ -23,6 +28,7 @@ import sys
 from pathlib import Path
 
 SITE_DIRS_ENV = "RTDETR_TRITON_SITE_DIRS"
+THREADS_ENV = "RTDETR_CPU_THREADS"
 
 
 def _prepend_site_dirs():
@@ -65,7 +71,8 @@ class TritonPythonModel:
                 f"{manifest['onnx_sha256']} (the ONNX changed after the repository was written)"
             )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "0") or 0)
+        threads = os.environ.get(THREADS_ENV) or params.get("intra_op_threads", "0") or "0"
+        options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(
             str(onnx_path), options, providers=["CPUExecutionProvider"]
