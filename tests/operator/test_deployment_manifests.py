@@ -272,3 +272,29 @@ def test_long_names_stay_dns_labels() -> None:
     name = dns_name("a" * 40, "engine", "igx-thor-t7000-rtx-pro-6000", "abcdef12")
     assert len(name) <= 63 and name.startswith("a" * 40) and not name.endswith("-")
     assert name != dns_name("a" * 40, "engine", "igx-thor-t7000-rtx-pro-6000", "abcdef13")
+
+
+def test_build_node_selector_applies_to_repository_and_engine_jobs() -> None:
+    r, src = _resolved(build={"nodeSelector": {"storage": "shared"}})
+    repo = manifests.repository_job(r, src, "k" * 64, "trainer:1")
+    assert repo["spec"]["template"]["spec"]["nodeSelector"] == {"storage": "shared"}
+    h100 = r.pool("H100")
+    assert h100 is not None
+    engine = manifests.engine_job(
+        r, h100, src, revision="a" * 12, onnx="/m/x.onnx", model_dir="/m", image="trainer:1"
+    )
+    pod = engine["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"storage": "shared"} and "affinity" in pod
+    unset, src2 = _resolved()
+    plain = manifests.repository_job(unset, src2, "k" * 64, "trainer:1")
+    assert "nodeSelector" not in plain["spec"]["template"]["spec"]
+
+
+def test_triton_keeps_serving_until_its_endpoint_is_gone() -> None:
+    r, src = _resolved()
+    l4 = r.pool("L4")
+    assert l4 is not None
+    pod = pool_manifests.triton_deployment(r, l4, src, "c" * 12, replicas=1)["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < sleep < pod["spec"]["terminationGracePeriodSeconds"]

@@ -210,6 +210,9 @@ class BuildOptions(ApiModel):
     """CPU/memory of the build containers (engine builds also get one GPU)."""
     active_deadline_seconds: int = Field(default=3600, ge=60)
     """A build Job running longer than this fails."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels every build pod requires (engine builds also require their GPU type's
+    products), e.g. to keep the repository Job on nodes that mount the repository volume."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of every build pod."""
 

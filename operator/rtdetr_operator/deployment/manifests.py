@@ -111,6 +111,8 @@ def _build_pod(
         "securityContext": restricted_pod_security(TRAINER_UID),
         **pod_common(r),
     }
+    if build.node_selector:
+        spec["nodeSelector"] = dict(sorted(build.node_selector.items()))
     if pool is not None:
         spec["affinity"] = gpu_affinity(pool)
     tolerated = tolerations(r, pool is not None)

@@ -58,6 +58,11 @@ def cpu_threads(cpu: str | None) -> int | None:
     return max(1, math.floor(cores))
 
 
+#: How long a stopping Triton pod keeps serving before SIGTERM: longer than kube-proxy and
+#: gateways take to drop its endpoint, far shorter than the grace period.
+PRE_STOP_SECONDS = 10
+
+
 def triton_args(r: ResolvedDeployment, pool: ResolvedPool, revision: str) -> list[str]:
     args = [
         f"--model-repository=/models/{revision}",
@@ -130,6 +135,9 @@ def triton_deployment(
         "startupProbe": _probe("/v2/health/ready", period=10, failures=60),
         "resources": container_resources(pool.cpu, pool.memory, gpus=0 if pool.is_cpu else 1),
         "securityContext": restricted_container_security(),
+        # A deleted pod leaves the Service's endpoints a moment after it is told to stop;
+        # Triton keeps serving meanwhile, so no request is sent to a closed port mid-rollout.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [
             repository_mount(source, read_only=True),
             {"name": "dshm", "mountPath": "/dev/shm"},
