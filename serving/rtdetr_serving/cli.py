@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 from rtdetr_serving.cli_args import build_parser
@@ -304,7 +304,32 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if args.output:
         n = sum(len(r.detections) for r in results)
         print(f"{args.output}: {len(results)} images, {n} detections", file=sys.stderr)
+    if args.annotate:
+        written = annotate_results(results, Path(args.annotate), m.detectable_classes())
+        print(f"{args.annotate}: {written} annotated images", file=sys.stderr)
     return 0
+
+
+def annotate_results(results: list[Any], folder: Path, classes: list[str]) -> int:
+    """Each result's source image with its detections drawn, as ``folder/<file name>``.
+
+    Two inputs with the same file name would overwrite each other: refused, naming both.
+    """
+    from rtdetr_serving.annotate import draw_boxes, palette_colors, save_atomic
+    from rtdetr_serving.preprocess import load_rgb
+
+    names: dict[str, str] = {}
+    for r in results:
+        name = Path(r.source).name
+        if name in names:
+            raise ValueError(f"--annotate: {names[name]} and {r.source} share the file name {name}")
+        names[name] = r.source
+    colors = palette_colors(classes)
+    for r in results:
+        boxes = [(d.label, d.score, d.box) for d in r.detections]
+        image = draw_boxes(load_rgb(r.source), boxes, colors)
+        save_atomic(image, folder / Path(r.source).name)
+    return len(results)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -133,6 +133,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="images per request (default: min(max_batch_size, 8))")
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument(
+        "--annotate",
+        metavar="DIR",
+        help="also write each image with its detections drawn to DIR (same file names)",
+    )
 
     p = sub.add_parser("bench", help="simulate camera streams (open loop) and check the target")
     _connection_args(p)

@@ -45,6 +45,25 @@ def test_cli_infer_http_and_grpc_agree(
     assert docs["http"]["images"] == docs["grpc"]["images"]
 
 
+def test_cli_infer_annotates_each_image_where_it_found_objects(
+    triton: TritonUnderTest, images: list[Path], tmp_path: Path
+) -> None:
+    from PIL import Image, ImageChops
+
+    out, drawn = tmp_path / "r.json", tmp_path / "annotated"
+    p = run("infer", "--url", triton.server.http_url, *map(str, images), "--output", str(out),
+            "--annotate", str(drawn))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    for entry, src in zip(doc["images"], images, strict=True):
+        written = drawn / src.name
+        with Image.open(src) as a, Image.open(written) as b:
+            assert a.size == b.size
+            changed = ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getbbox()
+        # Boxes are drawn exactly where detections are: none -> the picture is unchanged.
+        assert (changed is not None) == bool(entry["detections"]), src.name
+
+
 def test_cli_infer_errors(
     triton: TritonUnderTest, images: list[Path], not_images: list[Path], tmp_path: Path
 ) -> None:

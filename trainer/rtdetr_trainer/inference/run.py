@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageColor, ImageDraw, ImageFont
+from PIL import Image, ImageColor
 
+from rtdetr_serving.annotate import draw_boxes, palette_colors
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write_text
 from rtdetr_trainer.data.classmap import class_map_from_names
@@ -36,21 +37,6 @@ from rtdetr_trainer.inference.sources import InferDataset, InferInput, InferLoad
 from rtdetr_trainer.results import TaskResults, failure_recorded
 
 log = logging.getLogger(__name__)
-
-PALETTE = (
-    "green",
-    "red",
-    "blue",
-    "yellow",
-    "purple",
-    "orange",
-    "pink",
-    "cyan",
-    "magenta",
-    "lime",
-    "brown",
-    "white",
-)
 
 
 def kitti_line(name: str, box: np.ndarray, score: float) -> str:
@@ -66,8 +52,7 @@ def resolve_colors(
 ) -> dict[str, tuple[int, int, int]]:
     """Class name -> RGB; unknown colour names are an error naming the key."""
     if color_map is None:
-        known = [n for n in names if n]
-        return {n: ImageColor.getrgb(PALETTE[i % len(PALETTE)])[:3] for i, n in enumerate(known)}
+        return palette_colors(names)
     out = {}
     for cls, color in color_map.items():
         try:
@@ -91,19 +76,14 @@ def draw(
     threshold: float,
     width: int,
 ) -> Image.Image:
-    out = img.copy()
-    d = ImageDraw.Draw(out)
-    font = ImageFont.load_default()
+    """``img`` with the detections scoring at least ``threshold`` drawn (named classes only)."""
+    boxes = []
     for score, label, box in zip(det["scores"], det["labels"], det["boxes"], strict=True):
         name = names[int(label)] if int(label) < len(names) else None
-        if score < threshold or name is None or name not in colors:
-            continue
-        x1, y1, x2, y2 = (float(v) for v in box)
-        d.rectangle([x1, y1, x2, y2], outline=colors[name], width=width)
-        text = f"{name}: {score:.2f}"
-        tx, ty = x1, max(0.0, y1 - 12)
-        d.text((tx + 1, ty), text, fill=colors[name], font=font)
-    return out
+        if score >= threshold and name is not None:
+            x1, y1, x2, y2 = (float(v) for v in box)
+            boxes.append((name, float(score), (x1, y1, x2, y2)))
+    return draw_boxes(img, boxes, colors, width=width)
 
 
 def class_names(

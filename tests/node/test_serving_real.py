@@ -1,0 +1,151 @@
+"""RTDETRDeployment for real: Triton pods on the real node serve a trained model on a CPU pool.
+
+The model is trained by the operator in this module (two small trainings: the first is served,
+the second rolls out), the Triton image is the CPU one built without Docker, and requests go
+from this machine through the pool Service's ClusterIP, i.e. through kube-proxy's rules.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from rtdetr_serving.client import RTDETRClient
+from rtdetr_spec.artifacts import ExportManifest
+from tests.node import support
+from tests.node.support import localstack
+from tests.serving.conftest import ExportedModel
+from tests.serving.test_triton_inference import assert_same, onnxruntime_results
+
+pytestmark = pytest.mark.node
+
+SIZE = 128
+NAME = "warehouse-local"
+
+
+@dataclass
+class Served:
+    namespace: str
+    images: list[Path]
+    results: Path  # the results claim's folder on this machine
+
+    def exported(self, training: str, status: dict) -> ExportedModel:
+        onnx = self.results / training / status["artifacts"]["onnx"].removeprefix("/results/")
+        return ExportedModel(onnx, ExportManifest.read(onnx))
+
+
+def _deployment(training: str) -> dict:
+    cr = support.of_kind(support.example("deployment.yaml"), "RTDETRDeployment")
+    cr["spec"]["model"]["training"]["name"] = training
+    return cr
+
+
+def _train(stack: localstack.Stack, ns: str, name: str, *, claim: bool) -> dict:
+    support.apply(stack, ns, *support.training(name, epochs=2, size=SIZE, results_claim=claim))
+    st = support.wait_phase(stack, ns, name, {"Succeeded", "Failed"}, timeout=1200)
+    assert st["phase"] == "Succeeded", support.describe(stack, ns)
+    return st
+
+
+@pytest.fixture(scope="module")
+def served(stack: localstack.Stack) -> Iterator[Served]:
+    ns = support.new_namespace(stack)
+    support.dataset(stack, ns, num_images=60, size=SIZE)
+    _train(stack, ns, "model-a", claim=True)
+    support.apply(stack, ns, _deployment("model-a"))
+    st = support.wait_phase(stack, ns, NAME, {"Ready"}, timeout=600, kind="rtdetrdeployment")
+    assert st["pools"][0]["readyReplicas"] >= 1
+    data = support.volume_path(stack, ns, "warehouse-data") / "warehouse"
+    images = sorted((data / "images").glob("*"))[:6]
+    assert images
+    yield Served(ns, images, support.volume_path(stack, ns, "rtdetr-results"))
+    stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _endpoint(stack: localstack.Stack, ns: str) -> str:
+    svc = stack.get("service", f"{NAME}-cpu", "-n", ns)
+    return f"{svc['spec']['clusterIP']}:8000"
+
+
+def test_the_cpu_pool_answers_what_the_onnx_computes(
+    stack: localstack.Stack, served: Served
+) -> None:
+    ns = served.namespace
+    pods = support.pods(stack, ns, f"rtdetr.dev/deployment={NAME}")
+    node = stack.get("nodes", "-l", "rtdetr.dev/real-node=true")["items"][0]["metadata"]["name"]
+    assert pods and {p["spec"]["nodeName"] for p in pods} == {node}
+    limits = pods[0]["spec"]["containers"][0]["resources"]["limits"]
+    assert "nvidia.com/gpu" not in limits
+    jobs = stack.get("jobs", "-n", ns, "-l", f"rtdetr.dev/deployment={NAME}")["items"]
+    assert jobs and not [j for j in jobs if "engine" in j["metadata"]["name"]]  # no TensorRT
+
+    model = served.exported("model-a", support.status(stack, ns, "rtdetrtraining", "model-a"))
+    expected = onnxruntime_results(model, served.images)
+    client = RTDETRClient(_endpoint(stack, ns), "http", timeout_s=60)
+    got = client.detect([str(p) for p in served.images])
+    assert_same(expected, got)
+    revision = support.status(stack, ns, "rtdetrdeployment", NAME)["model"]["revision"]
+    assert model.manifest.onnx_sha256.startswith(revision)
+
+
+@dataclass
+class RequestLoop:
+    """Requests in a loop until stopped (at most ``limit``), counting outcomes."""
+
+    client: RTDETRClient
+    image: Path
+    limit: int = 2000
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.ok + len(self.failures) < self.limit:
+            try:
+                self.client.detect([str(self.image)])
+                self.ok += 1
+            except Exception as err:  # every failure counts, whatever its type
+                self.failures.append(f"{type(err).__name__}: {err}")
+            time.sleep(0.05)
+
+
+def test_a_new_model_rolls_out_without_a_failed_request(
+    stack: localstack.Stack, served: Served
+) -> None:
+    ns = served.namespace
+    before = support.status(stack, ns, "rtdetrdeployment", NAME)["model"]["revision"]
+    _train(stack, ns, "model-b", claim=False)
+    loop = RequestLoop(RTDETRClient(_endpoint(stack, ns), "http", timeout_s=60), served.images[0])
+    worker = threading.Thread(target=loop.run, daemon=True)
+    worker.start()
+    try:
+        time.sleep(2)
+        stack.kubectl(
+            "patch", "rtdetrdeployment", NAME, "-n", ns, "--type=merge",
+            "-p", '{"spec": {"model": {"training": {"name": "model-b"}}}}',
+        )  # fmt: skip
+
+        def rolled_out() -> dict | None:
+            st = support.status(stack, ns, "rtdetrdeployment", NAME)
+            model = st.get("model") or {}
+            ready = st.get("phase") == "Ready" and model.get("revision") not in (None, before)
+            return st if ready else None
+
+        st = support.wait_for("the new model to serve", rolled_out, timeout=900)
+        time.sleep(3)
+    finally:
+        loop.stop.set()
+        worker.join(timeout=120)
+    assert not loop.failures, loop.failures[:5]
+    assert loop.ok >= 20, loop.ok
+    after = st["model"]["revision"]
+    model_b = served.exported("model-b", support.status(stack, ns, "rtdetrtraining", "model-b"))
+    assert model_b.manifest.onnx_sha256.startswith(after)
+    pods = support.pods(stack, ns, f"rtdetr.dev/deployment={NAME},rtdetr.dev/component=triton")
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert {p["metadata"]["labels"]["rtdetr.dev/revision"] for p in live} == {after}
