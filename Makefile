@@ -15,10 +15,11 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 
 include hack/cluster.mk
 
-.PHONY: help venv demo test test-unit test-slow test-e2e test-triton test-gpu lint crds lock lock-images images bench clean
+.PHONY: help venv demo demo-local test test-unit test-slow test-e2e test-triton test-gpu lint crds lock lock-images images bench clean
 
 help:
-	@echo "make demo   - synthetic warehouse data -> fine-tune -> evaluate -> per-class AP50 (CPU)"
+	@echo "make demo   - local cluster with a real node: operator, training, evaluation, export, serving"
+	@echo "make demo-local - the fine-tune alone, no cluster: synthetic data -> train -> evaluate -> AP50"
 	@echo "make test   - every test tier: unit, slow, triton, e2e (gpu tests skip without a GPU)"
 	@echo "make lint   - ruff, import-linter contracts, CRD drift check"
 	@echo "make cluster-up / cluster-down - local Kubernetes control plane (.cluster/kubeconfig)"
@@ -37,7 +38,12 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 venv: $(STAMP)
 
-demo: venv
+# The product on the local cluster's real node (docs/local-cluster.md); KEEP=1 leaves it up.
+demo: venv cluster-deps
+	$(BIN)/python hack/demo.py --output demo-output $(if $(KEEP),--keep,)
+
+# The same fine-tune without a cluster, for machines where a node cannot run (no root).
+demo-local: venv
 	$(BIN)/python -m rtdetr_trainer.demo --output demo-output
 
 # Each tier is its own pytest run so a slow tier never hides a fast failure. A tier that collects
