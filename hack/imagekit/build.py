@@ -20,7 +20,6 @@ time on a read-only root filesystem.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -174,22 +173,17 @@ def ensure_app(recipe: Recipe, ctx: Ctx, deps: tuple[Path, Descriptor]) -> Descr
         data = json.loads(record.read_text())
         if ctx.store.has(data["digest"]):
             return Descriptor(MT_LAYER, data["digest"], data["size"])
-    with K.locked(key):
-        tmp = K.images_root() / "tmp" / f"{key}-{os.getpid()}"
-        K.remove_tree(tmp)
-        try:
-            ctx.say(f"{recipe.name}: building our wheel from {', '.join(recipe.sources)}")
-            started = time.monotonic()
-            stage, upper = _stage(tmp), tmp / "upper"
-            _copy_sources(recipe, ctx.root, stage / "src")
-            shutil.copyfile(ctx.root / BUILD_LOCK, stage / "build.lock")
-            lowers = [deps[0], ctx.base.rootfs]
-            run_step(lowers, upper, stage, _app_script(recipe), tmp / "build.log", recipe.name)
-            _keep_only(upper, VENV)
-            layer = ctx.store.put_tree(tree_entries(upper, [VENV.lstrip("/")]))
-            K.write_json(record, {**layer.json(), "seconds": round(time.monotonic() - started, 1)})
-        finally:
-            K.remove_tree(tmp)
+    with K.locked(key), K.scratch(key) as tmp:
+        ctx.say(f"{recipe.name}: building our wheel from {', '.join(recipe.sources)}")
+        started = time.monotonic()
+        stage, upper = _stage(tmp), tmp / "upper"
+        _copy_sources(recipe, ctx.root, stage / "src")
+        shutil.copyfile(ctx.root / BUILD_LOCK, stage / "build.lock")
+        lowers = [deps[0], ctx.base.rootfs]
+        run_step(lowers, upper, stage, _app_script(recipe), tmp / "build.log", recipe.name)
+        _keep_only(upper, VENV)
+        layer = ctx.store.put_tree(tree_entries(upper, [VENV.lstrip("/")]))
+        K.write_json(record, {**layer.json(), "seconds": round(time.monotonic() - started, 1)})
     return layer
 
 

@@ -97,7 +97,8 @@ def entries() -> list[Entry]:
 
 
 def prune() -> list[str]:
-    """Remove images, trees, layer records and bases no current key names; then orphan blobs."""
+    """Remove images, trees, layer records and bases no current key names, the logs of failed
+    builds, then blobs nothing kept refers to."""
     root, cur = K.images_root(), current_keys()
     if not cur["image"]:
         return []  # without a base nothing can be called current: keep everything
@@ -115,6 +116,9 @@ def prune() -> list[str]:
         if path.stem not in cur["app"]:
             path.unlink()
             removed.append(f"layers/{path.name}")
+    for log in sorted(root.glob("failed-*.log")):
+        log.unlink()
+        removed.append(log.name)
     keep = {json.loads(p.read_text())["digest"] for p in (root / "layers").glob("*.json")}
     for folder in ("trees", "base"):
         keep |= {json.loads(p.read_text())["digest"] for p in (root / folder).glob("*/meta.json")}

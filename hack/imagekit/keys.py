@@ -143,7 +143,7 @@ def locked(name: str) -> Iterator[None]:
         yield
 
 
-def build_once(final: Path, build: Callable[[Path], None], marker: str = "meta.json") -> Path:
+def build_once(final: Path, build: Callable[[Path], object], marker: str = "meta.json") -> Path:
     """Return ``final``, building it first into a temporary directory renamed into place.
 
     ``build`` writes ``marker`` last; a directory without it (an interrupted removal) is rebuilt.
@@ -153,19 +153,36 @@ def build_once(final: Path, build: Callable[[Path], None], marker: str = "meta.j
     with locked(final.name):
         if (final / marker).exists():  # another builder finished while we waited
             return final
-        tmp = images_root() / "tmp" / f"{final.name}-{os.getpid()}"
-        remove_tree(tmp)
-        tmp.mkdir(parents=True)
-        try:
+        with scratch(final.name) as tmp:
             build(tmp)
             if not (tmp / marker).exists():
                 raise RuntimeError(f"build of {final.name} wrote no {marker}")
             remove_tree(final)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp.rename(final)
-        finally:
-            remove_tree(tmp)
     return final
+
+
+@contextlib.contextmanager
+def scratch(name: str) -> Iterator[Path]:
+    """An empty ``tmp/<name>-<pid>`` for one build; call it holding ``name``'s lock.
+
+    What builders of the same name left when they were killed is removed first; on failure the
+    step's build.log is kept as ``failed-<name>.log`` beside the cache folders.
+    """
+    tmp_root = images_root() / "tmp"
+    for stale in tmp_root.glob(f"{name}-*"):
+        remove_tree(stale)
+    tmp = tmp_root / f"{name}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        if (tmp / "build.log").exists():
+            shutil.copyfile(tmp / "build.log", images_root() / f"failed-{name}.log")
+        raise
+    finally:
+        remove_tree(tmp)
 
 
 def remove_tree(path: Path) -> None:

@@ -158,7 +158,8 @@ def run_step(
         raise BuildError(f"overlay paths must not contain ',' or ':': {paths}")
     host_ca = os.environ.get("SSL_CERT_FILE", "")
     binds = [(stage, STAGE, "d"), (_uv_cache(uv), UV_CACHE, "d")]
-    binds.append((Path("/etc/resolv.conf"), "/etc/resolv.conf", "f"))
+    if Path("/etc/resolv.conf").exists():
+        binds.append((Path("/etc/resolv.conf"), "/etc/resolv.conf", "f"))
     if host_ca and Path(host_ca).is_file():
         binds.append((Path(host_ca), CA_FILE, "f"))
     q = shlex.quote

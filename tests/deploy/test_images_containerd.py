@@ -119,6 +119,18 @@ def test_triton_cpu_image_has_a_working_tritonserver(containerd: PrivateContaine
         assert shim.strip() == "Usage: tritonserver [options]"
 
 
+def _copy_sources(dest: Path) -> Path:
+    """The operator image's inputs, copied: edits below never touch the repository."""
+    for rel in ("pyproject.toml", "README.md", "requirements", "docker", *OPERATOR.sources):
+        src, dst = ROOT / rel, dest / rel
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return dest
+
+
 def test_a_source_change_moves_only_the_app_layer(
     containerd: PrivateContainerd, tmp_path: Path
 ) -> None:
@@ -126,14 +138,7 @@ def test_a_source_change_moves_only_the_app_layer(
     import sends (and unpacks) only what changed."""
     (before,) = images.ensure_images(["operator"])
     images.import_images([before], containerd.address, NS)
-    copy = tmp_path / "src"
-    for rel in ("pyproject.toml", "README.md", "requirements", "docker", *OPERATOR.sources):
-        src, dst = ROOT / rel, copy / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    copy = _copy_sources(tmp_path / "src")
     module = copy / "serving/rtdetr_serving/__init__.py"
     module.write_text(module.read_text() + "\nSOURCE_CHANGE_PROBE = 1\n")
     (after,) = images.ensure_images(["operator"], root=copy)
@@ -145,3 +150,22 @@ def test_a_source_change_moves_only_the_app_layer(
     assert images_in(containerd.address, NS)[after.references[0]] == after.digest
     probe = "python -c 'import rtdetr_serving as s; print(s.SOURCE_CHANGE_PROBE)'"
     assert _run(containerd, after.reference, probe, "probe").strip() == "1"
+
+
+def test_a_source_that_does_not_compile_never_becomes_an_image(tmp_path: Path) -> None:
+    copy = _copy_sources(tmp_path / "src")
+    (copy / "operator/rtdetr_operator/cli.py").write_text("def broken(:\n")
+    with pytest.raises(images.BuildError, match="operator") as failure:
+        images.ensure_images(["operator"], root=copy)
+    assert "cli.py" in str(failure.value), "the error shows the failing step's output"
+    built = {p.name for p in (images.images_root() / "oci").iterdir()}
+    assert not [name for name in built if name.endswith(_key_of(copy))]
+
+
+def _key_of(root: Path) -> str:
+    from imagekit import keys
+    from imagekit.build import ensure_base
+    from imagekit.oci import BlobStore
+
+    base = ensure_base(BlobStore(images.images_root()))
+    return keys.image_key(OPERATOR, base.layer.digest, root)
