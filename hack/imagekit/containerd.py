@@ -211,17 +211,17 @@ class PrivateContainerd:
         reference: str,
         *command: str,
         name: str = "check",
+        env: dict[str, str] | None = None,
+        net_host: bool = False,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
-        """``ctr run --rm`` (runc) of ``reference``; FIFOs in the workdir, no cgroup parent left."""
+        """``ctr run --rm`` (runc) of ``reference``; FIFOs in the workdir, no cgroup parent left
+        behind. ``net_host`` shares the host's network (a fresh one has its loopback down)."""
         argv = ["ctr", "--address", self.address, "--namespace", namespace, "run", "--rm"]
-        argv += [
-            "--fifo-dir",
-            str(self.workdir / "fifo"),
-            "--cgroup",
-            "",
-            reference,
-            name,
-            *command,
-        ]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        argv += ["--fifo-dir", str(self.workdir / "fifo"), "--cgroup", ""]
+        argv += ["--net-host"] if net_host else []
+        for key, value in (env or {}).items():
+            argv += ["--env", f"{key}={value}"]
+        return subprocess.run(
+            [*argv, reference, name, *command], capture_output=True, text=True, timeout=timeout
+        )

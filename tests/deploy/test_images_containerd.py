@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,67 @@ def test_triton_cpu_image_has_a_working_tritonserver(containerd: PrivateContaine
     if subcommand == "landed":  # `rtdetr-serve tritonserver`, which the shim runs
         shim = _run(containerd, image.reference, "tritonserver --help 2>&1 | head -1", "ts")
         assert shim.strip() == "Usage: tritonserver [options]"
+
+
+# A python-backend model that adds one, served by `rtdetr-serve local` (the bundled tritonserver
+# with its backend folder and library path) and asked over HTTP from inside the container.
+_SERVE = r"""
+mkdir -p /tmp/repo/add_one/1
+cat > /tmp/repo/add_one/config.pbtxt <<'END'
+name: "add_one"
+backend: "python"
+max_batch_size: 0
+input [{ name: "X", data_type: TYPE_FP32, dims: [ 2 ] }]
+output [{ name: "Y", data_type: TYPE_FP32, dims: [ 2 ] }]
+instance_group [{ kind: KIND_CPU, count: 1 }]
+END
+cat > /tmp/repo/add_one/1/model.py <<'END'
+import os, sys
+sys.path[:0] = os.environ.get("RTDETR_TRITON_SITE_DIRS", "").split(os.pathsep)
+import numpy as np
+import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def execute(self, requests):
+        def one(r):
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            return pb_utils.InferenceResponse([pb_utils.Tensor("Y", (x + 1).astype(np.float32))])
+        return [one(r) for r in requests]
+END
+rtdetr-serve local --model-repository /tmp/repo --address 127.0.0.1 \
+    --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" > /tmp/triton.log 2>&1 &
+python - <<'END' || { kill $!; cat /tmp/triton.log; exit 1; }
+import json, os, time, urllib.request
+url = f"http://127.0.0.1:{os.environ['HTTP_PORT']}"
+for _ in range(240):
+    try:
+        if urllib.request.urlopen(url + "/v2/health/ready", timeout=1).status == 200:
+            break
+    except OSError:
+        time.sleep(0.5)
+body = json.dumps({"inputs": [{"name": "X", "shape": [2], "datatype": "FP32", "data": [1, 2]}]})
+req = urllib.request.Request(url + "/v2/models/add_one/infer", body.encode(),
+                             {"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=30))["outputs"][0]["data"])
+END
+kill $! && wait
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_triton_cpu_image_serves_a_python_backend_model(containerd: PrivateContainerd) -> None:
+    """The whole CPU serving path: bundled server, python backend stub, libpython, numpy."""
+    (image,) = images.ensure_images(["triton-cpu"])
+    images.import_images([image], containerd.address, NS)
+    ports = {"HTTP_PORT": str(_free_port()), "GRPC_PORT": str(_free_port())}
+    out = containerd.run(NS, image.reference, "sh", "-ec", _SERVE, name="serve", env=ports,
+                         net_host=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[2.0, 3.0]"
 
 
 def _copy_sources(dest: Path) -> Path:
