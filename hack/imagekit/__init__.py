@@ -12,8 +12,10 @@ Modules:
     keys        cache locations and the content keys that decide what is rebuilt
     oci         deterministic layer tars, config/manifest/index JSON, image layouts
     rootfs      the Debian base (mmdebstrap) and build steps in an overlay + chroot
+    userland    the config layer: passwd/group entries, home directory, extra files
     build       ensure_images(): base -> dependency layer -> app layer -> config layer
     containerd  import_images() through ``ctr``, and a private containerd for tests
+    inventory   what the cache holds (``images.py list``) and ``prune``
 """
 
 from __future__ import annotations

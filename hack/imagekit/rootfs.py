@@ -70,6 +70,8 @@ def _uv_cache(uv: Path) -> Path:
 
 
 def require_tools(*tools: str) -> None:
+    if os.geteuid() != 0:
+        raise BuildError("building images needs root (mmdebstrap, overlay mounts, chroot)")
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise BuildError(
@@ -80,8 +82,6 @@ def require_tools(*tools: str) -> None:
 def build_base(dest: Path, store: BlobStore, log: Path) -> dict[str, object]:
     """mmdebstrap -> rootfs/ (extracted, cleaned) -> base layer blob; returns base.json data."""
     require_tools("mmdebstrap", "unshare", "tar")
-    if os.geteuid() != 0:
-        raise BuildError("building images needs root (mmdebstrap, overlay mounts, chroot)")
     started = time.monotonic()
     tar = dest / "debian.tar"
     argv = ["mmdebstrap", "--mode=unshare", "--variant=essential"]
