@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | s
 
 include hack/cluster.mk
 
-.PHONY: help venv demo demo-local test test-unit test-slow test-e2e test-triton test-gpu lint crds lock lock-images images bench clean
+.PHONY: help venv demo demo-local test test-unit test-slow test-e2e test-triton test-gpu test-node lint crds lock lock-images images local-images bench clean
 
 help:
 	@echo "make demo   - local cluster with a real node: operator, training, evaluation, export, serving"
@@ -25,7 +25,8 @@ help:
 	@echo "make cluster-up / cluster-down - local Kubernetes control plane (.cluster/kubeconfig)"
 	@echo "make crds   - regenerate crds/, the chart's CRDs, GitOps health checks and API docs"
 	@echo "make bench  - CPU benchmark suite against transformers' RT-DETR -> docs/benchmarks.md"
-	@echo "make images - build the operator and trainer images (needs Docker; docs/images.md)"
+	@echo "make images - build the operator, trainer and triton-cpu images (needs Docker; docs/images.md)"
+	@echo "make local-images - the same images without Docker (root, Debian tools): OCI layouts in ~/.cache"
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -53,13 +54,15 @@ PYTEST_TIER = $(BIN)/pytest -m "$(1)" tests
 
 test: venv lint
 	$(call PYTEST_TIER,gpu)
-	$(call PYTEST_TIER,not e2e and not triton and not gpu)
+	$(call PYTEST_TIER,not e2e and not triton and not gpu and not node)
 	$(call PYTEST_TIER,triton)
 	$(MAKE) cluster-build
 	$(call PYTEST_TIER,e2e)
+	bash hack/node/install-packages.sh
+	$(call PYTEST_TIER,node)
 
 test-unit: venv
-	$(BIN)/pytest -m "not slow and not e2e and not triton and not gpu" tests
+	$(BIN)/pytest -m "not slow and not e2e and not triton and not gpu and not node" tests
 
 test-slow: venv
 	$(BIN)/pytest -m "slow" tests
@@ -72,6 +75,11 @@ test-triton: venv
 
 test-gpu: venv
 	$(BIN)/pytest -m "gpu" tests
+
+# Builds (or takes from the cache) the Docker-free images and runs them in a private containerd.
+test-node: venv cluster-build
+	bash hack/node/install-packages.sh
+	$(BIN)/pytest -m "node" tests
 
 # The model benchmark suite (quick mode for CPU); BENCH_ARGS adds flags, e.g. --batches 1 or
 # --baseline REF for a before/after. Peers (transformers) install into ~/.cache, never .venv.
@@ -113,11 +121,26 @@ lock-images: venv
 		nvidia-cufile nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 \
 		nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx,--no-emit-package $(p)) \
 		-o requirements/trainer.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+		pyproject.toml --extra trainer --extra serving --constraint requirements/dev.lock \
+		--generate-hashes -o requirements/trainer-cpu.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+		pyproject.toml requirements/triton-cpu.in --extra serving \
+		--constraint requirements/dev.lock --generate-hashes -o requirements/triton-cpu.lock
 
 # Needs a Docker engine (none on the CI machines); see docs/images.md.
 images:
 	docker build -f Dockerfile.operator -t rtdetr-operator:0.1.0 .
 	docker build -f Dockerfile.trainer -t rtdetr-trainer:0.1.0 .
+	docker build -f Dockerfile.triton-cpu -t rtdetr-triton:0.1.0-cpu .
+
+# The same images without Docker (operator, trainer-cpu, triton-cpu; IMAGES picks some): OCI
+# image layouts in ~/.cache/rtdetr-operator/images, built as root from a Debian rootfs and the
+# locks (docs/images.md, "Building without Docker"). uv comes from the venv.
+IMAGES ?=
+local-images: venv
+	bash hack/node/install-packages.sh
+	$(PYTHON) hack/images.py build $(IMAGES)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -17,7 +17,11 @@ import pytest
 from rtdetr_operator.deployment import defaults
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = {"operator": ROOT / "Dockerfile.operator", "trainer": ROOT / "Dockerfile.trainer"}
+DOCKERFILES = {
+    "operator": ROOT / "Dockerfile.operator",
+    "trainer": ROOT / "Dockerfile.trainer",
+    "triton-cpu": ROOT / "Dockerfile.triton-cpu",
+}
 LOCKS = ROOT / "requirements"
 sys.path.insert(0, str(ROOT / "docker"))
 import filter_lock  # noqa: E402 - a build-time script, not a package

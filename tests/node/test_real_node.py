@@ -1,0 +1,146 @@
+"""The local cluster's real node: Ready beside kwok's nodes, running our imported images.
+
+A pod here is a runc container on the CNI bridge: cluster DNS resolves Services, the API server
+is reached through the ``kubernetes`` Service, and the kubelet finds images that were imported
+with ``ctr`` (nothing is ever pulled).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.deploy.test_images import lock_names
+from tests.node import support
+from tests.node.support import localstack
+
+pytestmark = pytest.mark.node
+
+REAL = "rtdetr.dev/real-node"
+
+
+def test_the_real_node_is_ready_beside_the_simulated_ones(stack: localstack.Stack) -> None:
+    nodes = stack.get("nodes")["items"]
+    real = [n for n in nodes if n["metadata"]["labels"].get(REAL) == "true"]
+    simulated = [n for n in nodes if "kwok.x-k8s.io/node" in n["metadata"].get("annotations", {})]
+    assert len(real) == 1 and len(simulated) >= 5
+    node = real[0]
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    info = node["status"]["nodeInfo"]
+    assert info["containerRuntimeVersion"].startswith("containerd://")
+    server = json.loads(stack.kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
+    assert info["kubeletVersion"] == server  # built from the control plane's own module
+    assert {"key": REAL, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
+    assert any(n["metadata"]["labels"].get("nvidia.com/gpu.product") for n in simulated), (
+        "the simulated GPU nodes stay for GPU-shaped tests"
+    )
+
+
+def test_the_operator_runs_as_a_pod_on_the_real_node(stack: localstack.Stack) -> None:
+    pod = localstack.operator_pod(stack)
+    real = stack.get("nodes", "-l", f"{REAL}=true")["items"][0]["metadata"]["name"]
+    assert pod["spec"]["nodeName"] == real
+    assert pod["spec"]["containers"][0]["image"] == "localhost/rtdetr-operator:0.1.0"
+    ns = stack.get("namespace", localstack.OPERATOR_NAMESPACE)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+    # In-cluster configuration: the API through the kubernetes Service, not a kubeconfig.
+    env = {e["name"] for e in pod["spec"]["containers"][0].get("env", [])}
+    assert "KUBECONFIG" not in env
+
+
+def _run_pod(stack: localstack.Stack, ns: str, name: str, image: str, script: str) -> str:
+    """A restricted pod on the real node running ``script``; returns its log."""
+    uid = 10001 if "trainer" in image else 1000
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {REAL: "true"},
+            "tolerations": [{"key": REAL, "operator": "Exists", "effect": "NoSchedule"}],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": uid,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    stack.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def finished() -> str | None:
+        phase = stack.get("pod", name, "-n", ns)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = support.wait_for(f"pod {name}", finished, timeout=300, interval=1)
+    out = support.logs(stack, ns, f"pod/{name}")
+    assert phase == "Succeeded", out
+    return out
+
+
+def test_pods_resolve_services_and_reach_the_api(stack: localstack.Stack) -> None:
+    ns = support.new_namespace(stack)
+    try:
+        script = (
+            "python - <<'EOF'\n"
+            "import socket, ssl, urllib.request\n"
+            "print(socket.gethostbyname('kubernetes.default.svc.cluster.local'))\n"
+            "ctx = ssl.create_default_context(cafile="
+            "'/var/run/secrets/kubernetes.io/serviceaccount/ca.crt')\n"
+            "token = open('/var/run/secrets/kubernetes.io/serviceaccount/token').read()\n"
+            "req = urllib.request.Request('https://kubernetes.default.svc/version',"
+            " headers={'Authorization': 'Bearer ' + token})\n"
+            "print(urllib.request.urlopen(req, context=ctx, timeout=10).status)\n"
+            "EOF"
+        )
+        out = _run_pod(stack, ns, "dns-api", localstack_image("triton"), script)
+        assert out.split() == ["10.96.0.1", "200"], out
+    finally:
+        stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def localstack_image(kind: str) -> str:
+    return {
+        "trainer": "localhost/rtdetr-trainer:0.1.0-cpu",
+        "triton": "localhost/rtdetr-triton:0.1.0-cpu",
+    }[kind]
+
+
+def test_the_cpu_trainer_image_runs_rtdetr_on_pypi_torch(stack: localstack.Stack) -> None:
+    ns = support.new_namespace(stack)
+    try:
+        script = (
+            "id -un; id -u; pwd; rtdetr --help | head -1; rtdetr-serve --help > /dev/null; "
+            "python -c 'import torch; print(torch.__version__)'"
+        )
+        out = _run_pod(stack, ns, "trainer", localstack_image("trainer"), script)
+        user, uid, cwd, usage, torch = out.split("\n")[:5]
+        assert (user, uid, cwd) == ("rtdetr", "10001", "/home/rtdetr")
+        assert usage.startswith("usage: rtdetr")
+        lock = localstack.REPO / "requirements" / "trainer-cpu.lock"
+        assert torch.split("+")[0] == lock_names(lock)["torch"]
+    finally:
+        stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_a_warm_import_sends_nothing(stack: localstack.Stack) -> None:
+    socket = stack.cluster.containerd_socket
+    assert socket is not None
+    results = localstack.images.import_images(stack.images, str(socket), namespace="k8s.io")
+    assert {r.action for r in results} == {"skipped"}
+    assert sum(r.bytes_sent for r in results) == 0
