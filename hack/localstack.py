@@ -109,11 +109,19 @@ def ensure_namespace(stack: Stack, name: str, labels: dict[str, str] | None = No
 
 
 def install_operator(stack: Stack, extra_values: dict[str, Any] | None = None) -> None:
-    """Install (or upgrade) the chart with the local values; wait for the operator pod."""
+    """Install (or upgrade) the chart with the local values; wait for the operator pod.
+
+    The image is pinned by its content-keyed tag, so a rebuilt operator image rolls out on
+    upgrade (the plain tag would name the new image too, but the pod template would not change).
+    """
     import helm_python as helm
     import yaml
 
     values = yaml.safe_load(OPERATOR_VALUES.read_text())
+    built = next((i for i in stack.images if i.name == "operator"), None)
+    if built is not None:
+        repository, tag = built.references[-1].rsplit(":", 1)
+        values["image"] = {**values.get("image", {}), "repository": repository, "tag": tag}
     values.update(extra_values or {})
     ensure_namespace(stack, OPERATOR_NAMESPACE, RESTRICTED)
     config = helm.Config(kubeconfig_path=stack.kubeconfig, namespace=OPERATOR_NAMESPACE)
@@ -147,7 +155,11 @@ def operator_pod(stack: Stack) -> dict[str, Any]:
     pods = stack.get(
         "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=rtdetr-operator"
     )["items"]
-    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    running = [
+        p
+        for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
     if not running:
         raise RuntimeError(f"no operator pod is running in {OPERATOR_NAMESPACE}")
     return running[0]

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 
 import kopf
@@ -160,11 +161,21 @@ async def run(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness or None,
+            identity=operator_identity(),
             memo=kopf.Memo(queue=queue, deployments=deployment_queue, sources=SourceIndex()),
         )
     finally:
         await queue.stop()
         await deployment_queue.stop()
+
+
+def operator_identity() -> str:
+    """Who this operator is, for kopf: the host (pod) name and process id.
+
+    kopf would otherwise ask ``getpass.getuser()``, which raises in a container whose uid has no
+    passwd entry (the images run as a bare uid such as 65532), and the operator crash-loops.
+    """
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ from rtdetr_serving.repository_configs import (
     manifest_json,
     tensorrt_config,
 )
-from rtdetr_spec.artifacts import ExportManifest, atomic_write_text, sha256_file
+from rtdetr_spec.artifacts import ExportManifest, atomic_write_text, sha256_file, umask
 
 __all__ = [
     "GPU_PARAMETER",
@@ -174,6 +174,8 @@ def write_repository(
         raise RepositoryError(f"{final} exists; pass --force to replace it")
     output.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=output))
+    # mkdtemp makes 0700; Triton reads the repository as another user than the Job that wrote it.
+    stage.chmod(0o777 & ~umask())
     try:
         _stage(stage, onnx, manifest, gpus, cpu, flavor, model_name)
         if final.exists():

@@ -94,18 +94,14 @@ def dataset(
     wait_for(f"dataset Job {namespace}/{name}", done, timeout)
 
 
-def training(
-    name: str,
-    *,
-    epochs: int,
-    size: int,
-    nodes: int = 2,
-    results_claim: bool = True,
-    **spec: Any,
-) -> list[dict[str, Any]]:
-    """The example's results claim and RTDETRTraining, renamed and resized."""
-    docs = example("training.yaml")
-    claim, cr = of_kind(docs, "PersistentVolumeClaim"), of_kind(docs, "RTDETRTraining")
+def results_claim() -> dict[str, Any]:
+    """The example's results claim (one per namespace; each training has its own subPath)."""
+    return of_kind(example("training.yaml"), "PersistentVolumeClaim")
+
+
+def training(name: str, *, epochs: int, size: int, nodes: int = 2, **spec: Any) -> dict[str, Any]:
+    """The example's RTDETRTraining, renamed and resized."""
+    cr = of_kind(example("training.yaml"), "RTDETRTraining")
     cr["metadata"]["name"] = name
     exp = cr["spec"]["experiment"]
     aug = exp["dataset"]["augmentation"]
@@ -119,7 +115,7 @@ def training(
     # Progress lines every few seconds, so tests see epochs move without waiting 30 s.
     cr["spec"]["env"].append({"name": "RTDETR_LOG_EVERY_S", "value": "3"})
     cr["spec"].update(spec)
-    return [claim, cr] if results_claim else [cr]
+    return cr
 
 
 def status(stack: localstack.Stack, namespace: str, kind: str, name: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.node.support import localstack
 from tests.serving.conftest import ExportedModel
 from tests.serving.test_triton_inference import assert_same, onnxruntime_results
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
 SIZE = 128
 NAME = "warehouse-local"
@@ -45,8 +45,8 @@ def _deployment(training: str) -> dict:
     return cr
 
 
-def _train(stack: localstack.Stack, ns: str, name: str, *, claim: bool) -> dict:
-    support.apply(stack, ns, *support.training(name, epochs=2, size=SIZE, results_claim=claim))
+def _train(stack: localstack.Stack, ns: str, name: str) -> dict:
+    support.apply(stack, ns, support.training(name, epochs=2, size=SIZE))
     st = support.wait_phase(stack, ns, name, {"Succeeded", "Failed"}, timeout=1200)
     assert st["phase"] == "Succeeded", support.describe(stack, ns)
     return st
@@ -56,7 +56,8 @@ def _train(stack: localstack.Stack, ns: str, name: str, *, claim: bool) -> dict:
 def served(stack: localstack.Stack) -> Iterator[Served]:
     ns = support.new_namespace(stack)
     support.dataset(stack, ns, num_images=60, size=SIZE)
-    _train(stack, ns, "model-a", claim=True)
+    support.apply(stack, ns, support.results_claim())
+    _train(stack, ns, "model-a")
     support.apply(stack, ns, _deployment("model-a"))
     st = support.wait_phase(stack, ns, NAME, {"Ready"}, timeout=600, kind="rtdetrdeployment")
     assert st["pools"][0]["readyReplicas"] >= 1
@@ -119,7 +120,7 @@ def test_a_new_model_rolls_out_without_a_failed_request(
 ) -> None:
     ns = served.namespace
     before = support.status(stack, ns, "rtdetrdeployment", NAME)["model"]["revision"]
-    _train(stack, ns, "model-b", claim=False)
+    _train(stack, ns, "model-b")
     loop = RequestLoop(RTDETRClient(_endpoint(stack, ns), "http", timeout_s=60), served.images[0])
     worker = threading.Thread(target=loop.run, daemon=True)
     worker.start()

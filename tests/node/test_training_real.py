@@ -19,7 +19,7 @@ import pytest
 from tests.node import support
 from tests.node.support import localstack
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
 CLASSES = ["person", "agility_digit", "gr1_t2", "nova_carter", "transporter", "forklift", "pallet"]
 SIZE = 128
@@ -30,6 +30,7 @@ def data_ns(stack: localstack.Stack) -> Iterator[str]:
     """One namespace with the example's dataset (120 images), shared by the trainings here."""
     ns = support.new_namespace(stack)
     support.dataset(stack, ns, num_images=120, size=SIZE)
+    support.apply(stack, ns, support.results_claim())
     yield ns
     stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -50,7 +51,7 @@ def test_two_pods_rendezvous_train_evaluate_and_export(
     stack: localstack.Stack, data_ns: str
 ) -> None:
     name = "lifecycle"
-    support.apply(stack, data_ns, *support.training(name, epochs=3, size=SIZE))
+    support.apply(stack, data_ns, support.training(name, epochs=3, size=SIZE))
     st = support.wait_phase(stack, data_ns, name, {"Succeeded", "Failed"}, timeout=1200)
     assert st["phase"] == "Succeeded", support.describe(stack, data_ns)
     assert st["restarts"] == 0
@@ -106,9 +107,9 @@ def test_a_pod_killed_mid_epoch_restarts_the_group_from_the_checkpoint(
     stack: localstack.Stack, data_ns: str
 ) -> None:
     name = "resume"
-    objs = support.training(name, epochs=4, size=SIZE, results_claim=False)
-    objs[0]["spec"]["experiment"]["dataset"]["batch_size"] = 4  # more steps: a wider window
-    support.apply(stack, data_ns, *objs)
+    cr = support.training(name, epochs=4, size=SIZE)
+    cr["spec"]["experiment"]["dataset"]["batch_size"] = 4  # more steps: a wider window
+    support.apply(stack, data_ns, cr)
     selector = f"rtdetr.dev/training={name},rtdetr.dev/task=train,rtdetr.dev/attempt=0"
 
     def mid_epoch_two() -> dict | None:
@@ -134,7 +135,7 @@ def test_a_pod_killed_mid_epoch_restarts_the_group_from_the_checkpoint(
     assert "Restarting" in events and "137" in events, events
     resumed = support.logs(stack, data_ns, f"job/{name}-train-1")
     found = re.search(
-        r"resuming from /results/train/rtdetr_model_latest.pth: epoch (\d) done", resumed
+        r"resuming from /results/train/\S+\.pth: epoch (\d) done", resumed
     )
     assert found, resumed[-3000:]
     done = int(found.group(1)) + 1  # epochs finished before the kill (at least the first)
@@ -156,7 +157,9 @@ def test_a_broken_annotation_fails_the_run_with_the_trainers_message(
             corrupt="coco['annotations'][0]['image_id'] = 987654",
         )
         name = "broken"
-        support.apply(stack, ns, *support.training(name, epochs=1, size=SIZE))
+        support.apply(
+            stack, ns, support.results_claim(), support.training(name, epochs=1, size=SIZE)
+        )
         st = support.wait_phase(stack, ns, name, {"Succeeded", "Failed"}, timeout=600)
         assert st["phase"] == "Failed"
         stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")

@@ -239,3 +239,14 @@ def test_cli_reports_errors(
     )
     assert "x.onnx: ONNX file not found" in capsys.readouterr().err
     assert json.loads(ExportManifest.path_for(exported_model.onnx).read_text())["batch_size"] == -1
+
+
+def test_the_repository_is_readable_by_other_users(
+    exported_model: ExportedModel, tmp_path: Path
+) -> None:
+    """Triton pods read what a build Job wrote, under another uid: nothing may be private."""
+    gpus = load_catalog().select(["L4"])
+    model = write_repository(exported_model.onnx, tmp_path, gpus=gpus)
+    for path in [model, *model.rglob("*")]:
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & wanted == wanted, f"{path} is {oct(path.stat().st_mode)}"
