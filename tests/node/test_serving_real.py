@@ -7,6 +7,7 @@ from this machine through the pool Service's ClusterIP, i.e. through kube-proxy'
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -62,7 +63,8 @@ def served(stack: localstack.Stack) -> Iterator[Served]:
     st = support.wait_phase(stack, ns, NAME, {"Ready"}, timeout=600, kind="rtdetrdeployment")
     assert st["pools"][0]["readyReplicas"] >= 1
     data = support.volume_path(stack, ns, "warehouse-data") / "warehouse"
-    images = sorted((data / "images").glob("*"))[:6]
+    test = json.loads((data / "annotations" / "test.json").read_text())
+    images = [data / "images" / im["file_name"] for im in test["images"]][:6]
     assert images
     yield Served(ns, images, support.volume_path(stack, ns, "rtdetr-results"))
     stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -134,9 +134,7 @@ def test_a_pod_killed_mid_epoch_restarts_the_group_from_the_checkpoint(
                            f"involvedObject.name={name}", check=False)  # fmt: skip
     assert "Restarting" in events and "137" in events, events
     resumed = support.logs(stack, data_ns, f"job/{name}-train-1")
-    found = re.search(
-        r"resuming from /results/train/\S+\.pth: epoch (\d) done", resumed
-    )
+    found = re.search(r"resuming from /results/train/\S+\.pth: epoch (\d) done", resumed)
     assert found, resumed[-3000:]
     done = int(found.group(1)) + 1  # epochs finished before the kill (at least the first)
     assert done in (1, 2)
