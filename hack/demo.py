@@ -26,6 +26,8 @@ from typing import Any
 import localstack
 from localstack import log
 
+from rtdetr_spec import WAREHOUSE_CLASSES
+
 NAMESPACE = "rtdetr-demo"
 NAME = "warehouse-local"
 EXAMPLES = localstack.LOCAL_EXAMPLES
@@ -42,9 +44,10 @@ def status(stack: localstack.Stack, kind: str, name: str) -> dict[str, Any]:
 
 
 def watch(stack: localstack.Stack, kind: str, name: str, done: set[str], timeout: float) -> dict:
-    """Print the CR's phase (and progress) whenever it changes, until it is in ``done``."""
+    """Print the CR's phase (and progress) whenever it changes, until it is in ``done``; while
+    a training trains, its rank 0's latest progress line every 30 s."""
     last = None
-    started = time.monotonic()
+    started = last_line_at = time.monotonic()
     while time.monotonic() - started < timeout:
         st = status(stack, kind, name)
         shown = (st.get("phase"), st.get("progress"))
@@ -54,8 +57,24 @@ def watch(stack: localstack.Stack, kind: str, name: str, done: set[str], timeout
             log(f"{kind}/{name}: {st.get('phase', '-')}{extra}")
         if st.get("phase") in done:
             return st
+        if st.get("phase") == "Training" and time.monotonic() - last_line_at > 30:
+            last_line_at = time.monotonic()
+            line = latest_progress(stack, st.get("trainingJob"))
+            if line:
+                log(f"  rank 0: {line}")
         time.sleep(2)
     raise SystemExit(f"demo: {kind}/{name} did not finish in {timeout:.0f} s")
+
+
+def latest_progress(stack: localstack.Stack, job: str | None) -> str | None:
+    """The last epoch/progress line of a training Job's rank 0 (its pod log)."""
+    if not job:
+        return None
+    text = stack.kubectl("logs", f"job/{job}", "-n", NAMESPACE, "--tail=40", check=False)
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip().startswith(("epoch ", "[rank 0]"))
+    ]
+    return lines[-1] if lines else None
 
 
 def wait_job(stack: localstack.Stack, name: str, timeout: float) -> None:
@@ -81,7 +100,9 @@ def show_nodes_and_pods(stack: localstack.Stack) -> None:
 def print_ap50(st: dict[str, Any]) -> None:
     metrics = st.get("metrics") or {}
     print(f"\nper-class AP50 (status.metrics of rtdetrtraining/{NAME}):")
-    for cls, ap in (metrics.get("perClassAP50") or {}).items():
+    per_class = metrics.get("perClassAP50") or {}
+    order = [c for c in WAREHOUSE_CLASSES if c in per_class]
+    for cls, ap in ((c, per_class[c]) for c in order + sorted(set(per_class) - set(order))):
         print(f"  {cls:<14} {'-' if ap is None else f'{ap:.3f}'}")
     print(f"  {'mAP50':<14} {metrics.get('mAP50', 0):.3f}   mAP {metrics.get('mAP', 0):.3f}\n")
 
