@@ -70,7 +70,8 @@ def latest_progress(stack: localstack.Stack, job: str | None) -> str | None:
     """The last epoch/progress line of a training Job's rank 0 (its pod log)."""
     if not job:
         return None
-    text = stack.kubectl("logs", f"job/{job}", "-n", NAMESPACE, "--tail=40", check=False)
+    rank0 = f"job-name={job},batch.kubernetes.io/job-completion-index=0"
+    text = stack.kubectl("logs", "-l", rank0, "-n", NAMESPACE, "--tail=40", check=False)
     lines = [
         ln.strip() for ln in text.splitlines() if ln.strip().startswith(("epoch ", "[rank 0]"))
     ]
