@@ -5,7 +5,7 @@ the detections a deterministic mix of jittered true positives (some with the wro
 low-scoring false positives, 100 per image, as a detector's top-100 output would be. Both
 evaluators get the same dicts; the result records the wall time of loadRes + evaluate +
 accumulate + summarize for each and the largest absolute difference of the 12 summary stats and
-of the per-class AP50 (``mean(precision[0, :, k, 0, -1][> -1])``, the seed's KPI).
+of the per-class AP50 (``mean(precision[0, :, k, 0, -1][> -1])``, the model card's KPI).
 
 Run as ``python -m bench.evaluation '<json spec>'`` (keys ``images``, ``repeats``).
 """

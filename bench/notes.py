@@ -93,10 +93,10 @@ Changes measured here (same run, same machine, same load; "before" is the code a
 commit extracted with `git archive`, "after" the current commit):"""
 
 GPU = """\
-### GPU (H100: 76 streams at 30 FPS, about 2280 images/s with TensorRT FP16 in the seed's table)
+### GPU (H100: 76 streams at 30 FPS, about 2280 images/s with TensorRT FP16, per the model card)
 
-Not measured on this machine: it has no GPU. No GPU figure appears in this document. The seed's
-serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the suite's
+Not measured on this machine: it has no GPU. No GPU figure appears in this document. The model
+card's serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the suite's
 GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, bf16 training)
 are written against the real APIs and run only with `--device cuda`."""
 

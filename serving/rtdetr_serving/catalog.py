@@ -45,7 +45,7 @@ CPU_BACKENDS: tuple[str, ...] = ("onnxruntime", "python")
 CpuBackend = Literal["onnxruntime", "python"]
 
 
-class SeedStreams(BaseModel):
+class ModelCardStreams(BaseModel):
     """Camera streams one GPU sustains at 30 and 15 FPS (the model card's table)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -103,7 +103,7 @@ class GpuType(BaseModel):
     memory_gib: float = Field(gt=0)
     #: True for iGPUs that share system memory (Jetson, IGX, DGX Spark).
     shared_memory: bool = False
-    streams: SeedStreams = Field(default_factory=SeedStreams)
+    streams: ModelCardStreams = Field(default_factory=ModelCardStreams)
     #: Measured throughput in images/s at the engine's batch sizes, for entries without a table.
     throughput_ips: float | None = Field(default=None, gt=0)
     engine: EngineDefaults

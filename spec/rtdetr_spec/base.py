@@ -1,7 +1,7 @@
 """The base model of every spec section, and TAO's ``??`` marker.
 
 TAO specs are OmegaConf YAML: ``??`` (and OmegaConf's own ``???``) means "required and not set".
-The seed's documented commands leave some of them unset on purpose (``export.gpu_id``,
+The model card's documented commands leave some of them unset on purpose (``export.gpu_id``,
 ``train.pretrained_model_path``), so a marker cannot be an error at load time. Instead each
 section validates without the marked keys (they take their defaults) and remembers their names;
 a task then asks :meth:`SpecModel.missing_keys` for the keys it really needs and fails loudly,

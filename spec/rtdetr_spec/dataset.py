@@ -22,7 +22,8 @@ class DataSource(SpecModel):
 
     image_dir: str | None = None
     json_file: str | None = None
-    #: Not in TAO's schema but in the seed's fine-tuning snippet: use at most this many images of
+    #: Not in TAO's schema but in the model card's fine-tuning snippet: use at most this many
+    #: images of
     #: the source per epoch (a seeded random subset, redrawn every epoch).
     sample_size: int | None = Field(default=None, ge=1)
 

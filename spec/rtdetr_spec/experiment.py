@@ -29,7 +29,8 @@ from rtdetr_spec.train import TrainConfig
 Task = Literal["train", "evaluate", "inference", "export", "gen_trt_engine"]
 TASKS: tuple[str, ...] = ("train", "evaluate", "inference", "export", "gen_trt_engine")
 
-#: The seven classes of NVIDIA's RT-DETR warehouse model, in the seed's category-id order (1..7).
+#: The seven classes of NVIDIA's RT-DETR warehouse model, in the model card's category-id order
+#: (1..7).
 WAREHOUSE_CLASSES: tuple[str, ...] = (
     "person",
     "agility_digit",

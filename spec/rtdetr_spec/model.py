@@ -2,7 +2,7 @@
 
 Only TAO's plain (timm-style, not ResNet-vd) ResNet backbones are implemented. TAO's other
 backbone names are recognised so that the error says "not implemented" rather than "unknown".
-The seed writes ``backbone: resnet50``, which TAO itself does not register; we accept the
+NVIDIA's model card writes ``backbone: resnet50``, which TAO itself does not register; we accept the
 un-underscored spelling of every ResNet as an alias.
 """
 

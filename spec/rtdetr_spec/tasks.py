@@ -60,7 +60,7 @@ class ExportConfig(SpecModel):
     serialize_nvdsinfer: bool = False
     is_quantized: bool = False
     #: Not in TAO: also write ``<stem>.fp16.onnx``, converted by NVIDIA Model Optimizer's ONNX
-    #: autocast (FP32 inputs/outputs kept), as the seed's optional FP16 step does by hand.
+    #: autocast (FP32 inputs/outputs kept), as the model card's optional FP16 step does by hand.
     fp16: bool = False
 
     @field_validator("opset_version")

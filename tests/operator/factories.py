@@ -18,13 +18,13 @@ import yaml
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, CONTAINER
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
 T0 = datetime(2026, 6, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def experiment(nodes: int = 2, gpus: int = 8) -> dict[str, Any]:
-    """The seed's R50 experiment with its ``??`` data paths pointed at /data."""
-    exp = yaml.safe_load(SEED.read_text())
+    """The model card's R50 experiment with its ``??`` data paths pointed at /data."""
+    exp = yaml.safe_load(MODEL_CARD_SPEC.read_text())
     exp["dataset"]["train_data_sources"] = [
         {"image_dir": "/data/train/images", "json_file": "/data/train/annotations.json"}
     ]

@@ -1,4 +1,4 @@
-"""The experiment spec: TAO's defaults, the seed's example, overrides, ``??`` and bad keys."""
+"""The experiment spec: TAO's defaults, the model card's example, overrides, ``??`` and bad keys."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_defaults_are_taos() -> None:
 
 def test_seed_example_loads_unchanged() -> None:
     s = load_experiment(SEED)
-    assert s.model.backbone == "resnet_50"  # the seed's `resnet50`
+    assert s.model.backbone == "resnet_50"  # the model card's `resnet50`
     assert s.dataset.num_classes == 7
     assert s.dataset.augmentation.scales_hw() == [(640, 640)]
     assert s.train.optim.lr == pytest.approx(1e-4)  # YAML 1.1 reads `1e-4` as a string

@@ -22,7 +22,8 @@ ALL_ANCHORS_128 = 336
 
 
 def warehouse_class_map(num_classes: int = 7, first_index: int = 0) -> dict[str, Any]:
-    """The seed's 7 classes (category ids 1..7) at indices first_index.. (a JSON-able dict)."""
+    """The model card's 7 classes (category ids 1..7) at indices first_index.. (a JSON-able
+    dict)."""
     return {
         "num_classes": num_classes,
         "classes": [

@@ -36,7 +36,7 @@ def convert(scene: Path, out: Path, *args: str) -> int:
 
 
 def expected_boxes(scene: Path, stride: int) -> dict[tuple[str, int], list[tuple[str, list]]]:
-    """(camera, frame) -> [(seed class, [x1, y1, x2, y2])] for every visible box."""
+    """(camera, frame) -> [(model-card class, [x1, y1, x2, y2])] for every visible box."""
     gt = json.loads((scene / "ground_truth.json").read_text())
     out: dict[tuple[str, int], list[tuple[str, list]]] = {}
     for key, objects in gt.items():

@@ -19,7 +19,9 @@ import torch
 from rtdetr_trainer.cli import main
 from tests.trainer.trainer_fixtures import synth_dataset
 
-SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = (
+    Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def _edit_train(root: Path, fn) -> Path:
 
 
 def test_required_keys_left_unset_exit_2_naming_them(capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", f"-e={SEED_SPEC}"]) == 2
+    assert main(["train", f"-e={MODEL_CARD_SPEC}"]) == 2
     err = capsys.readouterr().err
     assert "dataset.train_data_sources.0.image_dir: required by `train`" in err
     assert "dataset.val_data_sources.json_file: required by `train`" in err
@@ -64,7 +66,7 @@ def test_required_keys_left_unset_exit_2_naming_them(capsys: pytest.CaptureFixtu
 
 
 def test_optional_unset_keys_warn_once_each(data: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["dataset", "validate", f"-e={SEED_SPEC}", *_data_args(data)]) == 0
+    assert main(["dataset", "validate", f"-e={MODEL_CARD_SPEC}", *_data_args(data)]) == 0
     captured = capsys.readouterr()
     assert captured.err.count("warning: train.pretrained_model_path is ??") == 1
     assert "gpu_id" not in captured.err  # export's keys are not train's business
@@ -72,7 +74,7 @@ def test_optional_unset_keys_warn_once_each(data: Path, capsys: pytest.CaptureFi
 
 
 def test_unknown_override_key(capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", "-e", str(SEED_SPEC), "train.optim.lr_backbon=1e-5"]) == 2
+    assert main(["train", "-e", str(MODEL_CARD_SPEC), "train.optim.lr_backbon=1e-5"]) == 2
     assert "did you mean 'lr_backbone'" in capsys.readouterr().err
 
 
@@ -80,7 +82,7 @@ def test_export_of_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(
         [
             "export",
-            f"-e={SEED_SPEC}",
+            f"-e={MODEL_CARD_SPEC}",
             f"export.checkpoint={tmp_path / 'x.pth'}",
             f"export.onnx_file={tmp_path / 'x.onnx'}",
             f"results_dir={tmp_path / 'results'}",
@@ -153,7 +155,7 @@ def test_bad_datasets_exit_2_and_leave_results_untouched(
     (results / "status.json").write_text('{"status": "SUCCESS"}\n')
     before = {p.name: p.read_bytes() for p in results.iterdir()}
     expected = breaker(root)
-    assert main(["train", f"-e={SEED_SPEC}", *_data_args(root)]) == 2
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *_data_args(root)]) == 2
     err = capsys.readouterr().err
     assert expected in err, err
     assert "Traceback" not in err
@@ -174,7 +176,7 @@ def test_h5_missing_file_and_key_are_named(tmp_path: Path, capsys: pytest.Captur
         del f["rgb"]["rgb_00000.jpg"]
     args = _data_args(root, image_dir=root)
     args[2] = f"dataset.val_data_sources.image_dir={root}"
-    assert main(["train", f"-e={SEED_SPEC}", *args]) == 2
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *args]) == 2
     err = capsys.readouterr().err
     assert "Camera_02.h5: H5 file not found" in err
     assert "Camera_01.h5: key 'rgb_00000.jpg' not found in its 'rgb' group" in err
@@ -213,7 +215,7 @@ def test_misconfigured_multi_node_launch(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     args = [*_data_args(data), "train.num_nodes=2", f"results_dir={data / 'mn-results'}"]
-    assert main(["train", f"-e={SEED_SPEC}", *args]) == 2
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *args]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -234,7 +236,7 @@ def test_unreachable_master_exits_1_naming_it(
     }.items():
         monkeypatch.setenv(k, v)
     args = [*_data_args(data), "train.num_nodes=2", f"results_dir={data / 'mn-results'}"]
-    assert main(["train", f"-e={SEED_SPEC}", *args]) == 1
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *args]) == 1
     assert f"could not reach MASTER_ADDR:MASTER_PORT 127.0.0.1:{port} within 2 s" in (
         capsys.readouterr().err
     )
@@ -243,7 +245,7 @@ def test_unreachable_master_exits_1_naming_it(
 def test_real_executable_exit_code_and_termination_message(tmp_path: Path) -> None:
     term = tmp_path / "termination-log"
     proc = subprocess.run(
-        [sys.executable, "-m", "rtdetr_trainer.cli", "evaluate", f"-e={SEED_SPEC}"],
+        [sys.executable, "-m", "rtdetr_trainer.cli", "evaluate", f"-e={MODEL_CARD_SPEC}"],
         capture_output=True,
         text=True,
         env={"RTDETR_TERMINATION_LOG": str(term), "PATH": "/usr/bin:/bin"},
@@ -262,5 +264,5 @@ def test_validate_decodes_every_image(
     root = _copy(data, tmp_path)
     victim = root / "images" / "val" / "val_00006.jpg"
     victim.write_bytes(victim.read_bytes()[:150])  # header intact, pixels cut off
-    assert main(["dataset", "validate", f"-e={SEED_SPEC}", *_data_args(root)]) == 2
+    assert main(["dataset", "validate", f"-e={MODEL_CARD_SPEC}", *_data_args(root)]) == 2
     assert f"val: {victim}: corrupt or unreadable image" in capsys.readouterr().err

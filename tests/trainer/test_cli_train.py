@@ -1,4 +1,4 @@
-"""``rtdetr`` end to end through the real executable: the seed's spec, H5 input, two nodes,
+"""``rtdetr`` end to end through the real executable: the model card's spec, H5 input, two nodes,
 crash-and-resume, a TAO checkpoint, and a corrupt image found by a worker."""
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from tests.trainer.trainer_fixtures import (
 
 pytestmark = pytest.mark.slow
 
-SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
-#: The seed's R50 spec made CPU-sized: only sizes, batch, epochs, processes and precision change.
+MODEL_CARD_SPEC = (
+    Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+)
+#: The model card's R50 spec made CPU-sized: only sizes, batch, epochs, processes and precision
+#: change.
 CPU_SIZED = [
     "dataset.augmentation.eval_spatial_size=[128,128]",
     "dataset.augmentation.train_spatial_size=[128,128]",
@@ -88,7 +91,7 @@ def test_seed_r50_spec_trains_and_evaluates(tmp_path: Path, fmt: str) -> None:
     results = tmp_path / "results"
     train = rtdetr(
         "train",
-        f"-e={SEED_SPEC}",
+        f"-e={MODEL_CARD_SPEC}",
         *_sources(image_dir, ann, "train", "val"),
         f"results_dir={results}",
         *CPU_SIZED,
@@ -103,7 +106,7 @@ def test_seed_r50_spec_trains_and_evaluates(tmp_path: Path, fmt: str) -> None:
         return
     ev = rtdetr(
         "evaluate",
-        f"-e={SEED_SPEC}",
+        f"-e={MODEL_CARD_SPEC}",
         f"evaluate.checkpoint={ckpt}",
         *_sources(image_dir, ann, "test"),
         f"results_dir={results}",
@@ -135,7 +138,7 @@ def test_tao_layout_checkpoint_loads_strictly_and_evaluates(tmp_path: Path) -> N
     torch.save(tao, path)
     ev = rtdetr(
         "evaluate",
-        f"-e={SEED_SPEC}",
+        f"-e={MODEL_CARD_SPEC}",
         f"evaluate.checkpoint={path}",
         *_sources(tmp_path / "data" / "images", tmp_path / "data" / "annotations", "test"),
         f"results_dir={tmp_path / 'results'}",
@@ -160,7 +163,7 @@ def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_two_nodes_train_together(tmp_path: Path, tiny_paths: dict[str, Path]) -> None:
     spec = tiny_spec_dict(tmp_path, tiny_paths, num_nodes=2)
     spec["dataset"].pop("test_data_sources")
-    args = ["train", f"-e={SEED_SPEC}", *overrides_from(spec), "train.num_gpus=1"]
+    args = ["train", f"-e={MODEL_CARD_SPEC}", *overrides_from(spec), "train.num_gpus=1"]
     port = str(_free_port())
     base = {
         "WORLD_SIZE": "2",
@@ -192,7 +195,7 @@ def test_killed_run_resumes_and_skips_partial_checkpoints(
     tmp_path: Path, tiny_paths: dict[str, Path]
 ) -> None:
     spec = tiny_spec_dict(tmp_path, tiny_paths, num_epochs=3)
-    args = ["train", f"-e={SEED_SPEC}", *overrides_from(spec), "train.num_gpus=1"]
+    args = ["train", f"-e={MODEL_CARD_SPEC}", *overrides_from(spec), "train.num_gpus=1"]
     out = tmp_path / "results" / "train"
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtdetr_trainer.cli", *args],
@@ -236,6 +239,6 @@ def test_corrupt_image_found_by_a_worker_is_named(
     victim = root / "images" / "train" / "train_00002.jpg"
     victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG: header fine, pixels not
     spec = tiny_spec_dict(tmp_path, paths)
-    proc = rtdetr("train", f"-e={SEED_SPEC}", *overrides_from(spec), "train.num_gpus=1")
+    proc = rtdetr("train", f"-e={MODEL_CARD_SPEC}", *overrides_from(spec), "train.num_gpus=1")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"{victim}: corrupt or unreadable image" in proc.stderr

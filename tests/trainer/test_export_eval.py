@@ -22,7 +22,9 @@ from tests.trainer.trainer_fixtures import synth_dataset
 pytestmark = pytest.mark.slow
 
 SIZE = 128
-SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = (
+    Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+)
 
 
 class Setup:
@@ -60,7 +62,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     ckpt = root / "model.pth"
     spec = small_spec(root / "results", ckpt, fp16=True)
     make_checkpoint(ckpt, spec, class_map=warehouse_class_map())
-    args = [f"-e={SEED_SPEC}", *_export_args(root / "results", ckpt), "export.fp16=true"]
+    args = [f"-e={MODEL_CARD_SPEC}", *_export_args(root / "results", ckpt), "export.fp16=true"]
     assert main(["export", *args]) == 0
     yield Setup(root, data, ckpt)
 
@@ -186,7 +188,7 @@ def test_onnx_without_manifest_or_at_another_size_is_refused_with_exit_2(setup, 
     lonely = setup.root / "lonely.onnx"
     lonely.write_bytes(setup.onnx.read_bytes())
     args = [
-        f"-e={SEED_SPEC}",
+        f"-e={MODEL_CARD_SPEC}",
         f"results_dir={setup.root / 'refused'}",
         f"dataset.test_data_sources.image_dir={setup.images}",
         f"dataset.test_data_sources.json_file={setup.data['test']}",
@@ -205,7 +207,7 @@ def test_onnx_without_manifest_or_at_another_size_is_refused_with_exit_2(setup, 
 def test_export_through_the_cli_reports_its_summary(setup, tmp_path, monkeypatch) -> None:
     log = tmp_path / "termination-log"
     monkeypatch.setenv("RTDETR_TERMINATION_LOG", str(log))
-    code = main(["export", f"-e={SEED_SPEC}", *_export_args(tmp_path / "r", setup.ckpt)])
+    code = main(["export", f"-e={MODEL_CARD_SPEC}", *_export_args(tmp_path / "r", setup.ckpt)])
     assert code == 0
     summary = TaskSummary.model_validate_json(log.read_text())
     assert summary.status == "SUCCESS" and summary.metrics["onnx_query_agreement"] == 1.0
@@ -226,7 +228,7 @@ def test_export_of_a_mismatched_checkpoint_exits_2_naming_both(
     make_checkpoint(other, spec, class_map=None, backbone="resnet_34", diverse=False)
     log = tmp_path / "termination-log"
     monkeypatch.setenv("RTDETR_TERMINATION_LOG", str(log))
-    code = main(["export", f"-e={SEED_SPEC}", *_export_args(tmp_path / "r", other)])
+    code = main(["export", f"-e={MODEL_CARD_SPEC}", *_export_args(tmp_path / "r", other)])
     assert code == 2
     err = capsys.readouterr().err
     assert "resnet_34" in err and "model.backbone=resnet_18" in err and "Traceback" not in err

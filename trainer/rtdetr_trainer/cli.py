@@ -5,7 +5,8 @@
     rtdetr dataset synth --output DIR [--num-images N] [--format coco|h5] ...
     rtdetr dataset convert mtmc|kitti|coco2h5|h52coco ...   (see rtdetr_trainer.data.cli)
 
-``-e=spec.yaml`` (as the seed writes it) and ``-e spec.yaml`` are both accepted. Results go to
+``-e=spec.yaml`` (as NVIDIA's model card writes it) and ``-e spec.yaml`` are both accepted. Results
+go to
 ``<results_dir>/<task>/``. Exit codes: 0 success, 2 bad input (spec, data, checkpoint, launch
 environment: fix and rerun), 1 runtime failure. User errors are one message on stderr, never a
 traceback. This module imports torch only once a task that needs it runs.

@@ -1,16 +1,19 @@
-"""``make demo``: synthetic warehouse data -> ``rtdetr train`` -> ``rtdetr evaluate`` -> AP50 table.
+"""``make demo-local``: synthetic data -> ``rtdetr train`` -> ``rtdetr evaluate`` -> AP50 table.
 
-Everything goes through the real ``rtdetr`` CLI with a spec derived from the seed's ResNet-50
-example (``examples/specs/rtdetr_r50_warehouse.yaml``). The seed's recipe needs GPUs; to finish
-in a few minutes on two CPU cores the demo changes only sizes and schedule, on the command line:
+The cluster-free demo, for machines where a real node cannot run (``make demo`` runs the same
+fine-tune through the operator on the local cluster). Everything goes through the real
+``rtdetr`` CLI with a spec derived from the model card's ResNet-50 example
+(``examples/specs/rtdetr_r50_warehouse.yaml``). That recipe needs GPUs; to finish in a few
+minutes on two CPU cores the demo changes only sizes and schedule, on the command line (the
+model card's values in brackets):
 
-* ResNet-18 backbone (the seed: ResNet-50), 128-wide encoder/decoder (256), 60 queries (300),
-  3 decoder layers (6), 30 denoising queries (100): ~15 M parameters instead of 43 M;
+* ResNet-18 backbone (ResNet-50), 128-wide encoder/decoder (256), 60 queries (300), 3 decoder
+  layers (6), 30 denoising queries (100): ~15 M parameters instead of 43 M;
 * 160x160 input (640x640) on 160x160 synthetic scenes of at most 3 objects, batch 8 (16), fp32
-  (bf16), 1 process, 8 epochs over 320 training images (the seed: 30 epochs on real data);
+  (bf16), 1 process, 8 epochs over 320 training images (30 epochs on real data);
 * no pretrained weights (none can be downloaded here), so backbone and heads share the learning
-  rate 4e-4 (the seed: 1e-4 / 1e-5 for a pretrained backbone), 100 warm-up steps, decay x0.1 for
-  the last epoch; validation only after the last epoch;
+  rate 4e-4 (1e-4 / 1e-5 for a pretrained backbone), 100 warm-up steps, decay x0.1 for the last
+  epoch; validation only after the last epoch;
 * lighter augmentation (photometric p 0.2, IoU crop p 0.3; TAO's 0.8/0.8 suit long schedules).
 
 The test split is never trained on; the AP50 printed is on it. Outputs land in ``--output``:
@@ -32,11 +35,13 @@ from rtdetr_spec import load_experiment
 from rtdetr_spec.artifacts import atomic_write_text
 from rtdetr_trainer.data.synth import CPU_DEMO_SCENES, SynthConfig, generate
 
-SEED_SPEC = Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = (
+    Path(__file__).resolve().parents[2] / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+)
 
 
 def cpu_overrides(epochs: int, size: int) -> list[str]:
-    """The demo's changes to the seed spec (see the module docstring for why)."""
+    """The demo's changes to the model card's spec (see the module docstring for why)."""
     decay_at = max(1, epochs - max(1, epochs // 5))
     return [
         "model.backbone=resnet_18",
@@ -109,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if not SEED_SPEC.exists():
-        raise SystemExit(f"demo: the seed example spec {SEED_SPEC} is missing (run from the repo)")
+    if not MODEL_CARD_SPEC.exists():
+        raise SystemExit(
+            f"demo: the model card example spec {MODEL_CARD_SPEC} is missing (run from the repo)"
+        )
     out = Path(args.output).resolve()
     _fresh(out)
     started = time.monotonic()
@@ -138,15 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         f"results_dir={out / 'results'}",
     ]
     overrides = cpu_overrides(args.epochs, args.image_size)
-    spec = load_experiment(SEED_SPEC, [*overrides, *data])  # fails early on a bad override
+    spec = load_experiment(MODEL_CARD_SPEC, [*overrides, *data])  # fails early on a bad override
     from rtdetr_spec import dump_experiment
 
     atomic_write_text(out / "spec.yaml", dump_experiment(spec))
     env_threads = os.environ.get("OMP_NUM_THREADS")
-    train_s = _run(["train", f"-e={SEED_SPEC}", *overrides, *data], out / "train.log")
+    train_s = _run(["train", f"-e={MODEL_CARD_SPEC}", *overrides, *data], out / "train.log")
     ckpt = out / "results" / "train" / "rtdetr_model_latest.pth"
     eval_s = _run(
-        ["evaluate", f"-e={SEED_SPEC}", *overrides, *data, f"evaluate.checkpoint={ckpt}"],
+        ["evaluate", f"-e={MODEL_CARD_SPEC}", *overrides, *data, f"evaluate.checkpoint={ckpt}"],
         out / "evaluate.log",
     )
     metrics = json.loads((out / "results" / "evaluate" / "metrics.json").read_text())

@@ -1,7 +1,8 @@
 """COCO category ids -> logit indices, decided once and recorded with the weights.
 
 TAO uses ``category_id`` directly as the logit index and only checks ``max_id > num_classes``.
-The warehouse seed pairs ids 1..7 with ``num_classes: 7``, so id 7 indexes past the 7 logits.
+The model card's warehouse spec pairs ids 1..7 with ``num_classes: 7``, so id 7 indexes past the 7
+logits.
 Our rule, in order:
 
 1. every category id < ``num_classes``: keep TAO's id == index convention (ids 1..7 with

@@ -1,6 +1,7 @@
 """Per-camera H5 image stores: ``h5://Camera_01:rgb_00000.jpg`` names and how frames are decoded.
 
-Layout (the seed's option 2): ``<image_dir>/Camera_01.h5`` holds a group ``rgb`` with one dataset
+Layout (the model card's option 2): ``<image_dir>/Camera_01.h5`` holds a group ``rgb`` with one
+dataset
 per frame. A COCO ``file_name`` of ``h5://Camera_01:rgb_00000.jpg`` names file ``Camera_01``
 (``.h5`` added if missing; relative names resolve against the source's ``image_dir``) and key
 ``rgb_00000.jpg`` of its ``rgb`` group.

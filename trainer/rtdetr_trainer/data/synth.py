@@ -1,4 +1,5 @@
-"""Synthetic warehouse scenes with the seed's 7 classes, as COCO folders or per-camera H5 files.
+"""Synthetic warehouse scenes with the model card's 7 classes, as COCO folders or per-camera H5
+files.
 
 Used by ``make demo`` and the tests: real data is not shipped, and a detector must have something
 learnable to show that the whole pipeline works. Each class is a rendered object with its own

@@ -1,6 +1,7 @@
-"""COCO mAP with pycocotools, plus the per-class AP@0.50 the seed's KPI table reports.
+"""COCO mAP with pycocotools, plus the per-class AP@0.50 the model card's KPI table reports.
 
-TAO reports only ``stats[0]``/``stats[1]``. The seed's table (AP@0.50 per class, 100 detections
+TAO reports only ``stats[0]``/``stats[1]``. The model card's table (AP@0.50 per class, 100
+detections
 per image, greedy IoU matching highest score first) is COCOeval's precision at IoU 0.50 averaged
 over recall thresholds for one category, all areas, maxDets 100:
 
@@ -41,9 +42,9 @@ MAX_DETECTIONS = 100
 
 @dataclass
 class EvalMetrics:
-    mAP: float  # noqa: N815 (metric names as TAO and the seed spell them)
-    mAP50: float  # noqa: N815 (metric names as TAO and the seed spell them)
-    per_class_AP50: dict[str, float | None]  # noqa: N815 (metric names as TAO and the seed spell them)
+    mAP: float  # noqa: N815 (metric names as TAO and the model card spell them)
+    mAP50: float  # noqa: N815 (metric names as TAO and the model card spell them)
+    per_class_AP50: dict[str, float | None]  # noqa: N815 (metric names as TAO and the model card spell them)
     stats: dict[str, float]
     num_images: int
     num_detections: int
@@ -143,7 +144,7 @@ def coco_evaluate(gt: dict[str, Any], results: list[dict[str, Any]]) -> EvalMetr
 
 
 def format_table(metrics: EvalMetrics, *, title: str = "AP@0.50 per class") -> str:
-    """The seed's KPI table (one row per class) with mAP/mAP50 underneath."""
+    """The model card's KPI table (one row per class) with mAP/mAP50 underneath."""
     width = max([len(n) for n in metrics.per_class_AP50] + [len("class")])
     lines = [title, f"{'class':<{width}}  AP50", f"{'-' * width}  -----"]
     for name, ap in metrics.per_class_AP50.items():

@@ -2,7 +2,7 @@
 
 DeepStream's ``NvDsInferParseCustomDDETRTAO`` parser takes the argmax over the logit columns and
 then drops class 0, because TAO's convention puts background at index 0 (category ids 1..N with
-``num_classes = N + 1``). A model trained with the categories mapped to 0..N-1 (the seed's ids
+``num_classes = N + 1``). A model trained with the categories mapped to 0..N-1 (the model card's ids
 1..7 with ``num_classes: 7``) has a real class - person - at index 0, which that parser could
 never report. So the export prepends a constant background column to ``pred_logits`` in that
 case, and records ``background_index: 0`` in the manifest; with TAO's convention nothing is

@@ -1,6 +1,6 @@
-"""FP16 ONNX through NVIDIA Model Optimizer's ONNX autocast, as the seed's optional step does.
+"""FP16 ONNX through NVIDIA Model Optimizer's ONNX autocast, as the model card's optional step does.
 
-The seed converts by hand::
+NVIDIA's model card converts by hand::
 
     python -m modelopt.onnx.autocast --onnx_path IN --output_path OUT \\
         --low_precision_type fp16 --keep_io_types
@@ -48,8 +48,8 @@ FP32_NODE_PATTERNS: tuple[str, ...] = (
 #: Operator types that stay FP32 everywhere.
 FP32_OP_TYPES: tuple[str, ...] = ("LayerNormalization",)
 
-#: The seed's command line, for the manifest and the docs.
-SEED_COMMAND = (
+#: The model card's command line, for the manifest and the docs.
+MODEL_CARD_FP16_COMMAND = (
     "python -m modelopt.onnx.autocast --onnx_path {src} --output_path {dst} "
     "--low_precision_type fp16 --keep_io_types"
 )

@@ -4,7 +4,7 @@
 of PyTorch. Nothing about the file is guessed: the manifest next to it
 (``model.manifest.json``) gives the class of every logit column, the background column, the
 input size and the batch mode, and its recorded sha256 must match the file - a model exported
-by hand (e.g. the seed's manual Model Optimizer command) or changed after export is refused.
+by hand (e.g. the model card's manual Model Optimizer command) or changed after export is refused.
 
 Interface (shared with the PyTorch predictor)::
 

@@ -1,4 +1,4 @@
-"""Scene object types -> the seed's seven classes, with user overrides.
+"""Scene object types -> the model card's seven classes, with user overrides.
 
 MTMC ground truth names object types its own way (``Person``, ``AgilityDigit``, ``FourierGR1T2``,
 ``NovaCarter``, ``Transporter``, ``Forklift``; other exports write ``person`` or ``fork lift``), so
@@ -19,7 +19,7 @@ from rtdetr_spec import WAREHOUSE_CLASSES
 from rtdetr_trainer.data.mapping_arg import read_mapping_arg
 from rtdetr_trainer.errors import DataError
 
-#: normalised scene type -> seed class name.
+#: normalised scene type -> model card class name.
 DEFAULT_TYPES: dict[str, str] = {
     "person": "person",
     "agilitydigit": "agility_digit",
@@ -40,7 +40,7 @@ def normalize(object_type: str) -> str:
 
 
 def default_class(object_type: str) -> str | None:
-    """The seed class a scene type maps to by default, or None when there is no default."""
+    """The model card class a scene type maps to by default, or None when there is no default."""
     key = normalize(object_type)
     if key in DEFAULT_TYPES:
         return DEFAULT_TYPES[key]
@@ -65,7 +65,8 @@ class ClassMapping:
         return target is not None, target
 
     def categories(self) -> list[str]:
-        """Category names in id order (1..): the seed's seven, then any new names of overrides."""
+        """Category names in id order (1..): the model card's seven, then any new names of
+        overrides."""
         names = list(WAREHOUSE_CLASSES)
         for target in self.overrides.values():
             if target is not None and target not in names:

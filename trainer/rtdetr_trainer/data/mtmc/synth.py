@@ -2,7 +2,8 @@
 
 The real scenes are hundreds of GB behind a licence; the converter's tests, its benchmark and
 anyone trying the command need a scene that has the same files and fields. Objects are the
-seed's seven classes drawn by :mod:`rtdetr_trainer.data.synth` (so a converted scene trains),
+the model card's seven classes drawn by :mod:`rtdetr_trainer.data.synth` (so a converted scene
+trains),
 moving in straight lines across each camera's static background. Boxes reaching past the frame
 have a smaller visible box than their unoccluded one, like the real ``2d bounding box`` /
 ``2d bounding box visible`` pair.
@@ -24,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from rtdetr_trainer.data.synth import ASPECTS, HEIGHT_SCALE, RENDERERS, _background
 
-#: scene object types (as the MTMC ground truth names them) -> seed class.
+#: scene object types (as the MTMC ground truth names them) -> model card class.
 SCENE_TYPES: dict[str, str] = {
     "Person": "person",
     "AgilityDigit": "agility_digit",

@@ -73,7 +73,7 @@ class CameraResult:
 
 
 def frame_key(frame: int) -> str:
-    """The H5 key of a frame, in the seed's style: ``rgb_00120.jpg``."""
+    """The H5 key of a frame, in the model card's style: ``rgb_00120.jpg``."""
     return f"rgb_{frame:05d}.jpg"
 
 

@@ -1,7 +1,9 @@
-"""The seed's export, as documented: ResNet-50 at 640x640, the seed's spec and its FP16 command.
+"""The model card's export, as documented: ResNet-50 at 640x640, the model card's spec and its FP16
+command.
 
 A freshly initialised R50/7-class model saved in TAO's checkpoint layout is exported with
-``examples/specs/rtdetr_r50_warehouse.yaml`` and the seed's overrides; the seed's Model Optimizer
+``examples/specs/rtdetr_r50_warehouse.yaml`` and the model card's overrides; the model card's Model
+Optimizer
 command then converts the result to FP16 (CPU only).
 """
 
@@ -20,19 +22,19 @@ import yaml
 from rtdetr_spec import WAREHOUSE_CLASSES, load_experiment
 from rtdetr_spec.artifacts import ExportManifest
 from rtdetr_trainer.export import run
-from rtdetr_trainer.export.fp16 import SEED_COMMAND
+from rtdetr_trainer.export.fp16 import MODEL_CARD_FP16_COMMAND
 from rtdetr_trainer.export.verify import FP16_TOLERANCE, probe_batch, query_agreement, run_onnx
 from rtdetr_trainer.model import build_model
 from rtdetr_trainer.model.weights import to_tao_state_dict
 from tests.trainer._export_support import warehouse_class_map
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED_SPEC = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
 
 
 @pytest.mark.slow
-def test_seed_export_of_a_tao_layout_r50_checkpoint_and_the_seed_fp16_command(tmp_path) -> None:
-    base = load_experiment(SEED_SPEC)
+def test_model_card_export_of_a_tao_layout_r50_checkpoint_and_its_fp16_command(tmp_path) -> None:
+    base = load_experiment(MODEL_CARD_SPEC)
     torch.manual_seed(0)
     model = build_model(base.model, base.dataset.num_classes, (640, 640))
     ckpt = tmp_path / "rtdetr_r50_warehouse.pth"
@@ -47,7 +49,7 @@ def test_seed_export_of_a_tao_layout_r50_checkpoint_and_the_seed_fp16_command(tm
     )
     del model
     spec = load_experiment(
-        SEED_SPEC,
+        MODEL_CARD_SPEC,
         [
             f"export.checkpoint={ckpt}",
             "export.onnx_file=rtdetr_r50_warehouse.onnx",
@@ -93,7 +95,7 @@ def test_seed_export_of_a_tao_layout_r50_checkpoint_and_the_seed_fp16_command(tm
     assert config["output-blob-names"] == "pred_logits;pred_boxes"
 
     fp16 = out / "rtdetr_r50_warehouse_fp16.onnx"
-    command = SEED_COMMAND.format(src=fp32, dst=fp16).split()
+    command = MODEL_CARD_FP16_COMMAND.format(src=fp32, dst=fp16).split()
     done = subprocess.run(
         [sys.executable, *command[1:]], capture_output=True, text=True, timeout=1500
     )
