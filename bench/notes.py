@@ -96,8 +96,8 @@ GPU = """\
 ### GPU (H100: 76 streams at 30 FPS, about 2280 images/s with TensorRT FP16, per the model card)
 
 Not measured on this machine: it has no GPU. No GPU figure appears in this document. The model
-card's serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the suite's
-GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, bf16 training)
+card's serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the
+suite's GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, bf16 training)
 are written against the real APIs and run only with `--device cuda`."""
 
 REPRODUCE = """\
