@@ -97,8 +97,8 @@ GPU = """\
 
 Not measured on this machine: it has no GPU. No GPU figure appears in this document. The model
 card's serving figure is TensorRT FP16 through DeepStream, which this suite does not run; the
-suite's GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, bf16 training)
-are written against the real APIs and run only with `--device cuda`."""
+suite's GPU cells (PyTorch fp16/bf16, CUDA graphs, onnxruntime CUDA, transformers fp16, bf16
+training) are written against the real APIs and run only with `--device cuda`."""
 
 REPRODUCE = """\
 ### How to reproduce on a GPU
