@@ -64,6 +64,12 @@ def ctr(paths: NodePaths, *args: str, timeout: float = 600) -> subprocess.Comple
 
 
 def _owner_file() -> Path:
+    """Which cluster's node runs on this machine. Machine-wide (the bridge, the cgroup root and
+    kube-proxy's tables are the machine's, whatever cache a cluster uses), in /run, so a reboot
+    forgets it as it forgets the node."""
+    run = Path("/run")
+    if os.access(run, os.W_OK):
+        return run / "rtdetr-operator-node.json"
     return build.cache_root() / "node" / "owner.json"
 
 
