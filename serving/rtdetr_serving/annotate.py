@@ -66,8 +66,12 @@ def save_atomic(image: Image.Image, path: Path) -> None:
     """Write ``path`` through a temporary file, so a reader never sees half an image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=image.format or _format(path))
-    tmp.replace(path)
+    try:
+        image.save(tmp, format=image.format or _format(path))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed save leaves neither half an image nor a temp
+        raise
 
 
 def _format(path: Path) -> str:

@@ -1,9 +1,10 @@
 """``rtdetr-serve``: GPU catalog, capacity plans, engines, Triton repositories, a local Triton,
 inference and load generation.
 
-Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch; the
-message names the file, field or model); 2 command-line usage; 3 ``bench`` ran but the target
-did not hold.
+Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch, a
+write that failed; the message names the file, field or model); 2 command-line usage (a number
+out of range, an unwritable output, a load no GPU could serve: refused before any work); 3
+``bench`` ran but the target did not hold.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any, Literal
 
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 from rtdetr_serving.cli_args import build_parser
-from rtdetr_serving.errors import PlanningError, ServingError
+from rtdetr_serving.errors import PlanningError, ServingError, UsageError
 from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
 from rtdetr_serving.preprocess import NotAnImageError
 
-EXIT_ERROR, EXIT_TARGET_MISSED = 1, 3
+EXIT_ERROR, EXIT_USAGE, EXIT_TARGET_MISSED = 1, 2, 3
 
 
 def _catalog(args: argparse.Namespace) -> GpuCatalog:
@@ -248,6 +249,14 @@ def _repository(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from rtdetr_serving.triton_local import TritonOptions, run_foreground
 
+    ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port}
+    if args.metrics_port is not None:
+        ports["--metrics-port"] = args.metrics_port
+    for flag, n in ports.items():
+        same = [f for f, m in ports.items() if m == n and f != flag]
+        if same:
+            raise UsageError(f"{flag} {n} is also {same[0]}: each endpoint needs its own port")
+
     return run_foreground(
         TritonOptions(
             model_repository=[Path(p).resolve() for p in args.model_repository],
@@ -333,7 +342,9 @@ def annotate_results(results: list[Any], folder: Path, classes: list[str]) -> in
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rtdetr_serving.bench import run_bench
+    from rtdetr_serving.bench import check_load, run_bench
+
+    check_load(args.streams, args.fps, args.duration, _catalog(args))
 
     report = run_bench(
         _client(args),
@@ -385,7 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     try:
         return int(COMMANDS[args.command](args))
-    except (ServingError, NotAnImageError, FileNotFoundError, ValueError) as e:
+    except UsageError as e:
+        print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ServingError, NotAnImageError, OSError, ValueError) as e:
+        # OSError: an output that became unwritable, or a full disk, after the checks at parse
+        # time; its message names the path and the cause.
         print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
