@@ -355,6 +355,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         deadline_ms=args.deadline_ms,
         tolerance=args.tolerance,
         max_in_flight=args.max_in_flight,
+        progress_every_s=args.progress_s,
     )
     if args.json:
         _out(report.model_dump_json(indent=2) + "\n", args.output)

@@ -187,6 +187,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "--tolerance", type=t.probability, default=0.01, help="allowed share of late+dropped"
     )
     p.add_argument("--max-in-flight", type=t.int_in(1, 1024))
+    p.add_argument(
+        "--progress-s",
+        type=t.float_in(0.0, 3600.0, lo_open=True),
+        default=5.0,
+        help="seconds between progress lines on stderr",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--output", type=t.output_file, help="write the JSON report here")
     return ap
