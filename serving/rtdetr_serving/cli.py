@@ -2,9 +2,8 @@
 inference and load generation.
 
 Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch, a
-write that failed; the message names the file, field or model); 2 command-line usage (a number
-out of range, an unwritable output, a load no GPU could serve: refused before any work); 3
-``bench`` ran but the target did not hold.
+failed write; the message names the file, field or model); 2 command-line usage (refused before
+any work); 3 ``bench`` ran but the target did not hold.
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 from rtdetr_serving.cli_args import build_parser
+from rtdetr_serving.cli_types import distinct_ports
 from rtdetr_serving.errors import PlanningError, ServingError, UsageError
 from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
 from rtdetr_serving.preprocess import NotAnImageError
@@ -249,13 +249,7 @@ def _repository(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from rtdetr_serving.triton_local import TritonOptions, run_foreground
 
-    ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port}
-    if args.metrics_port is not None:
-        ports["--metrics-port"] = args.metrics_port
-    for flag, n in ports.items():
-        same = [f for f, m in ports.items() if m == n and f != flag]
-        if same:
-            raise UsageError(f"{flag} {n} is also {same[0]}: each endpoint needs its own port")
+    distinct_ports(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
 
     return run_foreground(
         TritonOptions(
@@ -314,31 +308,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
         n = sum(len(r.detections) for r in results)
         print(f"{args.output}: {len(results)} images, {n} detections", file=sys.stderr)
     if args.annotate:
+        from rtdetr_serving.annotate import annotate_results
+
         written = annotate_results(results, Path(args.annotate), m.detectable_classes())
         print(f"{args.annotate}: {written} annotated images", file=sys.stderr)
     return 0
-
-
-def annotate_results(results: list[Any], folder: Path, classes: list[str]) -> int:
-    """Each result's source image with its detections drawn, as ``folder/<file name>``.
-
-    Two inputs with the same file name would overwrite each other: refused, naming both.
-    """
-    from rtdetr_serving.annotate import draw_boxes, palette_colors, save_atomic
-    from rtdetr_serving.preprocess import load_rgb
-
-    names: dict[str, str] = {}
-    for r in results:
-        name = Path(r.source).name
-        if name in names:
-            raise ValueError(f"--annotate: {names[name]} and {r.source} share the file name {name}")
-        names[name] = r.source
-    colors = palette_colors(classes)
-    for r in results:
-        boxes = [(d.label, d.score, d.box) for d in r.detections]
-        image = draw_boxes(load_rgb(r.source), boxes, colors)
-        save_atomic(image, folder / Path(r.source).name)
-    return len(results)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -401,8 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except (ServingError, NotAnImageError, OSError, ValueError) as e:
-        # OSError: an output that became unwritable, or a full disk, after the checks at parse
-        # time; its message names the path and the cause.
+        # OSError: an output unwritable since parsing, or a full disk (it names path and cause).
         print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

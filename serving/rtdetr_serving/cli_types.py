@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rtdetr_serving.errors import UsageError
+
 #: Largest batch any flag accepts: far above every catalog entry (64) and Triton's practice.
 MAX_BATCH = 1024
 #: Frames per second of one camera stream: 1000 is already far beyond any camera, and below one
@@ -110,6 +112,15 @@ def input_dir(text: str) -> str:
         why = "not a directory" if os.path.lexists(text) else "no such directory"
         raise argparse.ArgumentTypeError(f"{text}: {why}")
     return text
+
+
+def distinct_ports(**ports: int | None) -> None:
+    """Refuse two endpoints of one server on the same port (tritonserver would fail to bind)."""
+    given = {f"--{name}-port": n for name, n in ports.items() if n is not None}
+    for flag, n in given.items():
+        same = [f for f, m in given.items() if m == n and f != flag]
+        if same:
+            raise UsageError(f"{flag} {n} is also {same[0]}: each endpoint needs its own port")
 
 
 def _existing_ancestor(p: Path) -> Path:
