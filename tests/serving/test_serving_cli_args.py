@@ -274,3 +274,16 @@ def test_the_lazy_schedule_is_the_sorted_one() -> None:
         assert frames == schedule(streams, fps, duration)
     first = next(iter_schedule(100_000, 1000, 10))  # made without building 10^9 frames
     assert (first.stream, first.index, first.due) == (0, 0, 0.0)
+
+
+def test_an_os_error_after_parsing_is_one_line_naming_the_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export manifest beside the ONNX is a folder: once a traceback, now one line, exit 1."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    (tmp_path / "m.manifest.json").mkdir()
+    argv = ["repository", "--onnx", str(onnx), "--output", str(tmp_path / "r"), "--gpu", "L4"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Is a directory" in err and "m.manifest.json" in err, err
