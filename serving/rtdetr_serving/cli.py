@@ -18,7 +18,7 @@ from typing import Literal
 
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 from rtdetr_serving.cli_args import build_parser
-from rtdetr_serving.cli_types import distinct_ports
+from rtdetr_serving.cli_types import distinct_ports, outputs_spare_inputs
 from rtdetr_serving.errors import PlanningError, ServingError, UsageError
 from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
 from rtdetr_serving.preprocess import NotAnImageError
@@ -291,6 +291,7 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_infer(args: argparse.Namespace) -> int:
     from rtdetr_serving.client import results_json
 
+    outputs_spare_inputs(args.images, args.output, args.annotate)
     client = _client(args)
     results = client.detect(args.images, batch_size=args.batch, concurrency=args.concurrency)
     m = client.manifest

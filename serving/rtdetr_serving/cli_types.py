@@ -123,6 +123,28 @@ def distinct_ports(**ports: int | None) -> None:
             raise UsageError(f"{flag} {n} is also {same[0]}: each endpoint needs its own port")
 
 
+def outputs_spare_inputs(images: list[str], output: str | None, annotate: str | None) -> None:
+    """``infer``'s writes never replace an input, checked before the first request.
+
+    An annotated copy lands at ``annotate/<file name>``: into the images' own folder it would
+    replace the source, and two inputs of one name would replace each other.
+    """
+    sources = {Path(i).resolve(): i for i in images}
+    if output is not None and Path(output).resolve() in sources:
+        raise UsageError(f"--output {output} is one of the input images; it would be replaced")
+    if annotate is None:
+        return
+    folder, names = Path(annotate).resolve(), dict[str, str]()
+    for path, given in sources.items():
+        if path.parent == folder:
+            raise UsageError(f"--annotate {annotate} holds the input {given}; it would be replaced")
+        if path.name in names:
+            raise UsageError(
+                f"--annotate: {names[path.name]} and {given} share the file name {path.name}"
+            )
+        names[path.name] = given
+
+
 def _existing_ancestor(p: Path) -> Path:
     """The deepest existing path at or above ``p`` (what a later mkdir -p would create under)."""
     while not os.path.lexists(p) and p != p.parent:

@@ -287,3 +287,21 @@ def test_an_os_error_after_parsing_is_one_line_naming_the_path(
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Is a directory" in err and "m.manifest.json" in err, err
+
+
+def test_infer_never_writes_over_its_inputs(
+    tmp_path: Path, image: str, listener: Listener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Annotating into the images' folder, or --output on an image, is refused before sending."""
+    before = Path(image).read_bytes()
+    base = ["infer", "--url", listener.url, image]
+    line = refused([*base, "--annotate", str(Path(image).parent)], capsys)
+    assert "--annotate" in line and "holds the input" in line and "frame.png" in line
+    assert "one of the input images" in refused([*base, "--output", image], capsys)
+    other = tmp_path / "b"
+    other.mkdir()
+    twin = other / "frame.png"
+    twin.write_bytes(before)
+    line = refused([*base, str(twin), "--annotate", str(tmp_path / "drawn")], capsys)
+    assert "share the file name frame.png" in line
+    assert Path(image).read_bytes() == before and listener.accepted == 0
