@@ -72,6 +72,11 @@ def test_cli_infer_errors(
             "--output", str(out))  # fmt: skip
     assert p.returncode == 1 and "notes.jpg: not a readable image" in p.stderr
     assert not out.exists()
+    # A failed run leaves an earlier result as it was (and no temporary file beside it).
+    out.write_text("earlier")
+    p = run("infer", "--url", triton.server.http_url, str(not_images[0]), "--output", str(out))
+    assert p.returncode == 1 and out.read_text() == "earlier"
+    assert [x.name for x in tmp_path.iterdir()] == ["never.json"]
     p = run("infer", "--url", triton.server.grpc_url, "--protocol", "grpc", "--model", "nope",
             str(images[0]))  # fmt: skip
     assert p.returncode == 1 and "'nope'" in p.stderr and "not loaded" in p.stderr
