@@ -118,7 +118,7 @@ def held_out_images(stack: localstack.Stack) -> list[Path]:
 
 
 def serve(stack: localstack.Stack, output: Path) -> dict[str, Any]:
-    from rtdetr_serving.cli import annotate_results
+    from rtdetr_serving.annotate import annotate_results
     from rtdetr_serving.client import RTDETRClient, results_json
 
     svc = stack.get("service", f"{NAME}-cpu", "-n", NAMESPACE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
@@ -66,10 +67,35 @@ def save_atomic(image: Image.Image, path: Path) -> None:
     """Write ``path`` through a temporary file, so a reader never sees half an image."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=image.format or _format(path))
-    tmp.replace(path)
+    try:
+        image.save(tmp, format=image.format or _format(path))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed save leaves neither half an image nor a temp
+        raise
 
 
 def _format(path: Path) -> str:
     ext = path.suffix.lower().lstrip(".")
     return {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}.get(ext, "PNG")
+
+
+def annotate_results(results: list[Any], folder: Path, classes: list[str]) -> int:
+    """Each result's source image with its detections drawn, as ``folder/<file name>``.
+
+    Two inputs with the same file name would overwrite each other: refused, naming both.
+    """
+    from rtdetr_serving.preprocess import load_rgb
+
+    names: dict[str, str] = {}
+    for r in results:
+        name = Path(r.source).name
+        if name in names:
+            raise ValueError(f"--annotate: {names[name]} and {r.source} share the file name {name}")
+        names[name] = r.source
+    colors = palette_colors(classes)
+    for r in results:
+        boxes = [(d.label, d.score, d.box) for d in r.detections]
+        image = draw_boxes(load_rgb(r.source), boxes, colors)
+        save_atomic(image, folder / Path(r.source).name)
+    return len(results)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.client import RTDETRClient
-from rtdetr_serving.errors import PlanningError, ServingError
+from rtdetr_serving.errors import LoadTooLargeError, PlanningError, ServingError
 from rtdetr_serving.preprocess import load_rgb, preprocess_batch
 
 Status = Literal["ok", "error", "dropped"]
@@ -41,21 +44,64 @@ class Frame:
     due: float
 
 
-def schedule(streams: int, fps: float, duration_s: float) -> list[Frame]:
-    """Every frame of every stream in ``duration_s``, in due order."""
-    if streams < 1 or fps <= 0 or duration_s <= 0:
+def _check(streams: int, fps: float, duration_s: float) -> None:
+    ok = math.isfinite(fps) and fps > 0 and math.isfinite(duration_s) and duration_s > 0
+    if streams < 1 or not ok:
         raise PlanningError(
             "bench needs streams >= 1, fps > 0 and duration > 0 "
             f"(got {streams}, {fps}, {duration_s})"
         )
+
+
+def frame_count(streams: int, fps: float, duration_s: float) -> int:
+    """Frames the schedule holds: every stream's ``floor(duration * fps)`` (at least one)."""
+    _check(streams, fps, duration_s)
+    return streams * max(1, math.floor(duration_s * fps + 1e-9))
+
+
+def iter_schedule(streams: int, fps: float, duration_s: float) -> Iterator[Frame]:
+    """Every frame of every stream in ``duration_s``, in due order, made as it is needed.
+
+    A stream's phase offset is under one period, so frame k of every stream is due before
+    frame k + 1 of any: round-major, stream-minor order is due order without sorting.
+    """
+    _check(streams, fps, duration_s)
     period = 1.0 / fps
-    per_stream = max(1, math.floor(duration_s * fps + 1e-9))
-    frames = [
-        Frame(stream=s, index=k, due=s * period / streams + k * period)
-        for s in range(streams)
-        for k in range(per_stream)
-    ]
-    return sorted(frames, key=lambda f: (f.due, f.stream))
+    for k in range(frame_count(streams, fps, duration_s) // streams):
+        for s in range(streams):
+            yield Frame(stream=s, index=k, due=s * period / streams + k * period)
+
+
+def schedule(streams: int, fps: float, duration_s: float) -> list[Frame]:
+    """Every frame of every stream in ``duration_s``, in due order."""
+    return list(iter_schedule(streams, fps, duration_s))
+
+
+#: Offered load, as a multiple of the fastest catalog GPU's images/s, beyond which ``bench`` is
+#: refused: one Triton endpoint cannot answer it, so the run could only measure the client.
+LOAD_FACTOR = 10.0
+#: Frames one run may schedule: every outcome is kept for the percentiles (~200 bytes each).
+MAX_FRAMES = 5_000_000
+
+
+def check_load(streams: int, fps: float, duration_s: float, catalog: GpuCatalog) -> None:
+    """Refuse a load no served model could take before connecting, naming the bound."""
+    rate = streams * fps
+    fastest = max(catalog.gpus, key=lambda g: g.throughput_lower_bound(), default=None)
+    if fastest is not None:
+        bound = LOAD_FACTOR * fastest.throughput_lower_bound()
+        if rate > bound:
+            raise LoadTooLargeError(
+                f"--streams {streams} x --fps {fps:g} = {rate:g} frames/s is over {bound:g}, "
+                f"{LOAD_FACTOR:g}x what the fastest catalog GPU ({fastest.name}) answers; "
+                "bench one endpoint with a load it could serve"
+            )
+    frames = frame_count(streams, fps, duration_s)
+    if frames > MAX_FRAMES:
+        raise LoadTooLargeError(
+            f"--streams {streams} x --fps {fps:g} x --duration {duration_s:g} = {frames} frames "
+            f"is over {MAX_FRAMES}; shorten --duration"
+        )
 
 
 @dataclass(frozen=True)
@@ -164,6 +210,36 @@ def summarize(
     )
 
 
+class _Progress:
+    """A line on stderr every ``every_s`` seconds while a run goes on, so it never looks hung."""
+
+    def __init__(
+        self, total: int, duration_s: float, counts: Callable[[], str], every_s: float
+    ) -> None:
+        self.total, self.duration_s, self.counts, self.every_s = total, duration_s, counts, every_s
+        self.done = threading.Event()
+        self.t0 = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every_s):
+            elapsed = time.monotonic() - self.t0
+            phase = "sending" if elapsed <= self.duration_s else "waiting for answers"
+            print(
+                f"bench: {elapsed:.0f}s of {self.duration_s:g}s ({phase}): {self.counts()}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def __enter__(self) -> _Progress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def run_bench(
     client: RTDETRClient,
     *,
@@ -174,9 +250,15 @@ def run_bench(
     deadline_ms: float | None = None,
     tolerance: float = 0.01,
     max_in_flight: int | None = None,
+    progress_every_s: float = 5.0,
 ) -> BenchReport:
-    """Drive ``client`` with the open-loop schedule and summarise what came back."""
-    frames = schedule(streams, fps, duration_s)
+    """Drive ``client`` with the open-loop schedule and summarise what came back.
+
+    A progress line goes to stderr every ``progress_every_s`` seconds. Once the schedule has
+    been sent, frames still queued are dropped at once (they are stale) and each request in
+    flight ends within the client's timeout and retries, so a run ends soon after its duration.
+    """
+    total = frame_count(streams, fps, duration_s)
     contract = client.contract
     if image is not None:
         pic = load_rgb(image)
@@ -188,6 +270,16 @@ def run_bench(
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     workers = max_in_flight or min(64, max(4, 2 * streams))
+    sent = 0
+
+    def counts() -> str:
+        with lock:
+            done = list(outcomes)
+        by = {k: sum(1 for o in done if o.status == k) for k in ("ok", "dropped", "error")}
+        return (
+            f"{sent}/{total} frames sent, {by['ok']} answered, {by['dropped']} dropped, "
+            f"{by['error']} errors"
+        )
 
     def send(f: Frame, t0: float) -> None:
         if time.monotonic() - t0 > f.due + period:
@@ -201,13 +293,17 @@ def run_bench(
         with lock:
             outcomes.append(out)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="camera") as pool:
+    with (
+        _Progress(total, duration_s, counts, progress_every_s),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="camera") as pool,
+    ):
         t0 = time.monotonic()
-        for f in frames:
+        for f in iter_schedule(streams, fps, duration_s):
             wait = t0 + f.due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             pool.submit(send, f, t0)
+            sent += 1
     return summarize(
         outcomes,
         streams,

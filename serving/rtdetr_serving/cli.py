@@ -1,9 +1,9 @@
 """``rtdetr-serve``: GPU catalog, capacity plans, engines, Triton repositories, a local Triton,
 inference and load generation.
 
-Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch; the
-message names the file, field or model); 2 command-line usage; 3 ``bench`` ran but the target
-did not hold.
+Exit codes: 0 success; 1 an error (bad input, server or model not ready, contract mismatch, a
+failed write; the message names the file, field or model); 2 command-line usage (refused before
+any work); 3 ``bench`` ran but the target did not hold.
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 from rtdetr_serving.cli_args import build_parser
-from rtdetr_serving.errors import PlanningError, ServingError
+from rtdetr_serving.cli_types import distinct_ports, outputs_spare_inputs
+from rtdetr_serving.errors import PlanningError, ServingError, UsageError
 from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
 from rtdetr_serving.preprocess import NotAnImageError
 
-EXIT_ERROR, EXIT_TARGET_MISSED = 1, 3
+EXIT_ERROR, EXIT_USAGE, EXIT_TARGET_MISSED = 1, 2, 3
 
 
 def _catalog(args: argparse.Namespace) -> GpuCatalog:
@@ -248,6 +249,8 @@ def _repository(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from rtdetr_serving.triton_local import TritonOptions, run_foreground
 
+    distinct_ports(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port)
+
     return run_foreground(
         TritonOptions(
             model_repository=[Path(p).resolve() for p in args.model_repository],
@@ -288,6 +291,7 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_infer(args: argparse.Namespace) -> int:
     from rtdetr_serving.client import results_json
 
+    outputs_spare_inputs(args.images, args.output, args.annotate)
     client = _client(args)
     results = client.detect(args.images, batch_size=args.batch, concurrency=args.concurrency)
     m = client.manifest
@@ -305,35 +309,17 @@ def cmd_infer(args: argparse.Namespace) -> int:
         n = sum(len(r.detections) for r in results)
         print(f"{args.output}: {len(results)} images, {n} detections", file=sys.stderr)
     if args.annotate:
+        from rtdetr_serving.annotate import annotate_results
+
         written = annotate_results(results, Path(args.annotate), m.detectable_classes())
         print(f"{args.annotate}: {written} annotated images", file=sys.stderr)
     return 0
 
 
-def annotate_results(results: list[Any], folder: Path, classes: list[str]) -> int:
-    """Each result's source image with its detections drawn, as ``folder/<file name>``.
-
-    Two inputs with the same file name would overwrite each other: refused, naming both.
-    """
-    from rtdetr_serving.annotate import draw_boxes, palette_colors, save_atomic
-    from rtdetr_serving.preprocess import load_rgb
-
-    names: dict[str, str] = {}
-    for r in results:
-        name = Path(r.source).name
-        if name in names:
-            raise ValueError(f"--annotate: {names[name]} and {r.source} share the file name {name}")
-        names[name] = r.source
-    colors = palette_colors(classes)
-    for r in results:
-        boxes = [(d.label, d.score, d.box) for d in r.detections]
-        image = draw_boxes(load_rgb(r.source), boxes, colors)
-        save_atomic(image, folder / Path(r.source).name)
-    return len(results)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rtdetr_serving.bench import run_bench
+    from rtdetr_serving.bench import check_load, run_bench
+
+    check_load(args.streams, args.fps, args.duration, _catalog(args))
 
     report = run_bench(
         _client(args),
@@ -344,6 +330,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         deadline_ms=args.deadline_ms,
         tolerance=args.tolerance,
         max_in_flight=args.max_in_flight,
+        progress_every_s=args.progress_s,
     )
     if args.json:
         _out(report.model_dump_json(indent=2) + "\n", args.output)
@@ -385,7 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     try:
         return int(COMMANDS[args.command](args))
-    except (ServingError, NotAnImageError, FileNotFoundError, ValueError) as e:
+    except UsageError as e:
+        print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ServingError, NotAnImageError, OSError, ValueError) as e:
+        # OSError: an output unwritable since parsing, or a full disk (it names path and cause).
         print(f"rtdetr-serve {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@
     │   └── UnknownGpuError      a GPU name/alias/label is not in the catalog (did-you-mean)
     │       ├── AmbiguousGpuError  a label names several catalog entries
     │       └── NotAGpuError       the CPU device type where a GPU is needed (engine, plan)
+    ├── UsageError              flags that are valid alone but not together (exit 2, as argparse)
+    │   └── LoadTooLargeError      a bench load beyond what any catalog GPU could answer
     ├── PlanningError           a capacity plan is impossible or its inputs are invalid
     ├── RepositoryError         a model repository cannot be written as asked
     ├── EngineError             a TensorRT engine cannot be built here
@@ -45,6 +47,14 @@ class NotAGpuError(UnknownGpuError):
 
 class PlanningError(ServingError):
     """A capacity plan cannot be made (impossible target or invalid input)."""
+
+
+class UsageError(ServingError):
+    """The command line asks for something that cannot work; the CLI exits 2, not worth a retry."""
+
+
+class LoadTooLargeError(UsageError):
+    """A ``bench`` load no catalog GPU comes near: refused up front (exit 2), as a usage error."""
 
 
 class RepositoryError(ServingError):

@@ -72,18 +72,28 @@ def test_cli_infer_errors(
             "--output", str(out))  # fmt: skip
     assert p.returncode == 1 and "notes.jpg: not a readable image" in p.stderr
     assert not out.exists()
+    # A failed run leaves an earlier result as it was (and no temporary file beside it).
+    out.write_text("earlier")
+    p = run("infer", "--url", triton.server.http_url, str(not_images[0]), "--output", str(out))
+    assert p.returncode == 1 and out.read_text() == "earlier"
+    assert [x.name for x in tmp_path.iterdir()] == ["never.json"]
     p = run("infer", "--url", triton.server.grpc_url, "--protocol", "grpc", "--model", "nope",
             str(images[0]))  # fmt: skip
     assert p.returncode == 1 and "'nope'" in p.stderr and "not loaded" in p.stderr
     p = run("infer", "--url", triton.server.http_url, str(tmp_path / "missing.png"))
-    assert p.returncode == 1 and "missing.png" in p.stderr
+    assert p.returncode == 2 and "missing.png: cannot read" in p.stderr  # before connecting
 
 
 def test_cli_bench_verdicts(triton: TritonUnderTest, tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     p = run("bench", "--url", triton.server.grpc_url, "--protocol", "grpc", "--streams", "3",
-            "--fps", "5", "--duration", "2", "--json", "--output", str(report))  # fmt: skip
+            "--fps", "5", "--duration", "2", "--json", "--output", str(report),
+            "--progress-s", "0.5")  # fmt: skip
     assert p.returncode == 0, p.stdout + p.stderr
+    # A run reports while it goes: a progress line at least every --progress-s.
+    progress = [ln for ln in p.stderr.splitlines() if ln.startswith("bench: ")]
+    assert len(progress) >= 3 and "frames sent" in progress[-1], p.stderr
+    assert "/30 frames sent" in progress[-1], p.stderr
     r = json.loads(report.read_text())
     assert r["holds"] and r["scheduled"] == 30 and r["completed"] == 30 and r["errors"] == 0
     assert len(r["per_stream_fps"]) == 3 and r["latency_ms"]["p99"] is not None
@@ -130,4 +140,4 @@ def test_model_config_name_and_sigterm(exported_model: ExportedModel, tmp_path: 
 
 def test_local_refuses_a_missing_repository(tmp_path: Path) -> None:
     p = run("local", "--model-repository", str(tmp_path / "none"))
-    assert p.returncode == 1 and "model repository folder not found" in p.stderr
+    assert p.returncode == 2 and "none: no such directory" in p.stderr  # refused while parsing
