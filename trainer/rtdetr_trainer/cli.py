@@ -23,6 +23,7 @@ from importlib import import_module
 
 from rtdetr_spec import ExperimentSpec, SpecError
 from rtdetr_spec.artifacts import TaskSummary
+from rtdetr_spec.redact import redact_text
 from rtdetr_trainer.data.cli import add_dataset_parser, run_dataset_tool
 from rtdetr_trainer.errors import (
     EXIT_BAD_INPUT,
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(task: str | None, message: str, code: int) -> int:
+    message = redact_text(message)  # stderr and the termination message reach logs and status
     name = f"rtdetr {task}" if task else "rtdetr"
     print(f"{name}: error: {message}", file=sys.stderr, flush=True)
     if task is not None:

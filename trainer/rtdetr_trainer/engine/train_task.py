@@ -82,7 +82,8 @@ def run_train(spec: ExperimentSpec, env: Mapping[str, str] | None = None) -> Tas
 
 def _launch(spec: ExperimentSpec, plan: LaunchPlan, data: TrainData, run_dir: Path) -> None:
     """Hand the resolved spec (and the serialized index) to the workers; run torchrun."""
-    atomic_write_text(run_dir / SPEC_FILE, dump_experiment(spec))
+    # unredacted: the workers must see the spec as given; run_dir is private (mkdtemp: 0700)
+    atomic_write_text(run_dir / SPEC_FILE, dump_experiment(spec, redact=False))
     if spec.dataset.dataset_type == "serialized":
         data.train.save(run_dir / "index" / "train")
         data.val.save(run_dir / "index" / "val")
