@@ -4,7 +4,6 @@ refused up front, with one line and exit 2, before any work (in-process ``main``
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
