@@ -4,8 +4,10 @@ Everything that can be checked without decoding pixels is checked here, up front
 problems are reported at once (the first :data:`MAX_REPORTED`), each naming the file, image id or
 annotation id: missing or empty annotation files, files without images, duplicate image or
 annotation ids, annotations of unknown images or categories, non-positive or out-of-image boxes,
-missing image files, missing H5 files or keys. Corrupt pixels can only be found when an image is
-decoded; :mod:`rtdetr_trainer.data.images` names the file then.
+missing image files, missing H5 files or keys, and ``file_name`` values that are absolute or
+climb out of the source's ``image_dir`` with ``..`` (an annotation file must not make the trainer
+read an arbitrary file on the node or a shared volume). Corrupt pixels can only be found when an
+image is decoded; :mod:`rtdetr_trainer.data.images` names the file then.
 
 A box that overhangs the image border by at most :data:`BORDER_TOLERANCE_PX` (rounding in the
 tool that wrote it) is clipped and counted in one warning line; anything further out is an error.
@@ -21,7 +23,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
@@ -29,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rtdetr_spec.artifacts import ClassMap
 from rtdetr_trainer.data.classmap import merge_categories
-from rtdetr_trainer.data.h5 import RGB_GROUP, frame_size, is_h5_uri, resolve_h5_uri
+from rtdetr_trainer.data.h5 import H5_SCHEME, RGB_GROUP, frame_size, is_h5_uri, resolve_h5_uri
 from rtdetr_trainer.data.index import DetectionIndex, IndexBuilder
 from rtdetr_trainer.errors import DataError
 
@@ -243,6 +245,13 @@ def _check_file(
             problems.add(f"{cf.path}: duplicate image id {img['id']} ({img['file_name']})")
             continue
         seen.add(img["id"])
+        escape = outside_image_dir(img["file_name"])
+        if escape:
+            problems.add(
+                f"{cf.path}: image id {img['id']}: file_name {img['file_name']!r} {escape}; "
+                "file names must be relative to the source's image_dir"
+            )
+            continue
         images.append(img)
     categories = cf.categories
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -276,6 +285,17 @@ def _check_file(
             continue
         by_image.setdefault(ann["image_id"], []).append(ann)
     return images, by_image
+
+
+def outside_image_dir(file_name: str) -> str | None:
+    """Why ``file_name`` (or an ``h5://`` name's file part) leaves ``image_dir``, or None."""
+    part = file_name[len(H5_SCHEME) :].partition(":")[0] if is_h5_uri(file_name) else file_name
+    path = PurePosixPath(part.replace("\\", "/"))
+    if path.is_absolute() or part.startswith("\\"):
+        return "is an absolute path"
+    if ".." in path.parts:
+        return "climbs out of image_dir with '..'"
+    return None
 
 
 def _image_size(
