@@ -4,6 +4,7 @@ refused up front, with one line and exit 2, before any work (in-process ``main``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,64 @@ def test_an_encryption_key_override_is_refused_without_echoing_it(
     assert "encryption_key" in err and SECRET not in err
     assert SECRET not in log.read_text()  # the message the operator copies into the CR status
     assert json.loads(log.read_text())["status"] == "FAILURE"
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("rtdetr ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("key", ["results_dir", "train.results_dir"])
+def test_a_results_dir_that_is_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture, key: str
+) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    target = blocker / "train" if key == "results_dir" else blocker
+    args = [*_data_args(tmp_path), f"{key}={blocker}", "train.num_gpus=1"]
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *args]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{key}: {target}" in line and "not a folder" in line
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_a_read_only_results_dir_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        args = [*_data_args(tmp_path), f"results_dir={ro}", "train.num_gpus=1"]
+        assert main(["evaluate", f"-e={MODEL_CARD_SPEC}", *args, "evaluate.checkpoint=x"]) == 2
+    finally:
+        ro.chmod(0o700)
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"results_dir: {ro / 'evaluate'}: cannot create files in {ro}" in line
+
+
+def test_more_cpu_processes_than_cores_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: train.num_gpus is checked against the GPUs")
+    cores = len(os.sched_getaffinity(0))
+    args = [*_data_args(tmp_path), f"results_dir={tmp_path / 'results'}"]
+    assert main(["train", f"-e={MODEL_CARD_SPEC}", *args, f"train.num_gpus={cores + 62}"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"train.num_gpus={cores + 62}" in line and f"{cores} usable CPU core(s)" in line
+    assert not (tmp_path / "results").exists()  # refused before anything was written
+
+
+def test_duplicate_keys_in_the_spec_file_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("train:\n  num_epochs: 80\n  seed: 1\n  num_epochs: 8\n")
+    assert main(["train", f"-e={spec}", *_data_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.num_epochs: duplicate key (lines 2 and 4)" in err and "Traceback" not in err

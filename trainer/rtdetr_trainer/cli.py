@@ -32,7 +32,7 @@ from rtdetr_trainer.errors import (
     ExportUnavailableError,
     TrainerError,
 )
-from rtdetr_trainer.results import write_termination_message
+from rtdetr_trainer.results import check_results_dir, write_termination_message
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
 
 log = logging.getLogger("rtdetr_trainer")
@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if task is None:
             return run_dataset_tool(args)
         spec = load_spec(args.spec, args.overrides, task)
+        check_results_dir(spec, task)
         summary = run_task(task, spec)
         write_termination_message(summary)
         return EXIT_OK
