@@ -105,3 +105,22 @@ def test_duplicate_keys_in_the_spec_file_are_refused(
     assert main(["train", f"-e={spec}", *_data_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "train.num_epochs: duplicate key (lines 2 and 4)" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_experiment_yaml_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from tests.trainer.trainer_fixtures import overrides_from, synth_dataset, tiny_spec_dict
+
+    paths = synth_dataset(tmp_path / "data", num_images=6, width=64, height=64)
+    earlier = tmp_path / "results" / "train" / "experiment.yaml"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("# the spec of the run whose checkpoints are here\n")
+    bad = tmp_path / "half.pth"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    spec = tiny_spec_dict(tmp_path, paths, resume_training_checkpoint_path=str(bad))
+    code = main(["train", f"-e={MODEL_CARD_SPEC}", *overrides_from(spec), "train.num_gpus=1"])
+    assert code == 2
+    assert "train.resume_training_checkpoint_path" in capsys.readouterr().err
+    assert earlier.read_text() == "# the spec of the run whose checkpoints are here\n"
