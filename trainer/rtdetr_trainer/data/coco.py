@@ -80,12 +80,16 @@ def read_coco(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); COCO files are JSON") from None
     if not text.strip():
         raise DataError(f"{path}: the annotation file is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: top level must be a JSON object with images/annotations")
     for name in ("images", "annotations", "categories"):
@@ -97,6 +101,8 @@ def read_coco(path: Path) -> dict[str, Any]:
     for i, c in enumerate(data["categories"]):
         if not isinstance(c, dict) or not isinstance(c.get("id"), int):
             raise DataError(f"{path}: categories[{i}] needs an integer 'id'")
+        if c["id"] < 0:
+            raise DataError(f"{path}: categories[{i}] has id {c['id']}; category ids are >= 0")
     return data
 
 
@@ -265,13 +271,13 @@ def _check_file(
             problems.add(f"{cf.path}: duplicate annotation id {aid}")
             continue
         ann_ids.add(aid)
-        if ann.get("image_id") not in seen:
+        if not isinstance(ann.get("image_id"), int) or ann["image_id"] not in seen:
             problems.add(
                 f"{cf.path}: annotation id {aid} refers to unknown image id {ann.get('image_id')!r}"
             )
             continue
         cid = ann.get("category_id")
-        if cid not in categories:
+        if not isinstance(cid, int) or cid not in categories:
             problems.add(
                 f"{cf.path}: annotation id {aid} has unknown category id {cid!r} "
                 f"(categories: {sorted(categories)})"
@@ -281,6 +287,12 @@ def _check_file(
             problems.add(
                 f"{cf.path}: annotation id {aid} has category id {cid}, which the "
                 "model's class map does not know"
+            )
+            continue
+        area = ann.get("area", 0)
+        if not isinstance(area, int | float) or not math.isfinite(area) or area < 0:
+            problems.add(
+                f"{cf.path}: annotation id {aid}: area must be a number >= 0, got {area!r}"
             )
             continue
         by_image.setdefault(ann["image_id"], []).append(ann)
