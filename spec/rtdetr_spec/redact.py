@@ -29,12 +29,14 @@ SECRET_WORDS = ("key", "token", "password", "secret", "credential")
 _SECRET = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
 #: ``name`` (a dotted path, optionally quoted) followed by ``=`` or ``:`` (not ``://``).
 _NAME_SEP = re.compile(
-    r"(?P<q>['\"]?)(?P<name>[A-Za-z_][\w-]*(?:\.[\w-]+)*)(?P=q)\s*(?:=|:(?!//))[ \t]*"
+    r"(?P<q>['\"]?)(?P<name>[A-Za-z_][\w-]*(?:\.[\w-]+)*)(?P=q)\s*(?P<sep>=|:(?!//))[ \t]*"
 )
 _QUOTED = re.compile(r"'[^'\n]*'?|\"[^\"\n]*\"?")
 _BARE = re.compile(r"[^\s,;)\]}'\"]+")
 #: Placeholders in help text (``key=value``, ``key=<value>``), not values.
 _PLACEHOLDER = re.compile(r"value|<[\w -]*>")
+#: After ``name:`` a bare word followed by more words is prose (``key: Invalid value: ...``).
+_PROSE = re.compile(r"[ \t]+[A-Za-z(]")
 
 
 def is_secret_key(path: str) -> bool:
@@ -79,7 +81,10 @@ def redact_text(text: str) -> str:
     """``text`` with the value after every secret-like ``name=``/``name:`` replaced.
 
     A quoted value is replaced up to its closing quote (or the end of the line); a bare one up to
-    the next blank, comma, semicolon, closing bracket or quote.
+    the next blank, comma, semicolon, closing bracket or quote. After ``name:`` (not ``=``) a bare
+    word followed by more words reads as a sentence (``tolerations[0].key: Invalid value: ...``)
+    and is left alone; the loaders never put a value there (they omit it, see
+    :func:`rtdetr_spec.loading.format_validation_error`).
     """
     if not text or not _SECRET.search(text):
         return text
@@ -91,6 +96,9 @@ def redact_text(text: str) -> str:
         start = m.end()
         value = _QUOTED.match(text, start) or _BARE.match(text, start)
         if value is None or _PLACEHOLDER.fullmatch(value.group()):
+            continue
+        bare = value.group()[0] not in "'\""
+        if bare and m.group("sep") == ":" and _PROSE.match(text, value.end()):
             continue
         out.append(text[pos:start])
         quote = value.group()[0] if value.group()[0] in "'\"" else ""

@@ -2,7 +2,9 @@
 
 ``<results_dir>/<task>/`` (or ``<task>.results_dir``) gets, as TAO's tasks do:
 
-* ``experiment.yaml``: the fully resolved spec (defaults + YAML + command-line overrides);
+* ``experiment.yaml``: the fully resolved spec (defaults + YAML + command-line overrides), with
+  secret-like values redacted (a record for people and tools; resuming reads checkpoints, never
+  this file, and the training processes get an unredacted copy in a private folder);
 * ``status.json``: TAO's status log, one JSON object per line, appended (``date``, ``time``,
   ``status`` STARTED/RUNNING/SUCCESS/FAILURE, ``verbosity``, ``message``, and for training
   ``epoch``, ``max_epoch``, ``time_per_epoch``, ``eta``, ``kpi``). The last line is the current
