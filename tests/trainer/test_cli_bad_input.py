@@ -124,3 +124,15 @@ def test_a_refused_resume_leaves_experiment_yaml_alone(
     assert code == 2
     assert "train.resume_training_checkpoint_path" in capsys.readouterr().err
     assert earlier.read_text() == "# the spec of the run whose checkpoints are here\n"
+
+
+def test_status_log_messages_are_redacted(tmp_path: Path) -> None:
+    from rtdetr_spec import ExperimentSpec
+    from rtdetr_spec.redact import REDACTED
+    from rtdetr_trainer.results import TaskResults, last_status
+
+    spec = ExperimentSpec.model_validate({"results_dir": str(tmp_path)})
+    results = TaskResults(spec, "evaluate")
+    results.status("FAILURE", f"refused: api_token={SECRET}")
+    status = last_status(results.status_file)
+    assert status is not None and status["message"] == f"refused: api_token={REDACTED}"

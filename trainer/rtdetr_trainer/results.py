@@ -32,6 +32,7 @@ from typing import Any
 
 from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.redact import redact_text
 from rtdetr_trainer.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class TaskResults:
             "verbosity": "INFO" if status != "FAILURE" else "ERROR",
         }
         if message:
-            record["message"] = message
+            record["message"] = redact_text(message)
         _append_line(self.status_file, record)
 
     def metrics(self, record: dict[str, Any]) -> None:
