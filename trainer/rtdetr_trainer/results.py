@@ -102,12 +102,30 @@ class TaskResults:
             _append_line(self.metrics_file, {"time": round(time.time(), 3), **record})
 
 
+def unwritable(path: str | Path) -> str | None:
+    """Why no file could be created at or under ``path`` (None: it could), creating nothing.
+
+    Looks at ``path`` if it exists, else the nearest existing folder above it, which must be a
+    folder where a file can really be created: a read-only volume passes ``os.access`` as root.
+    """
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it
+            return f"{probe} is a broken symbolic link"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-test-", dir=probe)
+    except OSError as e:
+        return f"cannot create files in {probe} ({e.strerror or e})"
+    os.close(fd)
+    Path(tmp).unlink()
+    return None
+
+
 def check_results_dir(spec: ExperimentSpec, task: str) -> Path:
     """Refuse, before any work, a results folder that is a file or cannot be written.
-
-    The folder itself if it exists, else the nearest existing folder above it, must be a folder
-    in which a file can be created (tried for real: a read-only volume passes ``os.access`` as
-    root). Nothing is left behind.
 
     Raises:
         UserInputError: naming the spec key, the path and the cause (exit 2).
@@ -115,21 +133,9 @@ def check_results_dir(spec: ExperimentSpec, task: str) -> Path:
     own = getattr(getattr(spec, task, None), "results_dir", None)
     key = f"{task}.results_dir" if own else "results_dir"
     path = Path(spec.task_results_dir(task))
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        if probe.is_symlink():  # a dangling link: mkdir would fail on it
-            raise UserInputError(f"{key}: {path}: {probe} is a broken symbolic link")
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserInputError(f"{key}: {path}: {probe} is not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-test-", dir=probe)
-    except OSError as e:
-        raise UserInputError(
-            f"{key}: {path}: cannot create files in {probe} ({e.strerror or e})"
-        ) from None
-    os.close(fd)
-    Path(tmp).unlink()
+    problem = unwritable(path)
+    if problem:
+        raise UserInputError(f"{key}: {path}: {problem}")
     return path
 
 

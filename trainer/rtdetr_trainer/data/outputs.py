@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rtdetr_trainer.errors import UserInputError
+from rtdetr_trainer.results import unwritable
 
 
 def _real(path: str | Path) -> str:
@@ -30,19 +31,13 @@ def _real(path: str | Path) -> str:
 
 
 def check_output_folder(output: str | Path, flag: str = "--output") -> Path:
-    """``output`` as a Path, refused if it is a file or not writable (nearest existing folder)."""
+    """``output`` as a Path, refused if it is a file or no file can be created in it."""
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"{flag} {out}: exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserInputError(f"{flag} {out}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserInputError(f"{flag} {out}: {probe} is not writable (read-only or no permission)")
+    problem = unwritable(out)
+    if problem:
+        raise UserInputError(f"{flag} {out}: {problem}")
     return out
 
 
