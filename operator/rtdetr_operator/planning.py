@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtdetr_operator.jobs import job_view
+from rtdetr_spec.redact import redact_text
 
 
 class InvalidSpecError(ValueError):
@@ -105,4 +106,4 @@ class PlannerBase:
         self.out.requeue_after = seconds if current is None else min(current, seconds)
 
     def _event(self, type_: str, reason: str, message: str) -> None:
-        self.out.events.append(Event(type_, reason, message))
+        self.out.events.append(Event(type_, reason, redact_text(message)))

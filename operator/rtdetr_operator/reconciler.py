@@ -11,6 +11,11 @@ happens to a :class:`~rtdetr_operator.planning.Plan` is the same for both, in a 
    sees it;
 4. Events, best effort.
 
+Every string of the status, every Event and every log line about the object passes through
+:func:`rtdetr_spec.redact.redact_text` on its way out: a secret-like value that reached a message
+(a pod's termination message, an API server's refusal) is not published to whoever can read the
+object.
+
 A child the API server refuses (400/403/422: a bad affinity or HPA behavior passed through, a
 quota) becomes a Warning event and a Stalled condition carrying the server's message, and is
 retried after :data:`REJECTED_RETRY` seconds. Which conditions and phase say "stalled" is the
@@ -28,6 +33,7 @@ from typing import Any
 from rtdetr_operator.conditions import Health
 from rtdetr_operator.kube import ApiError, KubeApi
 from rtdetr_operator.planning import Plan
+from rtdetr_spec.redact import redact_strings, redact_text
 
 #: Seconds before retrying a child the API server refused.
 REJECTED_RETRY = 30.0
@@ -72,9 +78,10 @@ class Reconciler(ABC):
         if found is None:
             return None
         obj, p = found
-        if p.status != obj.get("status"):
+        status = redact_strings(p.status)
+        if status != obj.get("status"):
             try:
-                obj = self.api.replace_status(obj, p.status)
+                obj = self.api.replace_status(obj, status)
             except ApiError as e:
                 if e.conflict:
                     self.log.debug("%s/%s changed while reconciling; again", namespace, name)
@@ -111,7 +118,7 @@ class Reconciler(ABC):
         return rejected
 
     def _stall(self, namespace: str, name: str, rejected: list[str]) -> None:
-        message = "; ".join(rejected)
+        message = redact_text("; ".join(rejected))
         obj = self.api.get_reconciled(namespace, name)
         if obj is None:
             return
@@ -129,6 +136,7 @@ class Reconciler(ABC):
 
     def _event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
+        message = redact_text(message)
         say = self.log.warning if type_ == "Warning" else self.log.info
         say("%s/%s %s: %s", meta["namespace"], meta["name"], reason, message)
         try:

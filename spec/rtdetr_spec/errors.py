@@ -2,10 +2,14 @@
 
 Every error names the dotted key path (``dataset.train_data_sources.0.image_dir``) so that a
 user reading a pod's log, a CR's status message or a terminal knows which line of which YAML
-to fix. The operator turns these messages into ``Stalled`` conditions verbatim.
+to fix. The operator turns these messages into ``Stalled`` conditions verbatim, so every
+problem is passed through :func:`rtdetr_spec.redact.redact_text` here, where it is built: no
+consumer ever sees a secret-like value (``encryption_key=...``) quoted back.
 """
 
 from __future__ import annotations
+
+from rtdetr_spec.redact import redact_text
 
 
 class SpecError(ValueError):
@@ -16,7 +20,8 @@ class SpecError(ValueError):
     """
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        given = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [redact_text(str(p)) for p in given]
         self.source = source
         head = f"invalid experiment spec {source}" if source else "invalid experiment spec"
         body = "\n".join(f"  - {p}" for p in self.problems)

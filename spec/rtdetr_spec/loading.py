@@ -8,6 +8,11 @@ Overrides follow ``tao model rtdetr <task> -e spec.yaml key=value ...``:
   (``dataset.train_data_sources.image_dir``); several elements need an index
   (``dataset.train_data_sources.1.image_dir``);
 * an unknown key is an error naming the path and the closest valid keys.
+
+YAML is read with duplicate keys refused (TAO refuses them; PyYAML would let the last one win
+silently), each named by its dotted path and both line numbers. Nothing here quotes a secret-like
+value back (:mod:`rtdetr_spec.redact`): not an override's, not a rejected field's, not a YAML
+error's source line.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from pydantic import BaseModel, ValidationError
 from rtdetr_spec.base import SpecModel
 from rtdetr_spec.errors import SpecError
 from rtdetr_spec.experiment import ExperimentSpec
+from rtdetr_spec.redact import REDACTED, is_secret_key, redact_mapping
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: What PyYAML's constructors raise besides YAMLError on odd scalars (``2020-13-45`` as a date).
+_CONSTRUCT_ERRORS = (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 def load_experiment(
@@ -52,15 +62,86 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = p.read_text()
     except OSError as e:
         raise SpecError(f"cannot read spec file: {e.strerror}", source=str(p)) from e
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"not valid YAML: {e}", source=str(p)) from e
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text (byte {e.start})", source=str(p)) from None
+    raw = parse_yaml(text, source=str(p))
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise SpecError(f"top level must be a mapping, got {type(raw).__name__}", source=str(p))
     return raw
+
+
+def parse_yaml(text: str, *, source: str | None = None) -> Any:
+    """YAML text as Python data, refusing duplicate keys and recursive aliases.
+
+    Raises:
+        SpecError: naming the line (and for a duplicate, the key's dotted path and both lines).
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise SpecError(f"not valid YAML: {_yaml_problem(e)}", source=source) from None
+    if node is None:
+        return None
+    problems: list[str] = []
+    _check_keys(node, "", problems, active=set(), done=set())
+    if problems:
+        raise SpecError(problems, source=source)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except _CONSTRUCT_ERRORS as e:
+        raise SpecError(f"not valid YAML: {_yaml_problem(e)}", source=source) from None
+    finally:
+        loader.dispose()
+
+
+def _check_keys(
+    node: yaml.Node, path: str, problems: list[str], *, active: set[int], done: set[int]
+) -> None:
+    """Collect duplicate mapping keys (dotted path, both lines) and recursive aliases."""
+    if id(node) in active:
+        where = path or "<root>"
+        problems.append(
+            f"{where}: line {node.start_mark.line + 1}: an alias used inside its own anchor; "
+            "a spec must be a tree"
+        )
+        return
+    if id(node) in done or not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            sub = path
+            if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                sub = f"{path}.{key.value}" if path else key.value
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    problems.append(
+                        f"{sub}: duplicate key (lines {seen[key.value]} and {line}); keep one"
+                    )
+                else:
+                    seen[key.value] = line
+            _check_keys(value, sub, problems, active=active, done=done)
+    else:
+        for i, item in enumerate(node.value):
+            _check_keys(item, f"{path}.{i}" if path else str(i), problems, active=active, done=done)
+    active.discard(id(node))
+    done.add(id(node))
+
+
+def _yaml_problem(e: BaseException) -> str:
+    """Where and what, without PyYAML's echo of the source line (it may hold a secret)."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        context = f" ({e.context})" if e.context else ""
+        return f"{where}{e.problem or 'cannot parse'}{context}"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return f"{type(e).__name__}: {e}"
 
 
 def validate_experiment(raw: Mapping[str, Any], *, source: str = "<inline>") -> ExperimentSpec:
@@ -71,23 +152,37 @@ def validate_experiment(raw: Mapping[str, Any], *, source: str = "<inline>") -> 
         raise SpecError(format_validation_error(e, ExperimentSpec), source=source) from None
 
 
-def dump_experiment(spec: ExperimentSpec) -> str:
-    """The fully-defaulted spec as YAML (written next to every task's results)."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+def dump_experiment(spec: ExperimentSpec, *, redact: bool = True) -> str:
+    """The fully-defaulted spec as YAML (written next to every task's results).
+
+    Secret-like values are replaced by ``<redacted>`` unless ``redact`` is False, which only the
+    hand-over to the training processes (a private temporary folder) asks for.
+    """
+    data = spec.model_dump(mode="json")
+    return yaml.safe_dump(redact_mapping(data) if redact else data, sort_keys=False)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value parsed as YAML; text that is not YAML stays text)."""
     if "=" not in item:
-        raise SpecError(f"override {item!r} is not of the form key=value")
+        shown = f"{item!r}" if not _mentions_secret(item) else f"{item.split()[0][:40]!r}..."
+        raise SpecError(f"override {shown} is not of the form key=value")
     key, _, text = item.partition("=")
     key = key.strip()
+    shown = f"{key}={REDACTED}" if is_secret_key(key) else item
     if not key or any(not p for p in key.split(".")):
-        raise SpecError(f"override {item!r} has an empty key")
+        raise SpecError(f"override {shown!r} has an empty key")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = parse_yaml(text) if text.strip() else None
+    except SpecError as e:
+        if "duplicate key" in str(e):
+            raise SpecError(f"override {key}: {e.problems[0]}") from None
         value = text
     return key, value
+
+
+def _mentions_secret(text: str) -> bool:
+    return any(is_secret_key(word) for word in text.replace("=", " ").replace(":", " ").split())
 
 
 def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -202,6 +297,9 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> list
             continue
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
+        if is_secret_key(where):  # neither the value nor anything that reads as `name: value`
+            lines.append(f"{where} (value not shown) is refused: {msg}")
+            continue
         shown = f" (got {got!r})" if not isinstance(got, dict | list) and got is not None else ""
         lines.append(f"{where}: {msg}{shown}")
     return lines

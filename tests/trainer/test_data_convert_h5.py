@@ -160,7 +160,7 @@ def test_coco2h5_failure_keeps_earlier_output_and_leaves_no_temp(tmp_path: Path)
     before = _files(tmp_path / "h5")
     (image_dir / "b.jpg").write_bytes(b"not a jpeg")  # exists, so it passes validation
     with pytest.raises(DataError, match=r"image id 2 \(b\.jpg\): .*b\.jpg is not a readable"):
-        coco_to_h5(image_dir, json_file, tmp_path / "h5", arrays=True)
+        coco_to_h5(image_dir, json_file, tmp_path / "h5", arrays=True, overwrite=True)
     assert _files(tmp_path / "h5") == before  # no temp files, old H5 and JSON untouched
 
 

@@ -116,3 +116,12 @@ def test_reachable_master_passes_and_busy_port_on_node_0_is_named() -> None:
         check_master(LaunchPlan(2, 1, 1, "127.0.0.1", port, 5), poll_s=0.1)
         with pytest.raises(RendezvousError, match=f"MASTER_PORT {port} is already in use"):
             check_master(LaunchPlan(2, 1, 0, "127.0.0.1", port, 5), poll_s=0.1)
+
+
+def test_cpu_processes_are_bounded_by_usable_cores() -> None:
+    with pytest.raises(
+        LaunchError, match=r"train\.num_gpus=4 but this node has no GPU and 2 usable"
+    ):
+        plan_launch(TrainConfig(num_gpus=4), {}, gpus_visible=0, cpus=2)
+    assert plan_launch(TrainConfig(num_gpus=2), {}, gpus_visible=0, cpus=2).nproc_per_node == 2
+    assert plan_launch(TrainConfig(num_gpus=4), {}, gpus_visible=4, cpus=2).nproc_per_node == 4

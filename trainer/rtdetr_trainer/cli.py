@@ -23,6 +23,7 @@ from importlib import import_module
 
 from rtdetr_spec import ExperimentSpec, SpecError
 from rtdetr_spec.artifacts import TaskSummary
+from rtdetr_spec.redact import redact_text
 from rtdetr_trainer.data.cli import add_dataset_parser, run_dataset_tool
 from rtdetr_trainer.errors import (
     EXIT_BAD_INPUT,
@@ -31,7 +32,7 @@ from rtdetr_trainer.errors import (
     ExportUnavailableError,
     TrainerError,
 )
-from rtdetr_trainer.results import write_termination_message
+from rtdetr_trainer.results import check_results_dir, write_termination_message
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
 
 log = logging.getLogger("rtdetr_trainer")
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if task is None:
             return run_dataset_tool(args)
         spec = load_spec(args.spec, args.overrides, task)
+        check_results_dir(spec, task)
         summary = run_task(task, spec)
         write_termination_message(summary)
         return EXIT_OK
@@ -100,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(task: str | None, message: str, code: int) -> int:
+    message = redact_text(message)  # stderr and the termination message reach logs and status
     name = f"rtdetr {task}" if task else "rtdetr"
     print(f"{name}: error: {message}", file=sys.stderr, flush=True)
     if task is not None:

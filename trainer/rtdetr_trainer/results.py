@@ -2,7 +2,9 @@
 
 ``<results_dir>/<task>/`` (or ``<task>.results_dir``) gets, as TAO's tasks do:
 
-* ``experiment.yaml``: the fully resolved spec (defaults + YAML + command-line overrides);
+* ``experiment.yaml``: the fully resolved spec (defaults + YAML + command-line overrides), with
+  secret-like values redacted (a record for people and tools; resuming reads checkpoints, never
+  this file, and the training processes get an unredacted copy in a private folder);
 * ``status.json``: TAO's status log, one JSON object per line, appended (``date``, ``time``,
   ``status`` STARTED/RUNNING/SUCCESS/FAILURE, ``verbosity``, ``message``, and for training
   ``epoch``, ``max_epoch``, ``time_per_epoch``, ``eta``, ``kpi``). The last line is the current
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +32,8 @@ from typing import Any
 
 from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.redact import redact_text
+from rtdetr_trainer.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +63,23 @@ class TaskResults:
     def metrics_file(self) -> Path:
         return self.dir / "metrics.jsonl"
 
-    def prepare(self) -> None:
-        """Create the folder and write ``experiment.yaml`` (atomically)."""
+    def prepare(self, *, spec_file: bool = True) -> None:
+        """Create the folder and, unless told not to, write ``experiment.yaml`` (atomically).
+
+        Training passes ``spec_file=False`` and writes it with :meth:`write_spec` only once the
+        run has accepted the folder's checkpoints: a refused resume must not replace the spec
+        that describes them.
+        """
         if not self.writer:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / "experiment.yaml", dump_experiment(self.spec))
+        if spec_file:
+            self.write_spec()
+
+    def write_spec(self) -> None:
+        """``experiment.yaml``: the resolved spec, secret-like values redacted."""
+        if self.writer:
+            atomic_write_text(self.dir / "experiment.yaml", dump_experiment(self.spec))
 
     def status(self, status: str, message: str | None = None, **data: Any) -> None:
         """Append one TAO status line: STARTED, RUNNING, SUCCESS or FAILURE."""
@@ -78,12 +94,49 @@ class TaskResults:
             "verbosity": "INFO" if status != "FAILURE" else "ERROR",
         }
         if message:
-            record["message"] = message
+            record["message"] = redact_text(message)
         _append_line(self.status_file, record)
 
     def metrics(self, record: dict[str, Any]) -> None:
         if self.writer:
             _append_line(self.metrics_file, {"time": round(time.time(), 3), **record})
+
+
+def unwritable(path: str | Path) -> str | None:
+    """Why no file could be created at or under ``path`` (None: it could), creating nothing.
+
+    Looks at ``path`` if it exists, else the nearest existing folder above it, which must be a
+    folder where a file can really be created: a read-only volume passes ``os.access`` as root.
+    """
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it
+            return f"{probe} is a broken symbolic link"
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-test-", dir=probe)
+    except OSError as e:
+        return f"cannot create files in {probe} ({e.strerror or e})"
+    os.close(fd)
+    Path(tmp).unlink()
+    return None
+
+
+def check_results_dir(spec: ExperimentSpec, task: str) -> Path:
+    """Refuse, before any work, a results folder that is a file or cannot be written.
+
+    Raises:
+        UserInputError: naming the spec key, the path and the cause (exit 2).
+    """
+    own = getattr(getattr(spec, task, None), "results_dir", None)
+    key = f"{task}.results_dir" if own else "results_dir"
+    path = Path(spec.task_results_dir(task))
+    problem = unwritable(path)
+    if problem:
+        raise UserInputError(f"{key}: {path}: {problem}")
+    return path
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rtdetr_spec import ExperimentSpec, load_experiment
+from rtdetr_spec.redact import redact_value
 
 
 def add_spec_args(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,6 @@ def load_spec(path: str, overrides: Sequence[str], task: str) -> ExperimentSpec:
     spec = load_experiment(path, list(overrides))
     spec.check_required(task)
     for key in spec.optional_missing(task):
-        print(
-            f"warning: {key} is ?? (not set); using the default: {spec.get(key)!r}", file=sys.stderr
-        )
+        default = redact_value(key, spec.get(key))
+        print(f"warning: {key} is ?? (not set); using the default: {default!r}", file=sys.stderr)
     return spec

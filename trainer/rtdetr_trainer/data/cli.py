@@ -24,6 +24,7 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
     val.add_argument("--task", choices=("train", "evaluate"), default="train")
     syn = ds.add_parser("synth", help="write a synthetic 7-class warehouse dataset")
     syn.add_argument("--output", required=True)
+    _overwrite_flag(syn)
     syn.add_argument("--num-images", type=int, default=60)
     syn.add_argument(
         "--format",
@@ -89,7 +90,7 @@ def run_dataset_tool(args: argparse.Namespace) -> int:
             cameras=args.cameras,
             **scenes,  # type: ignore[arg-type]
         )
-        for split, path in generate(args.output, cfg).items():
+        for split, path in generate(args.output, cfg, overwrite=args.overwrite).items():
             print(f"{split}: {path}")
         return EXIT_OK
     if args.kind == "mtmc":
@@ -138,6 +139,7 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
     c2h.add_argument("--image-dir", required=True)
     c2h.add_argument("--json-file", required=True)
     c2h.add_argument("--output", required=True)
+    _overwrite_flag(c2h)
     c2h.add_argument("--arrays", action="store_true", help="store BGR arrays, not JPEG bytes")
     c2h.add_argument(
         "--camera",
@@ -155,6 +157,16 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
     h2c.add_argument("--image-dir", required=True, help="folder of the H5 files")
     h2c.add_argument("--json-file", required=True, help="COCO file with h5:// names")
     h2c.add_argument("--output", required=True)
+    _overwrite_flag(h2c)
+
+
+def _overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files an earlier run (or another dataset) left in --output; the command's "
+        "own input files are never replaced",
+    )
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -184,12 +196,14 @@ def run_convert(args: argparse.Namespace) -> int:
                 arrays=args.arrays,
                 camera=args.camera,
                 verify=args.verify,
+                overwrite=args.overwrite,
             ).report()
         )
     elif kind == "h52coco":
         from rtdetr_trainer.data.h5unpack import h5_to_coco
 
-        print(h5_to_coco(args.image_dir, args.json_file, args.output).report())
+        summary = h5_to_coco(args.image_dir, args.json_file, args.output, overwrite=args.overwrite)
+        print(summary.report())
     else:
         raise SpecError(f"unknown converter {args.kind!r}")
     return EXIT_OK

@@ -4,8 +4,10 @@ Everything that can be checked without decoding pixels is checked here, up front
 problems are reported at once (the first :data:`MAX_REPORTED`), each naming the file, image id or
 annotation id: missing or empty annotation files, files without images, duplicate image or
 annotation ids, annotations of unknown images or categories, non-positive or out-of-image boxes,
-missing image files, missing H5 files or keys. Corrupt pixels can only be found when an image is
-decoded; :mod:`rtdetr_trainer.data.images` names the file then.
+missing image files, missing H5 files or keys, and ``file_name`` values that are absolute or
+climb out of the source's ``image_dir`` with ``..`` (an annotation file must not make the trainer
+read an arbitrary file on the node or a shared volume). Corrupt pixels can only be found when an
+image is decoded; :mod:`rtdetr_trainer.data.images` names the file then.
 
 A box that overhangs the image border by at most :data:`BORDER_TOLERANCE_PX` (rounding in the
 tool that wrote it) is clipped and counted in one warning line; anything further out is an error.
@@ -21,7 +23,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import h5py
@@ -29,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rtdetr_spec.artifacts import ClassMap
 from rtdetr_trainer.data.classmap import merge_categories
-from rtdetr_trainer.data.h5 import RGB_GROUP, frame_size, is_h5_uri, resolve_h5_uri
+from rtdetr_trainer.data.h5 import H5_SCHEME, RGB_GROUP, frame_size, is_h5_uri, resolve_h5_uri
 from rtdetr_trainer.data.index import DetectionIndex, IndexBuilder
 from rtdetr_trainer.errors import DataError
 
@@ -78,12 +80,16 @@ def read_coco(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); COCO files are JSON") from None
     if not text.strip():
         raise DataError(f"{path}: the annotation file is empty")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: top level must be a JSON object with images/annotations")
     for name in ("images", "annotations", "categories"):
@@ -95,6 +101,8 @@ def read_coco(path: Path) -> dict[str, Any]:
     for i, c in enumerate(data["categories"]):
         if not isinstance(c, dict) or not isinstance(c.get("id"), int):
             raise DataError(f"{path}: categories[{i}] needs an integer 'id'")
+        if c["id"] < 0:
+            raise DataError(f"{path}: categories[{i}] has id {c['id']}; category ids are >= 0")
     return data
 
 
@@ -243,6 +251,13 @@ def _check_file(
             problems.add(f"{cf.path}: duplicate image id {img['id']} ({img['file_name']})")
             continue
         seen.add(img["id"])
+        escape = outside_image_dir(img["file_name"])
+        if escape:
+            problems.add(
+                f"{cf.path}: image id {img['id']}: file_name {img['file_name']!r} {escape}; "
+                "file names must be relative to the source's image_dir"
+            )
+            continue
         images.append(img)
     categories = cf.categories
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -256,13 +271,13 @@ def _check_file(
             problems.add(f"{cf.path}: duplicate annotation id {aid}")
             continue
         ann_ids.add(aid)
-        if ann.get("image_id") not in seen:
+        if not isinstance(ann.get("image_id"), int) or ann["image_id"] not in seen:
             problems.add(
                 f"{cf.path}: annotation id {aid} refers to unknown image id {ann.get('image_id')!r}"
             )
             continue
         cid = ann.get("category_id")
-        if cid not in categories:
+        if not isinstance(cid, int) or cid not in categories:
             problems.add(
                 f"{cf.path}: annotation id {aid} has unknown category id {cid!r} "
                 f"(categories: {sorted(categories)})"
@@ -274,8 +289,25 @@ def _check_file(
                 "model's class map does not know"
             )
             continue
+        area = ann.get("area", 0)
+        if not isinstance(area, int | float) or not math.isfinite(area) or area < 0:
+            problems.add(
+                f"{cf.path}: annotation id {aid}: area must be a number >= 0, got {area!r}"
+            )
+            continue
         by_image.setdefault(ann["image_id"], []).append(ann)
     return images, by_image
+
+
+def outside_image_dir(file_name: str) -> str | None:
+    """Why ``file_name`` (or an ``h5://`` name's file part) leaves ``image_dir``, or None."""
+    part = file_name[len(H5_SCHEME) :].partition(":")[0] if is_h5_uri(file_name) else file_name
+    path = PurePosixPath(part.replace("\\", "/"))
+    if path.is_absolute() or part.startswith("\\"):
+        return "is an absolute path"
+    if ".." in path.parts:
+        return "climbs out of image_dir with '..'"
+    return None
 
 
 def _image_size(

@@ -3,7 +3,7 @@
 Layout (the model card's option 2): ``<image_dir>/Camera_01.h5`` holds a group ``rgb`` with one
 dataset
 per frame. A COCO ``file_name`` of ``h5://Camera_01:rgb_00000.jpg`` names file ``Camera_01``
-(``.h5`` added if missing; relative names resolve against the source's ``image_dir``) and key
+(``.h5`` added if missing; resolved inside the source's ``image_dir``, never outside it) and key
 ``rgb_00000.jpg`` of its ``rgb`` group.
 
 A frame may be stored two ways:
@@ -54,12 +54,17 @@ def parse_h5_uri(file_name: str) -> tuple[str, str]:
 
 
 def resolve_h5_uri(file_name: str, image_dir: str | Path) -> tuple[Path, str]:
-    """Absolute H5 file path and frame key for an ``h5://`` name under ``image_dir``."""
+    """H5 file path and frame key for an ``h5://`` name under ``image_dir``.
+
+    The file part must stay inside ``image_dir``: an absolute path or a ``..`` is refused.
+    """
     file_part, key = parse_h5_uri(file_name)
     path = Path(file_part)
-    if not path.is_absolute():
-        path = Path(image_dir) / path
-    return path, key
+    if path.is_absolute() or ".." in path.parts:
+        raise DataError(
+            f"{file_name!r}: the H5 file must be a path inside image_dir (no '..', not absolute)"
+        )
+    return Path(image_dir) / path, key
 
 
 def _attr_text(value: object) -> str:

@@ -13,7 +13,9 @@ Nothing half-done ever looks complete: the whole source is validated (and every 
 worked out, so collisions are caught) before anything is written; each H5 file is written under
 a temporary name in ``output`` and renamed only when all its frames are in; the annotation file,
 the one thing a spec points at, is written last, atomically. A failure removes the temporary
-files and leaves any earlier output untouched.
+files and leaves any earlier output untouched. An output that would replace the source annotation
+file or an image is refused, and so is one that already holds any of the files to be written,
+unless ``overwrite`` (:mod:`rtdetr_trainer.data.outputs`).
 
 Every image is decoded before it is stored (``verify``, the default), with the decoder training
 uses (EXIF orientation applied), and its size compared with the annotation file's width/height:
@@ -42,6 +44,7 @@ from rtdetr_spec.artifacts import atomic_write_text, commit_file
 from rtdetr_trainer.data.classmap import build_class_map
 from rtdetr_trainer.data.coco import CocoFile, build_index, categories_of, read_source
 from rtdetr_trainer.data.h5 import CHANNEL_ORDER_ATTR, RGB_GROUP, is_h5_uri
+from rtdetr_trainer.data.outputs import check_output_folder, check_outputs
 from rtdetr_trainer.errors import DataError
 
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -130,18 +133,21 @@ def coco_to_h5(
     arrays: bool = False,
     camera: str = "folder",
     verify: bool = True,
+    overwrite: bool = False,
 ) -> PackSummary:
     """Write ``<output>/<camera>.h5`` files, then ``<output>/annotations/<json name>``."""
     if camera not in ("folder", "single"):
         raise DataError(f"--camera must be 'folder' or 'single', got {camera!r}")
+    out = check_output_folder(output)
     cf = read_one_source(image_dir, json_file, "--image-dir/--json-file")
     plan = _plan(cf, camera)
     data: dict[str, Any] = json.loads(json.dumps(cf.data))  # a copy to rewrite
     images_by_id = {img["id"]: img for img in data["images"]}
-    out = Path(output)
+    summary = PackSummary(json_file=out / "annotations" / Path(json_file).name, arrays=arrays)
+    targets = [summary.json_file, *sorted({out / f"{cam}.h5" for _, cam, _, _ in plan})]
+    check_outputs(out, targets, [json_file, *(src for *_, src in plan)], overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     temps: dict[str, tuple[Path, h5py.File]] = {}
-    summary = PackSummary(json_file=out / "annotations" / Path(json_file).name, arrays=arrays)
     try:
         for img, cam, key, src in plan:
             if cam not in temps:

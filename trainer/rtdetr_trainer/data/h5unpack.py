@@ -17,7 +17,9 @@ The COCO file is validated first (every H5 file and key must exist; a missing on
 naming the image id and its name), and every output name and frame type is checked before
 anything is written. Each image is written atomically (temp file + rename) and the annotation
 file last, so a run that fails half-way (a frame whose bytes are not an image) leaves image
-files but no annotation file: never a set that looks complete.
+files but no annotation file: never a set that looks complete. An output that would replace the
+source annotation file or an H5 file is refused, and so is one that already holds any file to be
+written, unless ``overwrite`` (:mod:`rtdetr_trainer.data.outputs`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from rtdetr_spec.artifacts import atomic_write_bytes, atomic_write_text
 from rtdetr_trainer.data.h5 import RGB_GROUP, declared_rgb, is_h5_uri, resolve_h5_uri
 from rtdetr_trainer.data.h5pack import read_one_source
+from rtdetr_trainer.data.outputs import check_output_folder, check_outputs
 from rtdetr_trainer.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -184,14 +187,18 @@ def _output_names(
     return by_file, names
 
 
-def h5_to_coco(image_dir: str | Path, json_file: str | Path, output: str | Path) -> UnpackSummary:
+def h5_to_coco(
+    image_dir: str | Path, json_file: str | Path, output: str | Path, *, overwrite: bool = False
+) -> UnpackSummary:
     """Unpack the frames a COCO file names into ``output``; the annotation file comes last."""
-    src_dir, out = Path(image_dir), Path(output)
+    src_dir, out = Path(image_dir), check_output_folder(output)
     cf = read_one_source(src_dir, json_file, "--image-dir/--json-file")
     data: dict[str, Any] = json.loads(json.dumps(cf.data))
     frames = _plan(data, src_dir, Path(json_file))
     by_file, names = _output_names(frames)
     summary = UnpackSummary(json_file=out / "annotations" / Path(json_file).name)
+    targets = [summary.json_file, *(out / rel for rel in names.values())]
+    check_outputs(out, targets, [json_file, *by_file], overwrite=overwrite)
     for h5_path, file_frames in by_file.items():
         with h5py.File(h5_path, "r") as f:
             for frame in file_frames:

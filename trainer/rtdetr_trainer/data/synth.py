@@ -10,6 +10,10 @@ alone identifies it even when colour augmentation shuffles channels. Objects get
 positions, may occlude each other (drawn far to near), and sit on a cluttered floor with shelves
 and unlabelled boxes. Output is deterministic for a seed.
 
+Every file is written under a temporary name and renamed into place, and an output that already
+holds any file of the layout below is refused unless ``overwrite``
+(:mod:`rtdetr_trainer.data.outputs`), so an existing dataset is never half-replaced.
+
 Layout (category ids 1..7 named as the seed, image ids unique across splits):
 
     coco: <out>/images/{train,val,test}/<name>.jpg, <out>/annotations/{train,val,test}.json
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from rtdetr_spec import WAREHOUSE_CLASSES
-from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.artifacts import atomic_write_bytes, atomic_write_text, commit_file
+from rtdetr_trainer.data.outputs import check_outputs
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 Rng = np.random.Generator
@@ -312,18 +319,42 @@ def _split_of(i: int, n: int, splits: tuple[float, float, float]) -> str:
     return "train" if i < train_end else "val" if i < val_end else "test"
 
 
-def generate(output: str | Path, cfg: SynthConfig) -> dict[str, Path]:
+def _targets(out: Path, cfg: SynthConfig) -> list[Path]:
+    """Every file :func:`generate` writes, annotation files first."""
+    paths = [out / "annotations" / f"{s}.json" for s in ("train", "val", "test")]
+    if cfg.format == "h5":
+        cams = min(max(1, cfg.cameras), cfg.num_images)
+        return paths + [out / f"Camera_{c + 1:02d}.h5" for c in range(cams)]
+    for i in range(cfg.num_images):
+        split = _split_of(i, cfg.num_images, cfg.splits)
+        paths.append(out / "images" / split / f"{split}_{i:05d}.jpg")
+    return paths
+
+
+def _new_h5(out: Path, cam: int, arrays: bool) -> tuple[Path, h5py.File]:
+    """A camera's H5 file under a temporary name in ``out`` (renamed when complete)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".Camera_{cam + 1:02d}.h5.", suffix=".tmp", dir=out)
+    os.close(fd)
+    f = h5py.File(tmp, "w")
+    group = f.create_group("rgb")
+    if arrays:
+        group.attrs["channel_order"] = "BGR"
+    return Path(tmp), f
+
+
+def generate(output: str | Path, cfg: SynthConfig, *, overwrite: bool = False) -> dict[str, Path]:
     """Write the dataset; returns {split: annotation file}."""
     if cfg.format not in ("coco", "h5"):
         raise ValueError(f"format must be coco or h5, got {cfg.format!r}")
     out = Path(output)
+    check_outputs(out, _targets(out, cfg), [], overwrite=overwrite)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(WAREHOUSE_CLASSES)]
     coco = {
         s: {"images": [], "annotations": [], "categories": categories}
         for s in ("train", "val", "test")
     }
-    h5_files: dict[int, h5py.File] = {}
+    h5_files: dict[int, tuple[Path, h5py.File]] = {}
     ann_id = 0
     try:
         for i in range(cfg.num_images):
@@ -332,17 +363,13 @@ def generate(output: str | Path, cfg: SynthConfig) -> dict[str, Path]:
             split = _split_of(i, cfg.num_images, cfg.splits)
             if cfg.format == "coco":
                 name = f"{split}_{i:05d}.jpg"
-                (out / "images" / split).mkdir(parents=True, exist_ok=True)
-                (out / "images" / split / name).write_bytes(_jpeg(img))
+                atomic_write_bytes(out / "images" / split / name, _jpeg(img))
                 file_name = f"{split}/{name}"
             else:
                 cam = i % max(1, cfg.cameras)
-                f = h5_files.get(cam)
-                if f is None:
-                    f = h5_files[cam] = h5py.File(out / f"Camera_{cam + 1:02d}.h5", "w")
-                    group = f.create_group("rgb")
-                    if cfg.h5_arrays:
-                        group.attrs["channel_order"] = "BGR"
+                if cam not in h5_files:
+                    h5_files[cam] = _new_h5(out, cam, cfg.h5_arrays)
+                f = h5_files[cam][1]
                 key = f"rgb_{i:05d}.jpg"
                 if cfg.h5_arrays:
                     f["rgb"].create_dataset(key, data=np.asarray(img)[:, :, ::-1])
@@ -364,9 +391,14 @@ def generate(output: str | Path, cfg: SynthConfig) -> dict[str, Path]:
                         "iscrowd": 0,
                     }
                 )
-    finally:
-        for f in h5_files.values():
+        for cam, (tmp, f) in sorted(h5_files.items()):
             f.close()
+            commit_file(tmp, out / f"Camera_{cam + 1:02d}.h5")
+    finally:
+        for tmp, f in h5_files.values():
+            if f.id.valid:
+                f.close()
+            tmp.unlink(missing_ok=True)
     paths = {}
     for split, data in coco.items():
         paths[split] = out / "annotations" / f"{split}.json"

@@ -15,7 +15,9 @@ that cannot reach MASTER_ADDR:MASTER_PORT within ``RTDETR_RENDEZVOUS_TIMEOUT`` s
 300; pods start unevenly, so it retries until then) fails with exit 1 naming the address.
 
 Without ``WORLD_SIZE`` the run is one node; ``train.num_nodes > 1`` is then an error. CPU-only
-machines run ``train.num_gpus`` gloo processes, which is how this path is tested.
+machines run ``train.num_gpus`` gloo processes, which is how this path is tested; asking for more
+processes than the node has GPUs, or (without a GPU) usable CPU cores, is an error naming both
+counts.
 """
 
 from __future__ import annotations
@@ -96,13 +98,17 @@ def rendezvous_timeout(env: Mapping[str, str]) -> int:
     return value
 
 
-def plan_launch(train: TrainConfig, env: Mapping[str, str], *, gpus_visible: int) -> LaunchPlan:
+def plan_launch(
+    train: TrainConfig, env: Mapping[str, str], *, gpus_visible: int, cpus: int | None = None
+) -> LaunchPlan:
     """Check the environment against the spec and decide the launch; raise LaunchError if wrong.
 
     Args:
         train: the spec's ``train`` section (``num_nodes``, ``num_gpus``).
         env: the process environment.
         gpus_visible: CUDA devices on this node (0 on CPU-only machines).
+        cpus: CPU cores this process may use (None: not checked); without a GPU each training
+            process needs one.
     """
     nproc = train.num_gpus
     if env.get("NUM_GPU_PER_NODE", "").strip():
@@ -114,6 +120,12 @@ def plan_launch(train: TrainConfig, env: Mapping[str, str], *, gpus_visible: int
             )
     if gpus_visible and nproc > gpus_visible:
         raise LaunchError(f"train.num_gpus={nproc} but this node has {gpus_visible} visible GPU(s)")
+    if not gpus_visible and cpus is not None and nproc > cpus:
+        raise LaunchError(
+            f"train.num_gpus={nproc} but this node has no GPU and {cpus} usable CPU core(s); "
+            f"on CPU each of the {nproc} training processes needs a core: set train.num_gpus "
+            f"to at most {cpus}"
+        )
     timeout = rendezvous_timeout(env)
     if not env.get("WORLD_SIZE", "").strip():
         if train.num_nodes > 1:

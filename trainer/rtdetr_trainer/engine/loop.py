@@ -319,6 +319,7 @@ class Trainer:
     def fit(self) -> TaskSummary:
         cfg, ctx = self.cfg, self.ctx
         self.resume_or_initialise()
+        self.results.write_spec()  # only now: a refused resume leaves the old spec in place
         if self.state.epoch >= cfg.num_epochs:
             log.info("training already finished (%d epochs done)", self.state.epoch)
             return self._finish(self.state.epoch - 1, None, self._last_checkpoint())

@@ -53,16 +53,23 @@ def _gpus_visible() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _cpus_usable() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def run_train(spec: ExperimentSpec, env: Mapping[str, str] | None = None) -> TaskSummary:
     """Validate, launch this node's workers, wait; returns the run's summary."""
     env = os.environ if env is None else env
-    plan = plan_launch(spec.train, env, gpus_visible=_gpus_visible())
+    plan = plan_launch(spec.train, env, gpus_visible=_gpus_visible(), cpus=_cpus_usable())
     if _gpus_visible() == 0 and plan.nproc_per_node > 1:
         log.info("no GPU visible: running %d CPU processes (gloo)", plan.nproc_per_node)
     data = prepare_train_data(spec)
     log.info("dataset: %s", data.summary())
     results = TaskResults(spec, "train", writer=plan.node_rank == 0)
-    results.prepare()
+    results.prepare(spec_file=False)  # experiment.yaml: by rank 0 once the resume is accepted
     results.status("STARTED", "Starting RT-DETR training", max_epoch=spec.train.num_epochs)
     run_dir = Path(tempfile.mkdtemp(prefix="rtdetr-train-"))
     with failure_recorded(results):
@@ -82,7 +89,8 @@ def run_train(spec: ExperimentSpec, env: Mapping[str, str] | None = None) -> Tas
 
 def _launch(spec: ExperimentSpec, plan: LaunchPlan, data: TrainData, run_dir: Path) -> None:
     """Hand the resolved spec (and the serialized index) to the workers; run torchrun."""
-    atomic_write_text(run_dir / SPEC_FILE, dump_experiment(spec))
+    # unredacted: the workers must see the spec as given; run_dir is private (mkdtemp: 0700)
+    atomic_write_text(run_dir / SPEC_FILE, dump_experiment(spec, redact=False))
     if spec.dataset.dataset_type == "serialized":
         data.train.save(run_dir / "index" / "train")
         data.val.save(run_dir / "index" / "val")
