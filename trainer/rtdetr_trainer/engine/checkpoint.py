@@ -104,12 +104,17 @@ def remove_stale_temp_files(folder: str | Path) -> int:
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU (weights only), or raise :class:`CheckpointError`."""
+    """Load a checkpoint onto the CPU (weights only, no code run), or raise
+    :class:`CheckpointError`."""
+    from rtdetr_trainer.model.safe_load import UnsafeCheckpointError, safe_torch_load
+
     p = Path(path)
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(p)
     except FileNotFoundError:
         raise CheckpointError(f"{p}: checkpoint not found") from None
+    except UnsafeCheckpointError as e:
+        raise CheckpointError(str(e)) from None
     except Exception as e:  # truncated zip, bad pickle, wrong magic number...
         raise CheckpointError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "epoch" not in ckpt:
