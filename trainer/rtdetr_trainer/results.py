@@ -29,6 +29,7 @@ from typing import Any
 
 from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.storage import ensure_dir, output_error
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class TaskResults:
         """Create the folder and write ``experiment.yaml`` (atomically)."""
         if not self.writer:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
         atomic_write_text(self.dir / "experiment.yaml", dump_experiment(self.spec))
 
     def status(self, status: str, message: str | None = None, **data: Any) -> None:
@@ -87,11 +88,18 @@ class TaskResults:
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_jsonable) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line (append-only logs: a torn last line is skipped by readers)."""
+    ensure_dir(path.parent)
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=_jsonable) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        err = output_error(e, path)
+        if err is None:
+            raise
+        raise err from e
 
 
 def _jsonable(value: object) -> object:
@@ -147,5 +155,8 @@ def failure_recorded(results: TaskResults) -> Iterator[None]:
         yield
     except BaseException as e:
         reason = str(e) or type(e).__name__
-        results.status("FAILURE", reason[:4000])
+        try:
+            results.status("FAILURE", reason[:4000])
+        except OSError as status_error:  # the volume that failed the task fails this line too
+            log.warning("could not record the failure in %s: %s", results.status_file, status_error)
         raise

@@ -54,6 +54,9 @@ class InertRecord:
     code of the original class runs, and nothing here reads either.
     """
 
+    args: tuple[Any, ...]
+    state: Any
+
     def __new__(cls, *args: Any, **kwargs: Any) -> InertRecord:
         inst = object.__new__(cls)
         inst.args = args
