@@ -218,7 +218,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        os.chmod(tmp, 0o666 & ~umask())  # by name: the file is ours, fresh from mkstemp
+        Path(tmp).chmod(0o666 & ~umask())  # by name: the file is ours, fresh from mkstemp
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
