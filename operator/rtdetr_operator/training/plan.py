@@ -298,8 +298,10 @@ class _Planner(PlannerBase):
             rec = self._record(task)
             job = self.jobs.get(rec.get("job") or "")
             stalled = rec.get("state") == "Failed"  # only an unwritable output stalls a task
-            if rec.get("state") != "Succeeded" and job is not None and (
-                self._active(job) or stalled
+            if (
+                rec.get("state") != "Succeeded"
+                and job is not None
+                and (self._active(job) or stalled)
             ):
                 rec["attempt"] = rec.get("attempt", 0) + 1  # resuming starts a fresh group
                 rec["state"] = "Pending"
