@@ -8,14 +8,12 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from rtdetr_spec.artifacts import atomic_write_text
 from rtdetr_spec.storage import OutputWriteError
@@ -23,7 +21,7 @@ from rtdetr_trainer.cli import main
 from rtdetr_trainer.engine.checkpoint import atomic_torch_save, save_checkpoint
 from rtdetr_trainer.errors import EXIT_STORAGE, StorageError, storage_failure
 from rtdetr_trainer.export.staging import StagedFiles, check_writable
-from tests.trainer.trainer_fixtures import synth_dataset, tiny_spec_dict
+from tests.trainer.trainer_fixtures import tiny_checkpoint
 
 DEV_FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full on this system")
@@ -119,32 +117,9 @@ def test_staged_export_into_an_unwritable_folder_names_the_final_file(tmp_path) 
     assert not (folder / "m.manifest.json").exists()
 
 
-def _tiny_run(root: Path) -> tuple[Path, Path]:
-    """A spec for the tiny model and a checkpoint of it."""
-    from rtdetr_spec import load_experiment
-    from rtdetr_trainer.data.classmap import build_class_map
-    from rtdetr_trainer.model import build_model
-    from rtdetr_trainer.model.weights import to_tao_state_dict
-
-    paths = synth_dataset(root / "data", num_images=8, width=64, height=64)
-    spec_file = root / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(tiny_spec_dict(root, paths)))
-    spec = load_experiment(spec_file)
-    torch.manual_seed(0)
-    model = build_model(spec.model, 7, (64, 64), load_backbone_weights=False)
-    ckpt = root / "model.pth"
-    categories = json.loads(paths["test"].read_text())["categories"]
-    classes = build_class_map({c["id"]: c["name"] for c in categories}, 7)
-    torch.save(
-        {"state_dict": to_tao_state_dict(model), "epoch": 0, "class_map": classes.model_dump()},
-        ckpt,
-    )
-    return spec_file, ckpt
-
-
 @needs_dev_full
 def test_evaluate_on_a_full_disk_exits_3_with_one_line(tmp_path, full_disk, capsys) -> None:
-    spec_file, ckpt = _tiny_run(tmp_path)
+    spec_file, ckpt, _ = tiny_checkpoint(tmp_path)
     full_disk.append(".metrics.json.")
     code = main(["evaluate", "-e", str(spec_file), f"evaluate.checkpoint={ckpt}"])
     err = capsys.readouterr().err
@@ -158,7 +133,7 @@ def test_evaluate_on_a_full_disk_exits_3_with_one_line(tmp_path, full_disk, caps
 
 def test_train_into_an_unwritable_results_dir_exits_3(tmp_path, capsys) -> None:
     folder = _unwritable_folder(tmp_path)
-    spec_file, _ = _tiny_run(tmp_path)
+    spec_file, _, _ = tiny_checkpoint(tmp_path)
     code = main(["train", "-e", str(spec_file), f"results_dir={folder / 'rtdetr-results'}"])
     err = capsys.readouterr().err
     assert code == 3, err[-2000:]
