@@ -17,6 +17,8 @@ from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rtdetr_spec.storage import ensure_dir, output_error
+
 MANIFEST_FORMAT = "rtdetr-onnx/v1"
 
 
@@ -206,20 +208,29 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     Readers see the old file or the new one, never a torn one, and a failed ``write`` leaves
     ``path`` untouched and no temp file behind. The file gets the umask's usual mode rather
     than mkstemp's 0600: results are read by other users (evaluation and export pods, serving).
+
+    Raises:
+        OutputWriteError: the storage refused (full, quota, read-only, permission denied),
+            naming ``path``, whatever layer reported it (``torch.save`` wraps the OS error).
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    ensure_dir(p.parent)
+    tmp: str | None = None
     try:
-        os.fchmod(fd, 0o666 & ~umask())
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        Path(tmp).chmod(0o666 & ~umask())  # by name: the file is ours, fresh from mkstemp
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         Path(tmp).replace(p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        err = output_error(e, p)
+        if err is None:
+            raise
+        raise err from e
     fsync_dir(p.parent)
 
 

@@ -20,7 +20,8 @@ class CuDNNConfig(SpecModel):
 
 
 class CheckpointerConfig(SpecModel):
-    """TAO's top-k checkpointer settings; accepted, and only ``save_top_k`` style fields used."""
+    """TAO's top-k checkpointer settings; accepted. ``monitor``/``mode`` choose which epoch
+    checkpoint counts as the best one that ``train.keep_last_checkpoints`` always keeps."""
 
     enable_topk: bool = False
     replace_periodic: bool = False
@@ -30,6 +31,10 @@ class CheckpointerConfig(SpecModel):
     filename: str = "model_best_{epoch:03d}"
     dirpath: str | None = None
     auto_insert_metric_name: bool = False
+
+    def watch(self) -> tuple[str | None, Literal["min", "max"] | None]:
+        """(monitor, mode) as set; unset means val_mAP, max (losses: min)."""
+        return self.monitor, self.mode
 
 
 class OptimConfig(SpecModel):
@@ -70,6 +75,9 @@ class TrainConfig(SpecModel):
     resume_training_checkpoint_path: str | None = None
     results_dir: str | None = None
     checkpointer: CheckpointerConfig = Field(default_factory=CheckpointerConfig)
+    #: Epoch checkpoints kept: the newest N plus the best by validation ``checkpointer.monitor``
+    #: (default val_mAP). 0 or -1 keep every one (as TAO does).
+    keep_last_checkpoints: int = Field(default=3, ge=-1)
     freeze: list[str] = Field(default_factory=list)
     pretrained_model_path: str | None = None
     clip_grad_norm: float = Field(default=0.1, ge=0.0)

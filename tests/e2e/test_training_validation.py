@@ -71,6 +71,11 @@ REFUSED: list[tuple[str, Mutation, list[str]]] = [
         lambda c: c["spec"].update(env=[{"name": "NODE_RANK", "value": "0"}]),
         ["spec.env", "the operator sets the launch contract"],
     ),
+    (
+        "checkpoint-trust-env",
+        lambda c: c["spec"].update(env=[{"name": "RTDETR_TRUST_CHECKPOINTS", "value": "1"}]),
+        ["spec.env", "must not set RTDETR_TRUST_CHECKPOINTS"],
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from rtdetr_operator import crd, crdgen
 from rtdetr_operator.structural import problems, to_structural
+from tests.operator.cel_rules import refusals
 
 
 def _walk(node: Any, path: str = ""):
@@ -109,6 +110,18 @@ def test_cel_rules_and_immutability() -> None:
     assert "metadata.name" in root[0]["message"]
     env_rule = spec["properties"]["env"]["x-kubernetes-validations"][0]
     assert "'NODE_RANK'" in env_rule["rule"]
+
+
+def test_the_api_server_refuses_the_checkpoint_trust_opt_in_in_spec_env() -> None:
+    rules = crdgen.openapi_schema()["properties"]["spec"]["properties"]["env"][
+        "x-kubernetes-validations"
+    ]
+    ok = [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
+    assert refusals(rules, ok) == []
+    bad = [*ok, {"name": "RTDETR_TRUST_CHECKPOINTS", "value": "1"}]
+    assert refusals(rules, bad) == [
+        ": must not set RTDETR_TRUST_CHECKPOINTS: task pods never unpickle checkpoints fully"
+    ]
 
 
 def test_defaults_of_the_operator_fields_are_carried() -> None:

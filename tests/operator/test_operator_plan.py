@@ -230,6 +230,36 @@ def test_image_pull_errors_stall_too() -> None:
     assert sim.cond("Stalled")["reason"] == "ImagePullBackOff"
 
 
+def test_unwritable_results_stall_without_restarting_until_suspend_is_toggled() -> None:
+    sim = Sim(training())
+    sim.step()
+    sim.run_pods("wh-train-0")
+    sim.step()
+    why = "cannot write /results/train/model_epoch_004.pth: No space left on device (ENOSPC)"
+    msg = summary("train", status="FAILURE", message=f"exit 3: {why}")
+    full = pod(sim.jobs["wh-train-0"], 0, "Failed", exit_code=3, message=msg)
+    sim.pods[full["metadata"]["name"]] = full
+    p = sim.step()
+    assert p.create == [] and p.delete == []
+    assert sim.status["phase"] == "Training" and sim.status["restarts"] == 0
+    stalled = sim.cond("Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "OutputUnwritable")
+    assert why in stalled["message"] and "spec.suspend" in stalled["message"]
+    assert sim.cond("Reconciling")["status"] == "False"
+    assert reasons(p).count("OutputUnwritable") == 1
+    sim.now = later(600)
+    p = sim.step()  # nothing changes by itself: no retry, no second event
+    assert p.create == [] and "OutputUnwritable" not in reasons(p)
+    assert sim.status["restarts"] == 0
+    sim.training["spec"]["suspend"] = True  # the volume was fixed
+    sim.step()
+    assert sim.status["phase"] == "Suspended"
+    sim.training["spec"]["suspend"] = False
+    p = sim.step()
+    assert [o["metadata"]["name"] for o in p.create] == ["wh-train-1"]
+    assert sim.status["restarts"] == 0 and sim.status["phase"] == "Training"
+
+
 def test_suspend_deletes_the_group_and_resume_starts_a_new_one() -> None:
     sim = Sim(training())
     sim.step()

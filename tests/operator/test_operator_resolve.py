@@ -58,6 +58,10 @@ def test_valid_training_resolves() -> None:
             "spec.env: WORLD_SIZE are set by the operator",
         ),
         (
+            lambda s: s.update(env=[{"name": "RTDETR_TRUST_CHECKPOINTS", "value": "1"}]),
+            "spec.env: RTDETR_TRUST_CHECKPOINTS is refused: task pods never unpickle",
+        ),
+        (
             lambda s: s["storage"].update(results={"volume": {"emptyDir": {}}}),
             "spec.storage.results.volume: emptyDir does not survive pod restarts",
         ),

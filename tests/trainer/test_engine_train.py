@@ -103,3 +103,25 @@ def test_explicit_resume_path_that_is_not_a_checkpoint(
         CheckpointError, match=r"train\.resume_training_checkpoint_path: .*half\.pth"
     ):
         trainer.resume_or_initialise()
+
+
+def test_retention_keeps_the_newest_and_the_best_and_resume_finds_the_latest(
+    tmp_path: Path, paths: dict[str, Path]
+) -> None:
+    """3 epochs, keep 1: the last epoch's file and the best one by val_loss stay."""
+    from rtdetr_trainer.engine.checkpoint import best_epoch, find_resume_checkpoint
+
+    trainer = _trainer(
+        tmp_path, paths, num_epochs=3, keep_last_checkpoints=1,
+        checkpointer={"monitor": "val_loss"},
+    )  # fmt: skip
+    summary = trainer.fit()
+    folder = tmp_path / "results" / "train"
+    best = best_epoch(trainer.state.history, "val_loss")
+    assert best is not None
+    kept = sorted(p.name for p in folder.glob("model_epoch_*.pth"))
+    assert kept == sorted({f"model_epoch_{best:03d}.pth", "model_epoch_002.pth"})
+    assert (folder / LATEST_NAME).resolve().name == "model_epoch_002.pth"
+    found = find_resume_checkpoint(folder)
+    assert found is not None and found[1]["epoch"] == 2
+    assert summary.artifacts["best_checkpoint"] == str(folder / f"model_epoch_{best:03d}.pth")

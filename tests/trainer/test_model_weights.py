@@ -13,6 +13,7 @@ from rtdetr_trainer.model.weights import (
     TAO_PREFIX,
     CheckpointFormatError,
     CheckpointMismatchError,
+    UnsafeCheckpointError,
     infer_architecture,
     load_backbone_weights,
     load_pretrained,
@@ -214,9 +215,13 @@ class _Unimportable:
     """Pickled by reference; the test removes it before loading, as a foreign class would be."""
 
 
-def test_checkpoint_with_foreign_python_objects_fails_clearly(tmp_path, monkeypatch):
+def test_checkpoint_with_foreign_python_objects_is_refused_naming_the_class(tmp_path, monkeypatch):
     path = tmp_path / "foreign.pth"
     torch.save({"state_dict": to_tao_state_dict(_model()), "callbacks": _Unimportable()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"foreign\.pth.*_Unimportable"):
+        read_checkpoint(path)
+    # with the trust opt-in it is unpickled, and a class that cannot be imported is named
+    monkeypatch.setenv("RTDETR_TRUST_CHECKPOINTS", "1")
     monkeypatch.delattr(sys.modules[__name__], "_Unimportable")
     with pytest.raises(CheckpointFormatError, match="cannot be imported"):
         read_checkpoint(path)

@@ -129,3 +129,30 @@ def overrides_from(d: dict, prefix: str = "") -> list[str]:
             if out[-1].endswith("\n..."):
                 out[-1] = out[-1][: -len("\n...")]
     return out
+
+
+def tiny_checkpoint(root: Path) -> tuple[Path, Path, dict[str, Path]]:
+    """A synth set, a spec for the tiny model on it and a checkpoint of that model with the
+    set's class map: (spec file, checkpoint, synth paths)."""
+    import torch
+    import yaml
+
+    from rtdetr_spec import load_experiment
+    from rtdetr_trainer.data.classmap import build_class_map
+    from rtdetr_trainer.model import build_model
+    from rtdetr_trainer.model.weights import to_tao_state_dict
+
+    paths = synth_dataset(root / "data", num_images=8, width=64, height=64)
+    spec_file = root / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(tiny_spec_dict(root, paths)))
+    spec = load_experiment(spec_file)
+    torch.manual_seed(0)
+    model = build_model(spec.model, 7, (64, 64), load_backbone_weights=False)
+    categories = json.loads(paths["test"].read_text())["categories"]
+    classes = build_class_map({c["id"]: c["name"] for c in categories}, 7)
+    ckpt = root / "model.pth"
+    torch.save(
+        {"state_dict": to_tao_state_dict(model), "epoch": 0, "class_map": classes.model_dump()},
+        ckpt,
+    )
+    return spec_file, ckpt, paths

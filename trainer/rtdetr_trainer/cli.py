@@ -8,7 +8,8 @@
 ``-e=spec.yaml`` (as NVIDIA's model card writes it) and ``-e spec.yaml`` are both accepted. Results
 go to
 ``<results_dir>/<task>/``. Exit codes: 0 success, 2 bad input (spec, data, checkpoint, launch
-environment: fix and rerun), 1 runtime failure. User errors are one message on stderr, never a
+environment: fix and rerun), 3 storage (a result could not be written: fix the volume, then
+rerun), 1 runtime failure. User errors are one message on stderr, never a
 traceback. This module imports torch only once a task that needs it runs.
 """
 
@@ -31,6 +32,7 @@ from rtdetr_trainer.errors import (
     EXIT_RUNTIME,
     ExportUnavailableError,
     TrainerError,
+    storage_failure,
 )
 from rtdetr_trainer.results import check_results_dir, write_termination_message
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
@@ -97,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail(task, "interrupted", 130)
     except Exception as e:
+        storage = storage_failure(e)  # a full or read-only volume: exit 3, one line
+        if storage is not None:
+            return _fail(task, str(storage), storage.exit_code)
         traceback.print_exc()
         return _fail(task, f"{type(e).__name__}: {e}", EXIT_RUNTIME)
 

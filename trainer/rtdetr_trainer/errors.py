@@ -5,8 +5,12 @@ one of these. ``exit_code`` follows the product's contract:
 
 * 2 - bad input: a spec, a dataset, a checkpoint or a launch environment the user must fix.
   Retrying the same command cannot help (a Kubernetes pod-failure policy may treat it as fatal).
-* 1 - a runtime failure: something broke while running (a peer vanished, a rendezvous timed out,
-  a disk filled up); retrying may help.
+* 1 - a runtime failure: something broke while running (a peer vanished, a rendezvous timed out);
+  retrying may help.
+* 3 - storage: a result could not be written because the volume is full, over quota, read-only
+  or not writable for this user. The message names the path and the cause. Retrying before
+  someone fixes the volume cannot help, and a retry that reloads everything only to fail at
+  the next checkpoint wastes the accelerators; the operator stalls the run instead.
 
 Messages always name the thing to fix: the file, the annotation/image id, the spec key or the
 environment variable. Torch-free, so the CLI can import it before deciding to import torch.
@@ -14,9 +18,13 @@ environment variable. Torch-free, so the CLI can import it before deciding to im
 
 from __future__ import annotations
 
+from rtdetr_spec.storage import OutputWriteError, final_path, storage_cause
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
+#: Storage: fix the volume (space, quota, read-only mount, permissions), then run again.
+EXIT_STORAGE = 3
 
 
 class TrainerError(Exception):
@@ -68,3 +76,28 @@ class RendezvousError(TrainerError):
 
 class ExportUnavailableError(UserInputError):
     """``rtdetr export`` was asked for, but this build carries no export module."""
+
+
+class StorageError(TrainerError):
+    """A result could not be written: the volume is full, read-only or not ours to write.
+
+    Not retryable as is (exit 3): the same write fails until someone fixes the volume.
+    """
+
+    exit_code = EXIT_STORAGE
+
+
+def storage_failure(exc: BaseException) -> StorageError | None:
+    """The :class:`StorageError` an unexpected exception amounts to, or None.
+
+    A write of ours that failed on the storage (:class:`OutputWriteError`, anywhere in the
+    chain) or an error only a write can cause (no space, quota, read-only file system) counts;
+    a permission error of a read does not (that is the input's problem).
+    """
+    cause = storage_cause(exc, writing=False)
+    if cause is None:
+        return None
+    if not isinstance(cause, OutputWriteError):
+        where = final_path(cause.filename) if cause.filename else "a result file"
+        cause = OutputWriteError(cause.errno, cause.strerror, where)
+    return StorageError(str(cause))

@@ -19,6 +19,7 @@ and that file is writable. Torch-free.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any
 from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
 from rtdetr_spec.redact import redact_text
+from rtdetr_spec.storage import OutputWriteError, ensure_dir, output_error, storage_cause
 from rtdetr_trainer.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class TaskResults:
         """
         if not self.writer:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.dir)
         if spec_file:
             self.write_spec()
 
@@ -103,7 +105,12 @@ class TaskResults:
 
 
 def unwritable(path: str | Path) -> str | None:
-    """Why no file could be created at or under ``path`` (None: it could), creating nothing.
+    """Why no file could be created at or under ``path`` (None: it could), creating nothing."""
+    return _write_probe(path)[0]
+
+
+def _write_probe(path: str | Path) -> tuple[str | None, OSError | None]:
+    """(why ``path`` cannot be written or None, the OS error behind it if there was one).
 
     Looks at ``path`` if it exists, else the nearest existing folder above it, which must be a
     folder where a file can really be created: a read-only volume passes ``os.access`` as root.
@@ -111,40 +118,55 @@ def unwritable(path: str | Path) -> str | None:
     probe = Path(path)
     while not probe.exists() and probe.parent != probe:
         if probe.is_symlink():  # a dangling link: mkdir would fail on it
-            return f"{probe} is a broken symbolic link"
+            return f"{probe} is a broken symbolic link", None
         probe = probe.parent
     if not probe.is_dir():
-        return f"{probe} is not a folder"
+        return f"{probe} is not a folder", None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-test-", dir=probe)
     except OSError as e:
-        return f"cannot create files in {probe} ({e.strerror or e})"
+        return f"cannot create files in {probe} ({e.strerror or e})", e
     os.close(fd)
     Path(tmp).unlink()
-    return None
+    return None, None
 
 
 def check_results_dir(spec: ExperimentSpec, task: str) -> Path:
     """Refuse, before any work, a results folder that is a file or cannot be written.
 
+    A path that runs through a regular file is the spec's mistake (exit 2); a volume that is
+    read-only, full or denies this user is the storage's (exit 3, which the operator does not
+    retry blindly), the same verdict a failed write would get later.
+
     Raises:
         UserInputError: naming the spec key, the path and the cause (exit 2).
+        OutputWriteError: naming the path, the cause and the fix (exit 3).
     """
     own = getattr(getattr(spec, task, None), "results_dir", None)
     key = f"{task}.results_dir" if own else "results_dir"
     path = Path(spec.task_results_dir(task))
-    problem = unwritable(path)
+    problem, cause = _write_probe(path)
+    if cause is not None and storage_cause(cause) is not None:
+        code = cause.errno or errno.EACCES
+        raise OutputWriteError(code, cause.strerror or os.strerror(code), f"{path} ({key})")
     if problem:
         raise UserInputError(f"{key}: {path}: {problem}")
     return path
 
 
 def _append_line(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_jsonable) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line (append-only logs: a torn last line is skipped by readers)."""
+    ensure_dir(path.parent)
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=_jsonable) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        err = output_error(e, path)
+        if err is None:
+            raise
+        raise err from e
 
 
 def _jsonable(value: object) -> object:
@@ -200,5 +222,8 @@ def failure_recorded(results: TaskResults) -> Iterator[None]:
         yield
     except BaseException as e:
         reason = str(e) or type(e).__name__
-        results.status("FAILURE", reason[:4000])
+        try:
+            results.status("FAILURE", reason[:4000])
+        except OSError as status_error:  # the volume that failed the task fails this line too
+            log.warning("could not record the failure in %s: %s", results.status_file, status_error)
         raise

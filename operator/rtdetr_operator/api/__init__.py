@@ -20,6 +20,7 @@ from rtdetr_operator.api.meta import (
     Toleration,
 )
 from rtdetr_operator.api.spec import (
+    FORBIDDEN_ENV,
     RESERVED_ENV,
     DataStorage,
     EvaluationOptions,
@@ -66,6 +67,7 @@ class RTDETRTraining(ApiModel):
 __all__ = [
     "API_VERSION",
     "CATEGORIES",
+    "FORBIDDEN_ENV",
     "GROUP",
     "KIND",
     "PHASES",

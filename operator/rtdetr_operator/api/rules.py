@@ -98,6 +98,14 @@ def reserved_env_rule(names: tuple[str, ...]) -> dict[str, Any]:
     )
 
 
+def forbidden_env_rule(names: tuple[str, ...]) -> dict[str, Any]:
+    quoted = ", ".join(f"'{n}'" for n in names)
+    return rule(
+        f"self.all(e, !(e.name in [{quoted}]))",
+        f"must not set {', '.join(names)}: task pods never unpickle checkpoints fully",
+    )
+
+
 #: Fields that may change after creation; everything else is fixed for the life of a run.
 MUTABLE_FIELDS: tuple[str, ...] = ("suspend", "maxRestarts", "activeDeadlineSeconds")
 

@@ -32,6 +32,7 @@ from rtdetr_operator.api.rules import (
     RESULTS_RULES,
     SPEC_RULES,
     STORAGE_RULES,
+    forbidden_env_rule,
     immutability_rules,
     reserved_env_rule,
 )
@@ -52,6 +53,9 @@ RESERVED_ENV: tuple[str, ...] = (
     "PET_MASTER_PORT",
     "RTDETR_TERMINATION_LOG",
 )
+#: Environment variables a CR may never set: the trainer's opt-in to unpickle a checkpoint fully
+#: (which can run code from any file on a shared volume) is for people at a shell only.
+FORBIDDEN_ENV: tuple[str, ...] = ("RTDETR_TRUST_CHECKPOINTS",)
 
 
 class VolumeSource(ApiModel):
@@ -201,9 +205,15 @@ class RTDETRTrainingSpec(ApiModel):
     """Extra labels/annotations of every task pod."""
     env: list[EnvVar] = Field(
         default_factory=list,
-        json_schema_extra={"x-kubernetes-validations": [reserved_env_rule(RESERVED_ENV)]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                reserved_env_rule(RESERVED_ENV),
+                forbidden_env_rule(FORBIDDEN_ENV),
+            ]
+        },
     )
-    """Extra environment of every task container (launch-contract names are reserved)."""
+    """Extra environment of every task container (launch-contract names are reserved, and
+    RTDETR_TRUST_CHECKPOINTS is refused)."""
     training: TrainingOptions = defaulted(TrainingOptions)
     """Training-only settings."""
     evaluation: EvaluationOptions = defaulted(EvaluationOptions)

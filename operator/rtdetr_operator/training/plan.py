@@ -17,6 +17,9 @@ what exists:
 * Any pod failed -> restart: attempt + 1 (a new Job, the whole group), up to spec.maxRestarts;
   training resumes from the latest checkpoint on the results volume. Exit code 2 (the trainer's
   "bad input") fails the run at once: the same command cannot succeed on a second try.
+  Exit code 3 (the results volume is full, read-only or not writable) stalls the run
+  (Stalled=True, reason OutputUnwritable) without a restart; once the volume is fixed, toggling
+  spec.suspend (true, then false) starts the next attempt from the latest checkpoint.
 * Pods unschedulable / image not pullable beyond the grace period -> Stalled, with the reason.
 * spec.suspend -> delete the active Job, phase Suspended; clearing it creates the next attempt.
 """
@@ -44,6 +47,9 @@ JOB_FIELD = {"train": "trainingJob", "evaluate": "evaluationJob", "export": "exp
 #: The trainer's exit status for input it refuses (spec, dataset, checkpoint, launch env):
 #: running the same command again cannot help, so the run fails without burning restarts.
 EXIT_BAD_INPUT = 2
+#: The trainer's exit status when the results volume is full, read-only or not writable: a
+#: retry fails the same way until someone fixes the volume, so the run stalls instead.
+EXIT_STORAGE = 3
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,10 @@ class _Planner(PlannerBase):
             rec["state"] = "Failed"
             self._fail("BadInput", f"{TASK_TITLE[task]} refused its input (not retried): {why}")
             return
+        if pod is not None and pod.exit_code == EXIT_STORAGE:
+            rec["state"] = "Failed"
+            self._output_unwritable(task, why)
+            return
         if restarts >= limit:
             rec["state"] = "Failed"
             self._fail(
@@ -239,6 +249,18 @@ class _Planner(PlannerBase):
             f"Job {rec['job']} (restart {restarts + 1}/{limit})",
         )
         self._create_job(task, rec)
+
+    def _output_unwritable(self, task: str, why: str) -> None:
+        """Stall (no restart): the same write fails until someone fixes the results volume."""
+        message = (
+            f"{TASK_TITLE[task]} could not write its results (not retried): {why}. Fix the "
+            "results volume, then set spec.suspend to true and back to false to continue from "
+            "the latest checkpoint"
+        )
+        self.health = Health("OutputUnwritable", message, stalled=True)
+        old = condition(self.old, "Stalled")
+        if not old or old.get("status") != "True" or old.get("reason") != "OutputUnwritable":
+            self._event("Warning", "OutputUnwritable", message)
 
     # ----------------------------------------------------------------- run-level states
     def _retry_after_failure(self) -> bool:
@@ -275,7 +297,12 @@ class _Planner(PlannerBase):
         for task in self.r.tasks:
             rec = self._record(task)
             job = self.jobs.get(rec.get("job") or "")
-            if rec.get("state") != "Succeeded" and job is not None and self._active(job):
+            stalled = rec.get("state") == "Failed"  # only an unwritable output stalls a task
+            if (
+                rec.get("state") != "Succeeded"
+                and job is not None
+                and (self._active(job) or stalled)
+            ):
                 rec["attempt"] = rec.get("attempt", 0) + 1  # resuming starts a fresh group
                 rec["state"] = "Pending"
         self._delete_active()

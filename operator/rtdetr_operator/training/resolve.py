@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rtdetr_operator.api import RESERVED_ENV, RTDETRTrainingSpec
+from rtdetr_operator.api import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
 from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.training.names import Names
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
@@ -122,6 +122,12 @@ def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
     reserved = sorted({e.name for e in spec.env} & set(RESERVED_ENV))
     if reserved:
         out.append(f"spec.env: {', '.join(reserved)} are set by the operator (launch contract)")
+    forbidden = sorted({e.name for e in spec.env} & set(FORBIDDEN_ENV))
+    if forbidden:
+        out.append(
+            f"spec.env: {', '.join(forbidden)} is refused: task pods never unpickle checkpoints "
+            "fully (a checkpoint on a shared volume could run code)"
+        )
     for which, store in (("data", spec.storage.data), ("results", spec.storage.results)):
         if (store.claim_name is None) == (store.volume is None):
             out.append(f"spec.storage.{which}: set exactly one of claimName or volume")

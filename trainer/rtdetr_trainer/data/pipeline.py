@@ -71,6 +71,19 @@ def prepare_train_data(spec: ExperimentSpec, *, check_files: bool = True) -> Tra
     val = build_index(val_files, class_map, check_files=check_files)
     if len(train) == 0:
         raise DataError("dataset.train_data_sources: no usable training images")
+    if train.num_annotations == 0:
+        # Images without boxes among others teach "nothing here"; a set of only those gives
+        # the matcher no targets at all: the model would learn to predict nothing.
+        raise DataError(
+            f"dataset.train_data_sources: {len(train)} images but not one box "
+            f"({', '.join(str(f.path) for f in train_files)}); DETR-style training needs "
+            "annotated objects (images without boxes are fine among annotated ones)"
+        )
+    if len(val) and val.num_annotations == 0:
+        log.warning(
+            "dataset.val_data_sources has no boxes: validation mAP is undefined (reported as 0) "
+            "and cannot pick the best checkpoint"
+        )
     sizes = [s.sample_size for s in spec.dataset.train_data_sources]
     return TrainData(class_map, train, val, categories_of(val_files), sizes)
 
@@ -93,8 +106,37 @@ def prepare_eval_data(
     if class_map is None:
         class_map = build_class_map(categories, spec.dataset.num_classes)
         log.info("the checkpoint has no class map; using %s's categories", key)
+    else:
+        check_same_classes(categories, class_map, key)
     index = build_index(files, class_map, check_files=check_files)
     return index, categories, class_map
+
+
+def check_same_classes(categories: dict[int, str], class_map: ClassMap, key: str) -> None:
+    """Refuse an evaluation set whose categories are not the model's classes.
+
+    Scoring goes by category id; a set where id 3 means something else than in the checkpoint
+    would be scored silently under the wrong names. Categories the set lacks are fine (their
+    AP is undefined); an id the model does not know or a renamed one is not.
+    """
+    known = {c.category_id: c.name for c in class_map.classes if c.category_id is not None}
+    renamed = [
+        f"id {cid} is {name!r} here but {known[cid]!r} in the checkpoint"
+        for cid, name in sorted(categories.items())
+        if cid in known and known[cid] != name
+    ]
+    unknown = [
+        f"id {cid} {name!r} is not a class of the checkpoint"
+        for cid, name in sorted(categories.items())
+        if cid not in known
+    ]
+    if renamed or unknown:
+        theirs = ", ".join(f"{cid} {name!r}" for cid, name in sorted(known.items()))
+        raise DataError(
+            f"{key}: the categories differ from the checkpoint's classes: "
+            f"{'; '.join(renamed + unknown)} (checkpoint classes by id: {theirs}); evaluate "
+            "with annotations that use the checkpoint's ids and names"
+        )
 
 
 def read_classmap_file(path: str) -> list[str]:

@@ -16,6 +16,11 @@ only then is ``rtdetr_model_latest.pth`` (a relative symlink, as TAO's) swapped 
 rename. A crash at any point leaves either the old or the new state, never a partial file under a
 real name. Resume follows the pointer, and falls back to the newest checkpoint that loads if the
 pointer's target is damaged (each fallback is logged).
+
+Retention (``train.keep_last_checkpoints``, default 3; 0 or -1 keep all): after each save, epoch
+files beyond the newest K are deleted, except the best one by the validation metric
+(``train.checkpointer.monitor``, default ``val_mAP``) and the latest pointer's target. Names stay
+TAO's, and resume still finds the newest.
 """
 
 from __future__ import annotations
@@ -104,12 +109,17 @@ def remove_stale_temp_files(folder: str | Path) -> int:
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU (weights only), or raise :class:`CheckpointError`."""
+    """Load a checkpoint onto the CPU (weights only, no code run), or raise
+    :class:`CheckpointError`."""
+    from rtdetr_trainer.model.safe_load import UnsafeCheckpointError, safe_torch_load
+
     p = Path(path)
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(p)
     except FileNotFoundError:
         raise CheckpointError(f"{p}: checkpoint not found") from None
+    except UnsafeCheckpointError as e:
+        raise CheckpointError(str(e)) from None
     except Exception as e:  # truncated zip, bad pickle, wrong magic number...
         raise CheckpointError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "epoch" not in ckpt:
@@ -152,3 +162,80 @@ def find_resume_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any]] | 
             continue
         return path, ckpt
     return None
+
+
+#: The validation metric that picks the best checkpoint when ``checkpointer.monitor`` is unset.
+DEFAULT_MONITOR = "val_mAP"
+
+
+def best_epoch(
+    history: list[dict[str, Any]], monitor: str | None = None, mode: str | None = None
+) -> int | None:
+    """The epoch whose record has the best ``monitor`` value (the first of equals), or None.
+
+    ``mode`` defaults to ``min`` for losses and ``max`` otherwise (TAO's convention).
+    """
+    monitor = monitor or DEFAULT_MONITOR
+    mode = mode or ("min" if "loss" in monitor else "max")
+    best: tuple[float, int] | None = None
+    for record in history:
+        value = record.get(monitor)
+        if not isinstance(value, int | float) or "epoch" not in record:
+            continue
+        score = float(value) if mode == "max" else -float(value)
+        if best is None or score > best[0]:
+            best = (score, int(record["epoch"]))
+    return best[1] if best else None
+
+
+def prune_checkpoints(
+    folder: str | Path, keep_last: int, keep: set[int] | None = None
+) -> list[Path]:
+    """Delete ``model_epoch_NNN.pth`` files beyond the newest ``keep_last``; returns them.
+
+    Epochs in ``keep`` (the best) and the latest pointer's target always stay; ``keep_last``
+    <= 0 keeps everything. Only files of our own name pattern are ever touched.
+    """
+    if keep_last <= 0:
+        return []
+    folder = Path(folder)
+    latest = folder / LATEST_NAME
+    pointed = latest.resolve() if latest.exists() else None
+    removed = []
+    for i, (epoch, path) in enumerate(epoch_checkpoints(folder)):
+        if i < keep_last or epoch in (keep or set()) or path.resolve() == pointed:
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        fsync_dir(folder)
+    return removed
+
+
+def best_checkpoint(
+    folder: str | Path, history: list[dict[str, Any]], monitor: str | None, mode: str | None
+) -> Path | None:
+    """The best epoch's checkpoint file in ``folder``, if it was written."""
+    best = best_epoch(history, monitor, mode)
+    if best is None:
+        return None
+    path = Path(folder) / CHECKPOINT_NAME.format(epoch=best)
+    return path if path.is_file() else None
+
+
+def retain(
+    folder: str | Path,
+    keep_last: int,
+    history: list[dict[str, Any]],
+    monitor: str | None,
+    mode: str | None,
+) -> list[Path]:
+    """Apply ``train.keep_last_checkpoints`` after a save; logs what it removed."""
+    best = best_epoch(history, monitor, mode)
+    removed = prune_checkpoints(folder, keep_last, set() if best is None else {best})
+    if removed:
+        log.info(
+            "removed %s (train.keep_last_checkpoints=%d; best by %s: epoch %s)",
+            ", ".join(p.name for p in removed), keep_last, monitor or DEFAULT_MONITOR, best,
+        )  # fmt: skip
+    return removed

@@ -369,6 +369,10 @@ class Trainer:
             if ctx.is_main and ((epoch + 1) % cfg.checkpoint_interval == 0 or last):
                 last_ckpt = self.checkpoint(epoch, record)
                 log.info("saved %s", last_ckpt)
+                cp = cfg.checkpointer  # keep the newest keep_last_checkpoints and the best
+                ckpt_io.retain(
+                    self.results.dir, cfg.keep_last_checkpoints, self.state.history, *cp.watch()
+                )
             ctx.barrier()
             epoch_times.append(time.time() - started)
             self._report_epoch(epoch, record, epoch_times)
@@ -393,4 +397,7 @@ class Trainer:
             val.metrics if val is not None else None,
             last_ckpt,
             writer=self.ctx.is_main,
+            best_checkpoint=ckpt_io.best_checkpoint(
+                self.results.dir, self.state.history, *self.cfg.checkpointer.watch()
+            ),
         )

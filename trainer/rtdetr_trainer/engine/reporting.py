@@ -55,6 +55,7 @@ def finish(
     last_checkpoint: Path | None,
     *,
     writer: bool,
+    best_checkpoint: Path | None = None,
 ) -> TaskSummary:
     """The run's summary (written, with a SUCCESS status line and the KPI table, by rank 0)."""
     metrics: dict[str, Any] = {}
@@ -66,6 +67,8 @@ def finish(
         if "val_per_class_AP50" in last:
             metrics["per_class_AP50"] = last["val_per_class_AP50"]
     artifacts = {"checkpoint": str(last_checkpoint)} if last_checkpoint else {}
+    if best_checkpoint is not None:
+        artifacts["best_checkpoint"] = str(best_checkpoint)
     artifacts["results_dir"] = str(results.dir)
     summary = TaskSummary(
         task="train",

@@ -23,7 +23,13 @@ from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
 from rtdetr_trainer.data.pipeline import TrainData, prepare_train_data
 from rtdetr_trainer.engine.launcher import LaunchPlan, check_master, plan_launch
 from rtdetr_trainer.engine.worker import DATA_FILE, LAUNCHER_PID_ENV, SPEC_FILE, outcome_path
-from rtdetr_trainer.errors import EXIT_BAD_INPUT, RendezvousError, TrainerError, UserInputError
+from rtdetr_trainer.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_STORAGE,
+    RendezvousError,
+    TrainerError,
+    UserInputError,
+)
 from rtdetr_trainer.results import TaskResults, failure_recorded
 
 log = logging.getLogger(__name__)
@@ -139,13 +145,17 @@ def _worker_failure(run_dir: Path, plan: LaunchPlan, err: Exception) -> TrainerE
                 continue
     failed = [o for o in outcomes if o.get("exit_code")]
     bad_input = [o for o in failed if o["exit_code"] == EXIT_BAD_INPUT]
-    chosen = (bad_input or failed or [None])[0]
+    # a full volume on rank 0 makes its peers fail too (a closed connection): name the cause
+    storage = [o for o in failed if o["exit_code"] == EXIT_STORAGE]
+    chosen = (bad_input or storage or failed or [None])[0]
     if chosen is None:  # killed (signal, OOM) before it could say why
         failures = getattr(err, "failures", {})
         detail = "; ".join(
             f"local rank {f.local_rank}: exit code {f.exitcode}" for f in failures.values()
         )
-        return WorkerFailedError(f"a training process died ({detail or err})", 1)
+        codes = {f.exitcode for f in failures.values()}
+        code = EXIT_STORAGE if codes == {EXIT_STORAGE} else 1
+        return WorkerFailedError(f"a training process died ({detail or err})", code)
     if chosen["exit_code"] == EXIT_BAD_INPUT:
         return UserInputError(chosen["message"])
     return WorkerFailedError(chosen["message"], int(chosen["exit_code"]))

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from rtdetr_spec import SpecError, load_experiment
 from rtdetr_spec.artifacts import ClassMap, atomic_write_text
-from rtdetr_trainer.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME, TrainerError
+from rtdetr_trainer.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    TrainerError,
+    storage_failure,
+)
 
 log = logging.getLogger("rtdetr_trainer")
 
@@ -139,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         _record(args.run_dir, rank, EXIT_BAD_INPUT, str(e))
         return EXIT_BAD_INPUT
     except Exception as e:
+        storage = storage_failure(e)  # a checkpoint on a full or read-only volume
+        if storage is not None:
+            log.error("%s", storage)
+            _record(args.run_dir, rank, storage.exit_code, str(storage))
+            return storage.exit_code
         traceback.print_exc()
         _record(args.run_dir, rank, EXIT_RUNTIME, f"{type(e).__name__}: {e}")
         return EXIT_RUNTIME

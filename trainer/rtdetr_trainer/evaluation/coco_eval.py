@@ -147,7 +147,7 @@ def format_table(metrics: EvalMetrics, *, title: str = "AP@0.50 per class") -> s
     """The model card's KPI table (one row per class) with mAP/mAP50 underneath."""
     width = max([len(n) for n in metrics.per_class_AP50] + [len("class")])
     lines = [title, f"{'class':<{width}}  AP50", f"{'-' * width}  -----"]
-    for name, ap in metrics.per_class_AP50.items():
+    for name, ap in metrics.per_class_AP50.items():  # N/A: no ground truth, AP undefined
         lines.append(f"{name:<{width}}  {'N/A' if ap is None else f'{ap:.3f}'}")
     lines.append(f"{'-' * width}  -----")
     lines.append(f"{'mAP50':<{width}}  {metrics.mAP50:.3f}")

@@ -26,6 +26,7 @@ from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
 from rtdetr_trainer.data.coco import coco_ground_truth
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.pipeline import prepare_eval_data
+from rtdetr_trainer.errors import DataError
 from rtdetr_trainer.evaluation.coco_eval import (
     EvalMetrics,
     coco_evaluate,
@@ -81,6 +82,12 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
     index, categories, class_map = prepare_eval_data(
         spec, "dataset.test_data_sources", predictor.class_map
     )
+    if index.num_annotations == 0:
+        raise DataError(
+            f"dataset.test_data_sources: {len(index)} images but not one annotated box: mAP, "
+            "mAP50 and every class's AP50 would be undefined (COCOeval's -1), not 0; evaluate "
+            "on a set with ground truth"
+        )
     h, w = predictor.input_size  # the spec's size, or an exported ONNX's fixed one
     batch_size = cfg.batch_size if cfg.batch_size > 0 else spec.dataset.batch_size
     loader = loader_for(EvalDataset(index, h, w), batch_size, spec.dataset.workers)
@@ -90,6 +97,13 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
         image_ids, detections, class_map, conf_threshold=cfg.conf_threshold
     )
     metrics = coco_evaluate(coco_ground_truth(index, categories), coco_results)
+    undefined = sorted(name for name, ap in metrics.per_class_AP50.items() if ap is None)
+    if undefined:
+        log.warning(
+            "AP50 undefined (no ground truth in the test set) for: %s; reported as null, and "
+            "mAP averages the other classes",
+            ", ".join(undefined),
+        )
     payload: dict[str, Any] = {
         **metrics.to_json(),
         "checkpoint": cfg.checkpoint,

@@ -16,8 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from rtdetr_spec.artifacts import umask
+from rtdetr_spec.storage import output_error
+from rtdetr_trainer.errors import StorageError
 from rtdetr_trainer.export.errors import ExportInputError
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,8 @@ def check_writable(folder: Path, key: str) -> None:
     """Create ``folder`` if needed and prove a file can be written there.
 
     Raises:
-        ExportInputError: naming ``key`` (the spec key the folder comes from).
+        StorageError: the volume is full, read-only or not writable (exit 3), naming ``key``.
+        ExportInputError: any other reason (e.g. a path under a file), naming ``key``.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -35,7 +39,18 @@ def check_writable(folder: Path, key: str) -> None:
         os.close(fd)
         Path(probe).unlink()
     except OSError as e:
+        storage = output_error(e, folder)
+        if storage is not None:  # full, read-only or not ours: the volume's problem (exit 3)
+            raise StorageError(f"{key}: {storage}") from None
         raise ExportInputError(f"{key}: cannot write to {folder} ({e.strerror or e})") from None
+
+
+def _raise_storage(e: OSError, final: Path | str) -> NoReturn:
+    """Re-raise ``e``, as :class:`OutputWriteError` naming ``final`` when the storage refused."""
+    err = output_error(e, final)
+    if err is None:
+        raise e
+    raise err from e
 
 
 class StagedFiles:
@@ -53,7 +68,10 @@ class StagedFiles:
         final = Path(final)
         if any(f == final for _, f in self._pending):
             raise ValueError(f"{final} is staged twice")
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        except OSError as e:
+            _raise_storage(e, final)
         os.close(fd)
         # mkstemp makes 0600 files; the results are for other users too (serving, DeepStream).
         Path(tmp).chmod(0o666 & ~umask())
@@ -62,18 +80,27 @@ class StagedFiles:
 
     def write_text(self, final: str | Path, text: str) -> Path:
         tmp = self.temp_for(final)
-        with open(tmp, "w") as f:
-            f.write(text)
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+        except OSError as e:
+            _raise_storage(e, final)
         return tmp
 
     def commit(self) -> list[Path]:
         """fsync every staged file, then rename each over its final path, in staging order."""
-        for tmp, _ in self._pending:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+        for tmp, final in self._pending:
+            try:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            except OSError as e:
+                _raise_storage(e, final)
         done = []
         for tmp, final in self._pending:
-            tmp.replace(final)
+            try:
+                tmp.replace(final)
+            except OSError as e:
+                _raise_storage(e, final)
             done.append(final)
         self._committed = True
         self._pending = []

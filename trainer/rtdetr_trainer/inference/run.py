@@ -27,7 +27,7 @@ from PIL import Image, ImageColor
 
 from rtdetr_serving.annotate import draw_boxes, palette_colors
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write, atomic_write_text
 from rtdetr_trainer.data.classmap import class_map_from_names
 from rtdetr_trainer.data.pipeline import read_classmap_file
 from rtdetr_trainer.errors import UserInputError
@@ -187,13 +187,12 @@ def _write_outputs(
 ) -> None:
     rel = Path(item.output_name)
     label_file = labels_dir / rel.with_suffix(".txt")
-    label_file.parent.mkdir(parents=True, exist_ok=True)
     lines = [
         kitti_line(names[int(lb)] or f"class_{int(lb)}", box, float(s))
         for s, lb, box in zip(det["scores"], det["labels"], det["boxes"], strict=True)
         if int(lb) < len(names)
     ]
-    label_file.write_text("".join(line + "\n" for line in lines))
+    atomic_write_text(label_file, "".join(line + "\n" for line in lines))
     annotated = draw(
         decoder.load(item),
         det,
@@ -203,6 +202,7 @@ def _write_outputs(
         width=cfg.outline_width,
     )
     out = images_dir / rel
-    out.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(out.suffix.lower())
-    annotated.save(out, **({"format": fmt, "quality": 95} if fmt else {}))
+    kind = fmt or Image.registered_extensions().get(out.suffix.lower(), "PNG")
+    options = {"quality": 95} if fmt else {}
+    atomic_write(out, lambda f: annotated.save(f, format=kind, **options))

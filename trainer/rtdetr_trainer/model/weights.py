@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from rtdetr_trainer.model.safe_load import UnsafeCheckpointError, safe_torch_load
 from rtdetr_trainer.model.weights_inspect import (
     ArchitectureInfo,
     describe_mismatch,
@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointMismatchError",
     "PretrainedReport",
+    "UnsafeCheckpointError",
     "extract_state_dict",
     "infer_architecture",
     "load_backbone_weights",
@@ -86,10 +87,11 @@ def to_tao_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file onto the CPU.
+    """Load a ``.pth``/``.pt``/``.ckpt`` or ``.safetensors`` file onto the CPU, running no code.
 
-    Tries ``weights_only=True`` first; Lightning checkpoints written by TAO may pickle other
-    objects, so a file that needs full unpickling is then loaded that way (trusted input).
+    ``.pth`` files go through :func:`rtdetr_trainer.model.safe_load.safe_torch_load`
+    (``weights_only=True`` plus the plain data TAO's Lightning files carry). A file that wants
+    anything else raises :class:`UnsafeCheckpointError` naming the file and the global.
     """
     p = Path(path)
     if not p.is_file():
@@ -100,18 +102,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         return dict(load_file(str(p), device="cpu"))
     unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        log.warning("%s needs full unpickling (not weights-only); loading it as trusted", p)
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        except (ImportError, AttributeError) as e:
-            raise CheckpointFormatError(
-                f"{p}: the checkpoint pickles Python objects that cannot be imported here ({e}); "
-                "save only its state_dict"
-            ) from None
-        except unreadable as e:
-            raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
+        obj = safe_torch_load(p)
+    except UnsafeCheckpointError:
+        raise
+    except (ImportError, AttributeError) as e:  # only with the trust opt-in: a missing class
+        raise CheckpointFormatError(
+            f"{p}: the checkpoint pickles Python objects that cannot be imported here ({e}); "
+            "save only its state_dict"
+        ) from None
     except unreadable as e:
         raise CheckpointFormatError(f"{p}: not a readable PyTorch checkpoint ({e})") from None
     if not isinstance(obj, Mapping):
