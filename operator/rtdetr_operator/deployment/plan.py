@@ -47,6 +47,7 @@ from rtdetr_operator.deployment.source import (
 )
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan
+from rtdetr_operator.policy import volume_problems
 from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.engine_spec import same_tensorrt
 
@@ -72,6 +73,8 @@ class Settings:
     defaults: OperatorDefaults = field(default_factory=OperatorDefaults)
     #: Seconds a build or Triton pod may be unschedulable (or not pull its image) before Stalled.
     stuck_grace: float = 60.0
+    #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
+    allow_node_volumes: bool = False
 
 
 def plan(world: World, settings: Settings) -> Plan:
@@ -99,7 +102,12 @@ class _Planner(PoolsMixin):
     # ----------------------------------------------------------------------------- driver
     def run(self) -> Plan:
         try:
-            self.r = resolve(self.w.deployment, self.settings.catalog, self.settings.defaults)
+            self.r = resolve(
+                self.w.deployment,
+                self.settings.catalog,
+                self.settings.defaults,
+                allow_node_volumes=self.settings.allow_node_volumes,
+            )
         except InvalidDeploymentError as e:
             self.problems.append(("InvalidSpec", "; ".join(e.problems)))
             return self._finish()
@@ -117,13 +125,25 @@ class _Planner(PoolsMixin):
     def _source(self) -> Source | None:
         assert self.r is not None
         try:
-            return resolve_source(self.r, self.w.training)
+            source = resolve_source(self.r, self.w.training)
         except SourceNotReadyError as e:
             if e.stalled:
                 self.problems.append((e.reason, e.message))
             else:
                 self.progress.append(("Pending", e.message))
             return None
+        if self.r.spec.model.training is not None:
+            # The training's own volume, checked here too: it may predate this operator.
+            ref = f"spec.model.training: RTDETRTraining {self.r.spec.model.training.name}'s "
+            refused = volume_problems(
+                "spec.storage.results.volume",
+                source.volume,
+                allow_node_volumes=self.settings.allow_node_volumes,
+            )
+            if refused:
+                self.problems.append(("InvalidSpec", "; ".join(ref + p for p in refused)))
+                return None
+        return source
 
     def _build_image(self, source: Source | None) -> str | None:
         assert self.r is not None
