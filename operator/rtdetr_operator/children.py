@@ -13,14 +13,16 @@ Pod Security: every pod the operator creates meets the Pod Security Standard "re
 uid (an image whose USER is a name, such as NGC's, would otherwise be refused by the kubelet),
 the runtime's default seccomp profile, no privilege escalation, every capability dropped.
 
-GPUs: a container's CPU, memory and GPU amounts are requests and limits both (a GPU cannot be
-overcommitted, and a pod whose requests equal its limits is not the first one evicted), and a
-pod that asks for GPUs tolerates the GPU resource's taint, as the ExtendedResourceToleration
-admission plugin would add were it enabled.
+Resources: every container has CPU and memory requests and limits. An amount the CR names is
+request and limit both (a GPU cannot be overcommitted, and a pod whose requests equal its limits
+is not the first one evicted); an amount it leaves unset gets :class:`DefaultResources` (a small
+request, a bounded limit). A pod that asks for GPUs tolerates the GPU resource's taint, as the
+ExtendedResourceToleration admission plugin would add were it enabled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rtdetr_operator.api import API_VERSION
@@ -78,19 +80,56 @@ def controller_name(obj: dict[str, Any], kind: str, label: str) -> str | None:
     return (meta.get("labels") or {}).get(label)
 
 
-def container_resources(
-    cpu: Any, memory: Any, gpus: int = 0, gpu_resource: str = GPU_RESOURCE
+@dataclass(frozen=True)
+class DefaultResources:
+    """What a container gets for the CPU and memory its CR leaves unset.
+
+    A CR's own amount is request and limit both (Guaranteed QoS, as before). An unset amount
+    gets a small request, so the pod schedules on a busy node, and a bounded limit, so one
+    runaway task cannot take a node's memory: Burstable QoS.
+    """
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+#: The repository Job: hashes an ONNX and writes a few files.
+REPOSITORY_BUILD = DefaultResources("250m", "2", "512Mi", "4Gi")
+#: An engine Job: TensorRT's builder holds the network and its tactics in host memory.
+ENGINE_BUILD = DefaultResources("1", "4", "2Gi", "16Gi")
+#: A GPU pool's Triton container (a CPU pool's defaults are deployment/defaults.py's).
+TRITON_GPU = DefaultResources("1", "4", "2Gi", "16Gi")
+
+
+def task_default_resources(processes: int) -> DefaultResources:
+    """Defaults of a training, evaluation or export pod running ``processes`` workers: a
+    small request, and 4 CPUs and 16Gi per worker as the limit."""
+    n = max(1, processes)
+    return DefaultResources("500m", str(4 * n), "1Gi", f"{16 * n}Gi")
+
+
+def bounded_resources(
+    cpu: Any,
+    memory: Any,
+    defaults: DefaultResources,
+    gpus: int = 0,
+    gpu_resource: str = GPU_RESOURCE,
 ) -> dict[str, Any]:
-    """``resources`` of a container: requests equal limits ({} when nothing is asked for)."""
-    amounts: dict[str, Any] = {}
-    # Quantities are strings on the wire (an int is accepted by the API server, not by clients).
-    if cpu is not None:
-        amounts["cpu"] = str(cpu)
-    if memory is not None:
-        amounts["memory"] = str(memory)
+    """``resources`` with requests and limits for CPU and memory always set: the CR's amount
+    (request = limit) where it names one, ``defaults`` where it does not."""
+    requests = {
+        "cpu": str(cpu) if cpu is not None else defaults.cpu_request,
+        "memory": str(memory) if memory is not None else defaults.memory_request,
+    }
+    limits = {
+        "cpu": str(cpu) if cpu is not None else defaults.cpu_limit,
+        "memory": str(memory) if memory is not None else defaults.memory_limit,
+    }
     if gpus:
-        amounts[gpu_resource] = str(gpus)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+        requests[gpu_resource] = limits[gpu_resource] = str(gpus)
+    return {"requests": requests, "limits": limits}
 
 
 def with_gpu_toleration(
@@ -100,6 +139,18 @@ def with_gpu_toleration(
     if any(t.get("key") in (gpu_resource, None) for t in tolerations):
         return tolerations
     return [*tolerations, {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def service_account(name: str | None) -> dict[str, Any]:
+    """A pod's service account fields: no API token unless the CR names an account.
+
+    No task calls the Kubernetes API, so a pod on the namespace's default account gets no
+    token to leak. A CR that names an account (for a cloud identity, a registry) gets that
+    account's own ``automountServiceAccountToken`` setting.
+    """
+    if name:
+        return {"serviceAccountName": name}
+    return {"automountServiceAccountToken": False}
 
 
 def restricted_pod_security(uid: int) -> dict[str, Any]:

@@ -169,7 +169,8 @@ def test_cpu_pool_pod_asks_for_no_gpu_and_keeps_its_node_selector() -> None:
     assert "env" not in c
     # the GPU pool next to it is unchanged: GPU, affinity, toleration
     gpu_pod = _pod(r, src, "L4")
-    assert gpu_pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    limits = gpu_pod["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     assert gpu_pod["affinity"]["nodeAffinity"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu_pod[
         "tolerations"
@@ -188,7 +189,7 @@ def test_python_backend_pool_tells_model_py_its_threads() -> None:
     assert not [a for a in c["args"] if a.startswith("--backend-config")]
     assert c["env"] == [{"name": "RTDETR_CPU_THREADS", "value": "1"}]
     assert "nodeSelector" not in pod and "tolerations" not in pod
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}} in pod["volumes"]
 
 
 def test_cpu_pool_service_hpa_and_pdb_are_named_like_the_others() -> None:

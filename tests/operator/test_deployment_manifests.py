@@ -47,7 +47,11 @@ def test_repository_job_reads_the_training_export_and_writes_per_revision() -> N
         "--gpu",
         "L4",
     ]
-    assert "resources" not in c, "the repository Job needs no GPU"
+    # no GPU; the defaults bound CPU and memory (a small request, a bounded limit)
+    assert c["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     pod = job["spec"]["template"]["spec"]
     # one volume (the training's results claim), mounted twice: the export read-only
     assert pod["volumes"] == [
@@ -116,7 +120,8 @@ def test_engine_job_is_pinned_to_every_product_of_its_gpu_type_with_one_gpu() ->
     ]
     assert len(term["matchExpressions"][0]["values"]) == 3
     c = _container(job)
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert c["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
     assert c["command"] == [
         "rtdetr-serve", "build-engine", "--onnx", "/models/aaa/rtdetr/m.onnx", "--gpu", "H100",
         "--output", "/models/aaa/rtdetr/1", "--tensorrt-version", "10.13.3", "--reuse", "--trtexec",
