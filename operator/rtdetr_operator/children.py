@@ -11,7 +11,9 @@ Pod Security: every pod the operator creates meets the Pod Security Standard "re
 (:func:`restricted_pod_security`, :func:`restricted_container_security`), so a namespace labelled
 ``pod-security.kubernetes.io/enforce=restricted`` admits all of them: non-root with an explicit
 uid (an image whose USER is a name, such as NGC's, would otherwise be refused by the kubelet),
-the runtime's default seccomp profile, no privilege escalation, every capability dropped.
+the runtime's default seccomp profile, no privilege escalation, every capability dropped. The
+root filesystem is read-only too: home, temporary files and caches live in a size-limited
+emptyDir at :data:`SCRATCH` (:func:`scratch_volume`, :func:`scratch_env`).
 
 Resources: every container has CPU and memory requests and limits. An amount the CR names is
 request and limit both (a GPU cannot be overcommitted, and a pod whose requests equal its limits
@@ -170,10 +172,43 @@ def restricted_pod_security(uid: int) -> dict[str, Any]:
 
 
 def restricted_container_security() -> dict[str, Any]:
-    """A container ``securityContext`` that Pod Security "restricted" admits."""
+    """A container ``securityContext`` that Pod Security "restricted" admits, with a read-only
+    root filesystem: every container writes only to its volumes and :data:`SCRATCH`."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+#: The one writable place outside a container's volumes: an emptyDir on the node's disk. Home,
+#: temporary files and every cache the tools write (matplotlib, torch's compiler, CUDA's JIT,
+#: the Triton backends copy) go there, so the image's root filesystem can be read-only.
+SCRATCH = "/tmp"
+SCRATCH_VOLUME = "tmp"
+#: Size limits of the scratch emptyDir: a task pod's compiler caches, a build's or Triton's few
+#: files (exceeding it evicts the pod, never fills the node's disk).
+TASK_SCRATCH_SIZE = "8Gi"
+SERVING_SCRATCH_SIZE = "2Gi"
+
+
+def scratch_volume(size: str) -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": size}}
+
+
+def scratch_mount() -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "mountPath": SCRATCH}
+
+
+def scratch_env() -> list[dict[str, Any]]:
+    """Point home, temporary files and caches at :data:`SCRATCH` (images set HOME to a folder
+    of the read-only root filesystem)."""
+    return [
+        {"name": "HOME", "value": SCRATCH},
+        {"name": "TMPDIR", "value": SCRATCH},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/.cache"},
+        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH}/.config/matplotlib"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{SCRATCH}/torchinductor"},
+    ]

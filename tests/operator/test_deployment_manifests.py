@@ -53,10 +53,14 @@ def test_repository_job_reads_the_training_export_and_writes_per_revision() -> N
         "limits": {"cpu": "2", "memory": "4Gi"},
     }
     pod = job["spec"]["template"]["spec"]
-    # one volume (the training's results claim), mounted twice: the export read-only
+    # one volume (the training's results claim), mounted twice: the export read-only; and
+    # the scratch emptyDir, as the root filesystem is read-only
     assert pod["volumes"] == [
-        {"name": "repository", "persistentVolumeClaim": {"claimName": "rtdetr-results"}}
+        {"name": "repository", "persistentVolumeClaim": {"claimName": "rtdetr-results"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
     ]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["workingDir"] == "/tmp" and {"name": "HOME", "value": "/tmp"} in c["env"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/models"] == {
         "name": "repository",
@@ -80,7 +84,8 @@ def test_onnx_source_on_its_own_claim_with_a_separate_repository_claim() -> None
     src = resolve_source(r, None)
     job = manifests.repository_job(r, src, "k" * 64, "trainer:1")
     pod = job["spec"]["template"]["spec"]
-    assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == {
+    claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in claims} == {
         "repository": "triton-repo",
         "source": "exports",
     }

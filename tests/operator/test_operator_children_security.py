@@ -84,3 +84,28 @@ def test_the_generator_writes_one_file_per_child(tmp_path: Path) -> None:
     paths = write(tmp_path)
     assert {p.stem for p in paths} == set(SAMPLES)
     assert yaml.safe_load(paths[0].read_text())["metadata"]["namespace"] == "ml"
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_every_container_has_a_read_only_root_and_a_bounded_scratch(name: str) -> None:
+    pod = _pod(WORKLOADS[name])
+    (scratch,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    assert scratch["emptyDir"]["sizeLimit"]
+    for c in pod["containers"]:
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        # every place the images' tools write outside their volumes points into the scratch
+        for var in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR"):
+            assert env[var].startswith("/tmp"), (name, var)
+        assert c["workingDir"] == "/tmp"
+
+
+def test_a_users_env_comes_last_so_it_may_point_a_cache_elsewhere() -> None:
+    from rtdetr_operator.training import manifests
+    from rtdetr_operator.training.resolve import resolve
+    from tests.operator.factories import training
+
+    r = resolve(training(env=[{"name": "HOME", "value": "/results/home"}]))
+    env = manifests.training_job(r, 0)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in env if e["name"] == "HOME"][-1] == "/results/home"

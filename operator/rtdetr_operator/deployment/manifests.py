@@ -27,10 +27,12 @@ from rtdetr_operator.children import (
     ENGINE_BUILD,
     GPU_PRODUCT_LABEL,
     REPOSITORY_BUILD,
+    SERVING_SCRATCH_SIZE,
     TRAINER_UID,
     bounded_resources,
     owner_reference,
     restricted_pod_security,
+    scratch_volume,
     service_account,
     with_gpu_toleration,
 )
@@ -112,7 +114,7 @@ def _build_pod(
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [*volumes, scratch_volume(SERVING_SCRATCH_SIZE)],
         "securityContext": restricted_pod_security(TRAINER_UID),
         **pod_common(r),
     }

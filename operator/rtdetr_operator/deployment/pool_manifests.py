@@ -23,11 +23,16 @@ import re
 from typing import Any
 
 from rtdetr_operator.children import (
+    SCRATCH,
+    SERVING_SCRATCH_SIZE,
     TRITON_GPU,
     TRITON_UID,
     bounded_resources,
     restricted_container_security,
     restricted_pod_security,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
 )
 from rtdetr_operator.deployment.autoscaling import behavior, hpa_metric
 from rtdetr_operator.deployment.manifests import (
@@ -145,20 +150,25 @@ def triton_deployment(
         # A deleted pod leaves the Service's endpoints a moment after it is told to stop;
         # Triton keeps serving meanwhile, so no request is sent to a closed port mid-rollout.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "workingDir": SCRATCH,
+        "env": scratch_env(),
         "volumeMounts": [
             repository_mount(source, read_only=True),
             {"name": "dshm", "mountPath": "/dev/shm"},
+            scratch_mount(),
         ],
     }
     threads = cpu_threads(pool.cpu)
     if pool.cpu_backend == "python" and threads is not None:
-        container["env"] = [{"name": CPU_THREADS_ENV, "value": str(threads)}]
+        container["env"].append({"name": CPU_THREADS_ENV, "value": str(threads)})
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": [
             repository_volume(source, read_only=True),
             # Triton's pinned buffers, and the python backend's stub IPC, live in /dev/shm.
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": TRITON_SHM_SIZE}},
+            # Home, temporary files and caches: the root filesystem is read-only.
+            scratch_volume(SERVING_SCRATCH_SIZE),
         ],
         # Lets in-flight requests finish: Triton drains on SIGTERM.
         "terminationGracePeriodSeconds": 60,

@@ -21,10 +21,12 @@ from typing import Any
 from rtdetr_operator.api import KIND, PodMetadata
 from rtdetr_operator.children import (
     GPU_PRODUCT_LABEL,
+    TASK_SCRATCH_SIZE,
     TRAINER_UID,
     bounded_resources,
     owner_reference,
     restricted_pod_security,
+    scratch_volume,
     service_account,
     task_default_resources,
     with_gpu_toleration,
@@ -137,6 +139,7 @@ def _volumes(r: ResolvedTraining) -> tuple[list[dict[str, Any]], list[dict[str, 
         _volume("data", data.claim_name, data.volume, read_only=data.read_only),
         _volume("results", results.claim_name, results.volume, read_only=False),
         {"name": "dshm", "emptyDir": _shm(r)},
+        scratch_volume(TASK_SCRATCH_SIZE),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "experiment", "mountPath": EXPERIMENT_DIR, "readOnly": True},
