@@ -7,11 +7,14 @@
 * ``children/``: every kind of object the operator creates
   (``python -m rtdetr_operator.manifest_samples``).
 
-deploy/ is checked in place. Needs the project venv.
+* ``deploy/``: a copy of the plain manifests (one folder, one checkov run).
+
+Needs the project venv.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,6 +44,7 @@ def main(argv: list[str]) -> int:
     for stem, values in VALUES.items():
         (out / f"{stem}.yaml").write_text(render(values))
     write(out / "children")
+    shutil.copytree(ROOT / "deploy", out / "deploy", dirs_exist_ok=True)
     return 0
 
 
