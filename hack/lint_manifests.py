@@ -7,7 +7,8 @@
 * ``children/``: every kind of object the operator creates
   (``python -m rtdetr_operator.manifest_samples``).
 
-* ``deploy/``: a copy of the plain manifests (one folder, one checkov run).
+* ``deploy/``, ``examples/``: copies of the plain manifests and the examples (the dataset
+  conversion Job; checkov skips the custom resources) — one folder, one checkov run.
 
 Needs the project venv.
 """
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> int:
     for stem, values in VALUES.items():
         (out / f"{stem}.yaml").write_text(render(values))
     write(out / "children")
-    shutil.copytree(ROOT / "deploy", out / "deploy", dirs_exist_ok=True)
+    for folder in ("deploy", "examples"):
+        shutil.copytree(ROOT / folder, out / folder, dirs_exist_ok=True)
     return 0
 
 
