@@ -42,12 +42,12 @@ from rtdetr_operator.deployment.resolve import (
 from rtdetr_operator.deployment.source import (
     Source,
     SourceNotReadyError,
+    node_volume_problem,
     repository_key,
     resolve_source,
 )
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan
-from rtdetr_operator.policy import volume_problems
 from rtdetr_serving.catalog import GpuCatalog
 from rtdetr_serving.engine_spec import same_tensorrt
 
@@ -132,17 +132,10 @@ class _Planner(PoolsMixin):
             else:
                 self.progress.append(("Pending", e.message))
             return None
-        if self.r.spec.model.training is not None:
-            # The training's own volume, checked here too: it may predate this operator.
-            ref = f"spec.model.training: RTDETRTraining {self.r.spec.model.training.name}'s "
-            refused = volume_problems(
-                "spec.storage.results.volume",
-                source.volume,
-                allow_node_volumes=self.settings.allow_node_volumes,
-            )
-            if refused:
-                self.problems.append(("InvalidSpec", "; ".join(ref + p for p in refused)))
-                return None
+        refused = node_volume_problem(self.r, source, self.settings.allow_node_volumes)
+        if refused:
+            self.problems.append(("InvalidSpec", refused))
+            return None
         return source
 
     def _build_image(self, source: Source | None) -> str | None:
