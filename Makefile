@@ -10,18 +10,24 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/dev.lock pyproject.toml | sha256sum | cut -c1-16)
+# Lint tools (checkov) live in their own venv outside the repo, keyed by their lock's hash, so
+# their pins never meet dev.lock's and a second clone (or CI run) reuses the install.
+TOOLS_LOCK := requirements/tools.lock
+TOOLS_VENV := $(HOME)/.cache/rtdetr-operator/tools-$(shell sha256sum $(TOOLS_LOCK) | cut -c1-16)
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+LINT_DIR := .lint-manifests
 
 .DEFAULT_GOAL := help
 
 include hack/cluster.mk
 
-.PHONY: help venv demo demo-local test test-unit test-slow test-e2e test-triton test-gpu test-node lint crds lock lock-images images local-images bench clean
+.PHONY: help venv tools checkov lock-tools demo demo-local test test-unit test-slow test-e2e test-triton test-gpu test-node lint crds lock lock-images images local-images bench clean
 
 help:
 	@echo "make demo   - local cluster with a real node: operator, training, evaluation, export, serving"
 	@echo "make demo-local - the fine-tune alone, no cluster: synthetic data -> train -> evaluate -> AP50"
 	@echo "make test   - every test tier: unit, slow, triton, e2e (gpu tests skip without a GPU)"
-	@echo "make lint   - ruff, import-linter contracts, CRD drift check"
+	@echo "make lint   - ruff, import-linter contracts, CRD drift check, checkov on every manifest"
 	@echo "make cluster-up / cluster-down - local Kubernetes control plane (.cluster/kubeconfig)"
 	@echo "make crds   - regenerate crds/, the chart's CRDs, GitOps health checks and API docs"
 	@echo "make bench  - CPU benchmark suite against transformers' RT-DETR -> docs/benchmarks.md"
@@ -38,6 +44,21 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	touch $@
 
 venv: $(STAMP)
+
+$(TOOLS_STAMP): $(TOOLS_LOCK) $(STAMP)
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(BIN)/uv pip sync --quiet --python $(TOOLS_VENV)/bin/python --require-hashes $(TOOLS_LOCK)
+	touch $@
+
+tools: $(TOOLS_STAMP)
+
+# checkov over the rendered chart, deploy/ and every kind of object the operator creates; the
+# only waivers are in .checkov.yaml, each with its reason (docs/security.md).
+checkov: venv tools
+	rm -rf $(LINT_DIR)
+	$(BIN)/python hack/lint_manifests.py $(LINT_DIR)
+	BC_SKIP_MAPPING=TRUE $(TOOLS_VENV)/bin/checkov --config-file .checkov.yaml -d $(LINT_DIR)
 
 # The product on the local cluster's real node (docs/local-cluster.md); KEEP=1 leaves it up.
 demo: venv cluster-deps
@@ -94,6 +115,7 @@ lint: venv
 	$(BIN)/python -m rtdetr_operator.crdgen --check
 	$(BIN)/python -m rtdetr_operator.gitops --check
 	$(BIN)/python -m rtdetr_operator.apidoc --check
+	$(MAKE) --no-print-directory checkov
 
 # Regenerate crds/ and the API reference in docs/ from the pydantic models (tests fail on drift).
 crds: venv
@@ -106,6 +128,11 @@ lock: venv
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
 		pyproject.toml --extra trainer --extra operator --extra serving --extra dev \
 		--generate-hashes -o requirements/dev.lock
+
+# Regenerate the lint tools' lock after editing requirements/tools.in.
+lock-tools: venv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+		requirements/tools.in --generate-hashes -o requirements/tools.lock
 
 # Regenerate the image locks (docs/images.md) after editing dependencies.
 lock-images: venv

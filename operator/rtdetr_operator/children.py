@@ -11,16 +11,20 @@ Pod Security: every pod the operator creates meets the Pod Security Standard "re
 (:func:`restricted_pod_security`, :func:`restricted_container_security`), so a namespace labelled
 ``pod-security.kubernetes.io/enforce=restricted`` admits all of them: non-root with an explicit
 uid (an image whose USER is a name, such as NGC's, would otherwise be refused by the kubelet),
-the runtime's default seccomp profile, no privilege escalation, every capability dropped.
+the runtime's default seccomp profile, no privilege escalation, every capability dropped. The
+root filesystem is read-only too: home, temporary files and caches live in a size-limited
+emptyDir at :data:`SCRATCH` (:func:`scratch_volume`, :func:`scratch_env`).
 
-GPUs: a container's CPU, memory and GPU amounts are requests and limits both (a GPU cannot be
-overcommitted, and a pod whose requests equal its limits is not the first one evicted), and a
-pod that asks for GPUs tolerates the GPU resource's taint, as the ExtendedResourceToleration
-admission plugin would add were it enabled.
+Resources: every container has CPU and memory requests and limits. An amount the CR names is
+request and limit both (a GPU cannot be overcommitted, and a pod whose requests equal its limits
+is not the first one evicted); an amount it leaves unset gets :class:`DefaultResources` (a small
+request, a bounded limit). A pod that asks for GPUs tolerates the GPU resource's taint, as the
+ExtendedResourceToleration admission plugin would add were it enabled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rtdetr_operator.api import API_VERSION
@@ -78,19 +82,56 @@ def controller_name(obj: dict[str, Any], kind: str, label: str) -> str | None:
     return (meta.get("labels") or {}).get(label)
 
 
-def container_resources(
-    cpu: Any, memory: Any, gpus: int = 0, gpu_resource: str = GPU_RESOURCE
+@dataclass(frozen=True)
+class DefaultResources:
+    """What a container gets for the CPU and memory its CR leaves unset.
+
+    A CR's own amount is request and limit both (Guaranteed QoS, as before). An unset amount
+    gets a small request, so the pod schedules on a busy node, and a bounded limit, so one
+    runaway task cannot take a node's memory: Burstable QoS.
+    """
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+#: The repository Job: hashes an ONNX and writes a few files.
+REPOSITORY_BUILD = DefaultResources("250m", "2", "512Mi", "4Gi")
+#: An engine Job: TensorRT's builder holds the network and its tactics in host memory.
+ENGINE_BUILD = DefaultResources("1", "4", "2Gi", "16Gi")
+#: A GPU pool's Triton container (a CPU pool's defaults are deployment/defaults.py's).
+TRITON_GPU = DefaultResources("1", "4", "2Gi", "16Gi")
+
+
+def task_default_resources(processes: int) -> DefaultResources:
+    """Defaults of a training, evaluation or export pod running ``processes`` workers: a
+    small request, and 4 CPUs and 16Gi per worker as the limit."""
+    n = max(1, processes)
+    return DefaultResources("500m", str(4 * n), "1Gi", f"{16 * n}Gi")
+
+
+def bounded_resources(
+    cpu: Any,
+    memory: Any,
+    defaults: DefaultResources,
+    gpus: int = 0,
+    gpu_resource: str = GPU_RESOURCE,
 ) -> dict[str, Any]:
-    """``resources`` of a container: requests equal limits ({} when nothing is asked for)."""
-    amounts: dict[str, Any] = {}
-    # Quantities are strings on the wire (an int is accepted by the API server, not by clients).
-    if cpu is not None:
-        amounts["cpu"] = str(cpu)
-    if memory is not None:
-        amounts["memory"] = str(memory)
+    """``resources`` with requests and limits for CPU and memory always set: the CR's amount
+    (request = limit) where it names one, ``defaults`` where it does not."""
+    requests = {
+        "cpu": str(cpu) if cpu is not None else defaults.cpu_request,
+        "memory": str(memory) if memory is not None else defaults.memory_request,
+    }
+    limits = {
+        "cpu": str(cpu) if cpu is not None else defaults.cpu_limit,
+        "memory": str(memory) if memory is not None else defaults.memory_limit,
+    }
     if gpus:
-        amounts[gpu_resource] = str(gpus)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+        requests[gpu_resource] = limits[gpu_resource] = str(gpus)
+    return {"requests": requests, "limits": limits}
 
 
 def with_gpu_toleration(
@@ -100,6 +141,18 @@ def with_gpu_toleration(
     if any(t.get("key") in (gpu_resource, None) for t in tolerations):
         return tolerations
     return [*tolerations, {"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def service_account(name: str | None) -> dict[str, Any]:
+    """A pod's service account fields: no API token unless the CR names an account.
+
+    No task calls the Kubernetes API, so a pod on the namespace's default account gets no
+    token to leak. A CR that names an account (for a cloud identity, a registry) gets that
+    account's own ``automountServiceAccountToken`` setting.
+    """
+    if name:
+        return {"serviceAccountName": name}
+    return {"automountServiceAccountToken": False}
 
 
 def restricted_pod_security(uid: int) -> dict[str, Any]:
@@ -119,10 +172,43 @@ def restricted_pod_security(uid: int) -> dict[str, Any]:
 
 
 def restricted_container_security() -> dict[str, Any]:
-    """A container ``securityContext`` that Pod Security "restricted" admits."""
+    """A container ``securityContext`` that Pod Security "restricted" admits, with a read-only
+    root filesystem: every container writes only to its volumes and :data:`SCRATCH`."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+#: The one writable place outside a container's volumes: an emptyDir on the node's disk. Home,
+#: temporary files and every cache the tools write (matplotlib, torch's compiler, CUDA's JIT,
+#: the Triton backends copy) go there, so the image's root filesystem can be read-only.
+SCRATCH = "/tmp"
+SCRATCH_VOLUME = "tmp"
+#: Size limits of the scratch emptyDir: a task pod's compiler caches, a build's or Triton's few
+#: files (exceeding it evicts the pod, never fills the node's disk).
+TASK_SCRATCH_SIZE = "8Gi"
+SERVING_SCRATCH_SIZE = "2Gi"
+
+
+def scratch_volume(size: str) -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": size}}
+
+
+def scratch_mount() -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "mountPath": SCRATCH}
+
+
+def scratch_env() -> list[dict[str, Any]]:
+    """Point home, temporary files and caches at :data:`SCRATCH` (images set HOME to a folder
+    of the read-only root filesystem)."""
+    return [
+        {"name": "HOME", "value": SCRATCH},
+        {"name": "TMPDIR", "value": SCRATCH},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/.cache"},
+        {"name": "MPLCONFIGDIR", "value": f"{SCRATCH}/.config/matplotlib"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{SCRATCH}/torchinductor"},
+    ]

@@ -4,6 +4,10 @@
     rtdetr-operator -n team-a -n team-b      # only these namespaces
     rtdetr-operator --kubeconfig .cluster/kubeconfig --stuck-grace 10
 
+Custom resources in kube-system, kube-public and kube-node-lease are never served
+(``--deny-namespaces``); node-level volume sources in CRs are refused unless
+``--allow-node-volumes`` (policy.py).
+
 One replica, no peering (``--standalone``): kopf's peering is not leader election, and two
 operators that see each other freeze (kopf #734), so the Deployment uses ``strategy: Recreate``.
 kopf settings are chosen here, each with the reason next to it.
@@ -30,6 +34,14 @@ from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
+from rtdetr_operator.scope import (
+    DEFAULT_DENIED_NAMESPACES,
+    NamespaceGate,
+    kubeconfig_problem,
+    namespace_list,
+    positive_int,
+    positive_seconds,
+)
 from rtdetr_operator.training.plan import Settings
 from rtdetr_operator.training.reconcile import TrainingReconciler
 from rtdetr_operator.workqueue import WorkQueue
@@ -54,17 +66,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL ('' disables it)",
     )
-    p.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    p.add_argument(
+        "--workers", type=positive_int, default=4, help="reconciles running at once (>= 1)"
+    )
     p.add_argument(
         "--stuck-grace",
-        type=float,
+        type=positive_seconds,
         default=60.0,
         help="seconds a pod may be unschedulable or unable to pull its image before the "
         "RTDETRTraining is marked Stalled",
     )
     p.add_argument(
         "--resync",
-        type=float,
+        type=positive_seconds,
         default=300.0,
         help="seconds between full re-checks of every known RTDETRTraining",
     )
@@ -84,9 +98,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="image of the repository and engine build Jobs when a deployment and its source "
         "training name none (the trainer image of the Triton image's NGC release)",
     )
+    p.add_argument(
+        "--deny-namespaces",
+        type=namespace_list,
+        default=list(DEFAULT_DENIED_NAMESPACES),
+        help="comma-separated namespaces whose custom resources are never served "
+        "(default: %(default)s; '' denies none)",
+    )
+    p.add_argument(
+        "--allow-node-volumes",
+        action="store_true",
+        help="let CRs use node-level volume sources (hostPath, flexVolume, ...); by default "
+        "only claims, pod-scoped sources, CSI and NFS are accepted",
+    )
     p.add_argument("--log-format", choices=("json", "plain", "full"), default="json")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    denied = sorted(set(args.namespace) & set(args.deny_namespaces))
+    if denied:
+        p.error(f"--namespace {', '.join(denied)}: denied by --deny-namespaces")
+    return args
 
 
 def operator_settings() -> kopf.OperatorSettings:
@@ -119,11 +150,15 @@ def deployment_settings(args: argparse.Namespace) -> DeploymentSettings:
             build_image=args.build_image,
         ),
         stuck_grace=args.stuck_grace,
+        allow_node_volumes=args.allow_node_volumes,
     )
 
 
 def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     if kubeconfig:
+        problem = kubeconfig_problem(kubeconfig)
+        if problem:
+            raise config.ConfigException(problem)
         os.environ["KUBECONFIG"] = kubeconfig  # kopf's own login reads the same file
         config.load_kube_config(config_file=kubeconfig)
     elif os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
@@ -140,14 +175,19 @@ async def run(
 ) -> None:
     queue = WorkQueue(resync_period=args.resync)
     deployment_queue = WorkQueue(resync_period=args.resync)
+    gate = NamespaceGate(args.deny_namespaces)
 
     async def work(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
+        if not gate.allows(namespace, "RTDETRTraining", name):
+            return None
         return await asyncio.to_thread(reconciler.reconcile, namespace, name)
 
     async def work_deployment(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
         assert deployments is not None
+        if not gate.allows(namespace, "RTDETRDeployment", name):
+            return None
         return await asyncio.to_thread(deployments.reconcile, namespace, name)
 
     queue.start(work, args.workers)
@@ -191,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         api_client = _load_kube_config(args.kubeconfig)
-    except config.ConfigException as e:
-        print(f"rtdetr-operator: no usable Kubernetes configuration: {e}", file=sys.stderr)
+    except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+        # The client's own errors for a malformed file are Python ones (TypeError on a list
+        # where a mapping belongs, IsADirectoryError): one line, never a traceback.
+        where = args.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        cause = str(e) if isinstance(e, config.ConfigException) else f"{where}: {e}"
+        print(f"rtdetr-operator: no usable Kubernetes configuration: {cause}", file=sys.stderr)
         return 2
     api = KubeApi(api_client, KIND)
     deployment_api = DeploymentKubeApi(api_client)
@@ -209,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    reconciler = TrainingReconciler(api, Settings(stuck_grace=args.stuck_grace))
+    reconciler = TrainingReconciler(
+        api, Settings(stuck_grace=args.stuck_grace, allow_node_volumes=args.allow_node_volumes)
+    )
     try:
         deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
     except ServingError as e:

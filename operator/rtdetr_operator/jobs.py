@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.children import restricted_container_security
+from rtdetr_operator.children import (
+    SCRATCH,
+    restricted_container_security,
+    scratch_env,
+    scratch_mount,
+)
 from rtdetr_operator.conditions import parse_time
 
 #: Container running our tool in every Job the operator creates.
@@ -52,7 +57,9 @@ def task_container(
 ) -> dict[str, Any]:
     """The :data:`CONTAINER` of a Job: ``command`` reports through its termination message.
 
-    ``env`` comes before the reporting variables, ``extra_env`` (a user's) after them.
+    ``env`` comes before the reporting variables, ``extra_env`` (a user's) after them. The
+    pod must have the scratch volume (children.scratch_volume): it is mounted at /tmp, the
+    working directory, as the root filesystem is read-only.
     """
     return {
         "name": CONTAINER,
@@ -63,9 +70,11 @@ def task_container(
             *(env or []),
             {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *scratch_env(),
             *(extra_env or []),
         ],
-        "volumeMounts": mounts,
+        "workingDir": SCRATCH,
+        "volumeMounts": [*mounts, scratch_mount()],
         "securityContext": restricted_container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         # The tool writes its summary there; a crash before that leaves the log tail instead.

@@ -5,6 +5,7 @@ Rendered with Helm's own Go SDK (helm-python-sdk), offline.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,60 @@ def test_plain_manifests_grant_what_the_chart_grants() -> None:
     (role,) = of_kind(render(), "ClusterRole")
     plain = yaml.safe_load((ROOT / "deploy" / "rbac" / "cluster-role.yaml").read_text())
     assert _granted(plain["rules"]) == _granted(role["rules"])
+
+
+def test_cluster_wide_mode_denies_the_operator_any_write_in_the_control_plane() -> None:
+    docs = render()
+    (policy,) = of_kind(docs, "ValidatingAdmissionPolicy")
+    (binding,) = of_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (cond,) = spec["matchConditions"]
+    user = "system:serviceaccount:rtdetr-system:rtdetr-rtdetr-operator"
+    assert cond["expression"] == f'request.userInfo.username == "{user}"'
+    (selector,) = spec["matchConstraints"]["namespaceSelector"]["matchExpressions"]
+    denied = ["kube-system", "kube-public", "kube-node-lease"]
+    assert selector["values"] == denied
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE", "UPDATE", "DELETE"] and "*/*" in rule["resources"]
+    (dep,) = of_kind(docs, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--deny-namespaces={','.join(denied)}" in args
+    assert "--allow-node-volumes" not in args
+
+
+def test_namespace_scoped_mode_needs_no_policy_and_may_not_watch_a_denied_namespace() -> None:
+    docs = render({"watchNamespaces": ["team-a"]})
+    assert not of_kind(docs, "ValidatingAdmissionPolicy")
+    assert not of_kind(
+        render({"rbac": {"denyNamespacesPolicy": False}}), "ValidatingAdmissionPolicy"
+    )
+    with pytest.raises(
+        Exception, match=r"watchNamespaces: kube-system is in operator\.denyNamespaces"
+    ):
+        render({"watchNamespaces": ["team-a", "kube-system"]})
+
+
+def test_node_volumes_are_allowed_only_when_asked_for() -> None:
+    (dep,) = of_kind(render({"operator": {"allowNodeVolumes": True}}), "Deployment")
+    assert "--allow-node-volumes" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_plain_manifests_deny_the_control_plane_as_the_chart_does() -> None:
+    (chart,) = of_kind(render(), "ValidatingAdmissionPolicy")
+    path = ROOT / "deploy" / "rbac" / "deny-namespaces-policy.yaml"
+    plain = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    (policy,) = of_kind(plain, "ValidatingAdmissionPolicy")
+    ours = "system:serviceaccount:rtdetr-system:rtdetr-operator"
+    theirs = "system:serviceaccount:rtdetr-system:rtdetr-rtdetr-operator"
+    expected = json.dumps(chart["spec"], sort_keys=True).replace(theirs, ours)
+    expected = expected.replace(
+        "(rtdetr-operator: operator.denyNamespaces)", "(rtdetr-operator: --deny-namespaces)"
+    )
+    assert json.dumps(policy["spec"], sort_keys=True) == expected
+    kustomization = yaml.safe_load((ROOT / "deploy" / "rbac" / "kustomization.yaml").read_text())
+    assert path.name in kustomization["resources"]

@@ -7,6 +7,7 @@ CRDs (adopted by the release, kept on uninstall), and what the ServiceAccount ma
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +162,88 @@ def test_cluster_wide_install_binds_a_cluster_role(
     finally:
         config.uninstall(release)
     assert e2e_cluster.kubectl("get", "clusterrole", full, check=False).returncode != 0
+
+
+def _job(name: str) -> dict[str, Any]:
+    """A Job Pod Security "restricted" admits (only admission is under test)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "busybox:1.36",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+def test_cluster_wide_install_may_not_write_in_kube_system(
+    e2e_cluster, e2e_namespace, rtdetr_crd
+) -> None:
+    """RBAC would let the cluster-wide operator create Jobs in kube-system; the chart's
+    ValidatingAdmissionPolicy refuses it (kubectl auth can-i does not ask admission, so the
+    request is made for real, as the operator's ServiceAccount)."""
+    ns, release = e2e_namespace, "rtdetr-cw"
+    full = "rtdetr-cw-rtdetr-operator"
+    sa = f"system:serviceaccount:{ns}:{full}"
+    config = _config(e2e_cluster, ns)
+    values = {"crds": {"install": False}, "gitops": {"healthChecksConfigMap": False}}
+    name = f"e2e-denied-{ns[-8:]}"
+    try:
+        installed = config.install(CHART, release, values, namespace=ns, timeout=120)
+        assert installed["status"] == "deployed"
+        e2e_cluster.get("validatingadmissionpolicy", f"{full}-deny-namespaces")
+        assert can(e2e_cluster, sa, "create", "jobs.batch", "kube-system")  # RBAC says yes
+
+        def create(namespace: str, dry_run: bool) -> Any:
+            args = ["create", "-f", "-", f"--as={sa}", "-n", namespace]
+            body = json.dumps(_job(name))
+            return e2e_cluster.kubectl(
+                *args, *(["--dry-run=server"] if dry_run else []), input=body, check=False
+            )
+
+        # A new policy takes a moment to reach the API server's admission chain.
+        e2e_cluster.wait_for(
+            "the policy to refuse the operator in kube-system",
+            lambda: create("kube-system", dry_run=True).returncode != 0,
+            timeout=30,
+        )
+        out = create("kube-system", dry_run=False)
+        assert out.returncode != 0, "the operator created a Job in kube-system"
+        assert "ValidatingAdmissionPolicy" in out.stderr and "denied request" in out.stderr
+        assert f"{sa} may not write in kube-system" in out.stderr
+        # elsewhere the same request passes: the policy takes only the denied namespaces away
+        assert create(ns, dry_run=True).returncode == 0
+        # and the cluster admin is not the operator: kube-system stays theirs
+        admin = e2e_cluster.kubectl(
+            "create", "-f", "-", "-n", "kube-system", "--dry-run=server",
+            input=json.dumps(_job(name)), check=False,
+        )  # fmt: skip
+        assert admin.returncode == 0, admin.stderr
+    finally:
+        config.uninstall(release)
+        e2e_cluster.kubectl("delete", "job", name, "-n", "kube-system", check=False)
+    assert (
+        e2e_cluster.kubectl(
+            "get", "validatingadmissionpolicy", f"{full}-deny-namespaces", check=False
+        ).returncode
+        != 0
+    )

@@ -58,8 +58,9 @@ def _service_account_kubeconfig(cluster, path: Path) -> Path:
     ],
 )
 def test_cluster_role_grants_only_what_is_used(
-    e2e_cluster, e2e_namespace, verb: str, resource: str, allowed: bool
+    e2e_cluster, e2e_namespace, rtdetr_crd, verb: str, resource: str, allowed: bool
 ) -> None:
+    # rtdetr_crd: kubectl resolves rtdetrtrainings through discovery, so the CRD must be served.
     e2e_cluster.kubectl("apply", "-k", str(REPO / "deploy" / "rbac"))
     answer = e2e_cluster.kubectl(
         "auth", "can-i", verb, *resource.split(), "-n", e2e_namespace, f"--as={SA}", check=False

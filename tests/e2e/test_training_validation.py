@@ -165,3 +165,24 @@ def test_a_key_pruned_without_validation_still_fails_loudly(
     message = condition(st, "Ready")["message"]
     assert "spec.experiment.train.optim.lr_backbon: unknown key" in message
     assert "did you mean 'lr_backbone'" in message
+
+
+def test_a_host_path_volume_fails_with_the_field_named_and_no_pod(
+    e2e_cluster, e2e_namespace, operator
+) -> None:
+    """Node-level volume sources are the operator's to refuse (the CRD cannot: a flag allows
+    them), so the API server stores the CR and the operator marks it Stalled."""
+    ns = e2e_namespace
+    cr = example_training()
+    cr["spec"]["storage"]["data"] = {"volume": {"hostPath": {"path": "/"}}, "mountPath": "/data"}
+    apply_example(e2e_cluster, ns, cr)
+    st = wait_phase(e2e_cluster, ns, "warehouse-r50", "Failed", operator, timeout=60)
+    ready = condition(st, "Ready")
+    assert ready["reason"] == "InvalidSpec"
+    assert (
+        "spec.storage.data.volume.hostPath: node-level volume sources are refused"
+        in (ready["message"])
+    )
+    assert "--allow-node-volumes" in ready["message"]
+    assert condition(st, "Stalled")["status"] == "True"
+    assert not e2e_cluster.get("jobs", "-n", ns)["items"]

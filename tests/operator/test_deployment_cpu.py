@@ -166,10 +166,11 @@ def test_cpu_pool_pod_asks_for_no_gpu_and_keeps_its_node_selector() -> None:
         "--backend-config=onnxruntime,intra_op_thread_count=2",
         "--backend-config=onnxruntime,inter_op_thread_count=1",
     ]
-    assert "env" not in c
+    assert pool_manifests.CPU_THREADS_ENV not in {e["name"] for e in c["env"]}
     # the GPU pool next to it is unchanged: GPU, affinity, toleration
     gpu_pod = _pod(r, src, "L4")
-    assert gpu_pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    limits = gpu_pod["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     assert gpu_pod["affinity"]["nodeAffinity"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu_pod[
         "tolerations"
@@ -186,9 +187,9 @@ def test_python_backend_pool_tells_model_py_its_threads() -> None:
     (c,) = pod["containers"]
     assert "--model-config-name=cpu-python" in c["args"] and c["args"][-1] == "--log-verbose=1"
     assert not [a for a in c["args"] if a.startswith("--backend-config")]
-    assert c["env"] == [{"name": "RTDETR_CPU_THREADS", "value": "1"}]
+    assert c["env"][-1] == {"name": "RTDETR_CPU_THREADS", "value": "1"}
     assert "nodeSelector" not in pod and "tolerations" not in pod
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}} in pod["volumes"]
 
 
 def test_cpu_pool_service_hpa_and_pdb_are_named_like_the_others() -> None:

@@ -47,12 +47,20 @@ def test_repository_job_reads_the_training_export_and_writes_per_revision() -> N
         "--gpu",
         "L4",
     ]
-    assert "resources" not in c, "the repository Job needs no GPU"
+    # no GPU; the defaults bound CPU and memory (a small request, a bounded limit)
+    assert c["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     pod = job["spec"]["template"]["spec"]
-    # one volume (the training's results claim), mounted twice: the export read-only
+    # one volume (the training's results claim), mounted twice: the export read-only; and
+    # the scratch emptyDir, as the root filesystem is read-only
     assert pod["volumes"] == [
-        {"name": "repository", "persistentVolumeClaim": {"claimName": "rtdetr-results"}}
+        {"name": "repository", "persistentVolumeClaim": {"claimName": "rtdetr-results"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
     ]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["workingDir"] == "/tmp" and {"name": "HOME", "value": "/tmp"} in c["env"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/models"] == {
         "name": "repository",
@@ -76,7 +84,8 @@ def test_onnx_source_on_its_own_claim_with_a_separate_repository_claim() -> None
     src = resolve_source(r, None)
     job = manifests.repository_job(r, src, "k" * 64, "trainer:1")
     pod = job["spec"]["template"]["spec"]
-    assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]} == {
+    claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in claims} == {
         "repository": "triton-repo",
         "source": "exports",
     }
@@ -116,7 +125,8 @@ def test_engine_job_is_pinned_to_every_product_of_its_gpu_type_with_one_gpu() ->
     ]
     assert len(term["matchExpressions"][0]["values"]) == 3
     c = _container(job)
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert c["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
     assert c["command"] == [
         "rtdetr-serve", "build-engine", "--onnx", "/models/aaa/rtdetr/m.onnx", "--gpu", "H100",
         "--output", "/models/aaa/rtdetr/1", "--tensorrt-version", "10.13.3", "--reuse", "--trtexec",

@@ -216,7 +216,8 @@ def test_evaluation_and_export_commands() -> None:
         "evaluate.checkpoint=/results/train/model_epoch_029.pth",
     ]
     assert ev["spec"]["completions"] == 1
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # one GPU, one process: the default limit is one process's 4 CPUs and 16Gi
+    assert c["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     assert "WORLD_SIZE" not in _env(c)
     ex = manifests.export_job(r, 2, None)
     cmd = ex["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -234,7 +235,11 @@ def test_export_options_off_and_cpu_export() -> None:
     cmd = spec["containers"][0]["command"]
     assert "export.serialize_nvdsinfer=false" in cmd
     assert manifests.EXPORT_FP16_OVERRIDE not in cmd
-    assert "resources" not in spec["containers"][0]  # no GPU for a CPU export
+    # no GPU for a CPU export, CPU and memory bounded by the defaults
+    assert spec["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "4", "memory": "16Gi"},
+    }
     assert "nodeSelector" not in spec  # and no GPU product pinning
 
 

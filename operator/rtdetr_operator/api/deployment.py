@@ -94,7 +94,8 @@ class OnnxModelSource(ApiModel):
     claim_name: str | None = None
     """PersistentVolumeClaim holding the file."""
     volume: VolumeSource | None = None
-    """Any other volume source instead of a claim (nfs, csi...)."""
+    """Any other volume source instead of a claim (nfs, csi...). Node-level sources (hostPath,
+    flexVolume...) are refused unless the operator runs with --allow-node-volumes."""
     sub_path: str | None = None
     """Folder of the volume that path is relative to."""
     path: str = Field(min_length=6, max_length=1024)
@@ -192,7 +193,8 @@ class TritonOptions(ApiModel):
     args: list[str] = Field(default_factory=list, max_length=64)
     """Extra tritonserver flags (e.g. --log-verbose=1)."""
     resources: ContainerResources = defaulted(ContainerResources)
-    """CPU/memory of every Triton container (a pool may override)."""
+    """CPU/memory of every Triton container (a pool may override). A GPU pool without any
+    requests 1 CPU and 2Gi, limited to 4 CPUs and 16Gi."""
 
 
 class BuildOptions(ApiModel):
@@ -207,7 +209,9 @@ class BuildOptions(ApiModel):
     method: Literal["tensorrt", "trtexec"] = "tensorrt"
     """Build with TensorRT's Python API or with trtexec."""
     resources: ContainerResources = defaulted(ContainerResources)
-    """CPU/memory of the build containers (engine builds also get one GPU)."""
+    """CPU/memory of the build containers (engine builds also get one GPU). Unset: the
+    repository Job requests 250m and 512Mi, limited to 2 CPUs and 4Gi; an engine Job 1 CPU and
+    2Gi, limited to 4 CPUs and 16Gi."""
     active_deadline_seconds: int = Field(default=3600, ge=60)
     """A build Job running longer than this fails."""
     node_selector: dict[str, str] = Field(default_factory=dict)

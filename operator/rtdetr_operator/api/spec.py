@@ -81,7 +81,8 @@ class DataStorage(ApiModel):
     claim_name: str | None = None
     """A PersistentVolumeClaim (ReadOnlyMany or ReadWriteMany when training uses >1 node)."""
     volume: VolumeSource | None = None
-    """Any other volume source instead of a claim (nfs, csi, hostPath...)."""
+    """Any other volume source instead of a claim (nfs, csi, ephemeral...). Node-level sources
+    (hostPath, flexVolume...) are refused unless the operator runs with --allow-node-volumes."""
     mount_path: str = Field(default="/data", pattern=r"^/")
     """Where the experiment's data paths point into."""
     sub_path: str | None = None
@@ -103,7 +104,9 @@ class ResultsStorage(ApiModel):
     claim_name: str | None = None
     """A PersistentVolumeClaim (ReadWriteMany when training uses more than one node)."""
     volume: VolumeSource | None = None
-    """Any other persistent volume source instead of a claim (nfs, csi...); not emptyDir."""
+    """Any other persistent volume source instead of a claim (nfs, csi...); not emptyDir.
+    Node-level sources (hostPath...) are refused unless the operator runs with
+    --allow-node-volumes."""
     mount_path: str = Field(default="/results", pattern=r"^/")
     """Mount path; experiment.results_dir must be this path or below it."""
     sub_path: str | None = None
@@ -128,12 +131,12 @@ class NodeResources(ApiModel):
     gpu_resource: str = "nvidia.com/gpu"
     """Extended resource name of a GPU (e.g. a MIG profile resource)."""
     cpu: Quantity | None = None
-    """CPU request and limit per node."""
+    """CPU request and limit per node. Unset: requests 500m, limit 4 CPUs per process."""
     memory: Quantity | None = None
-    """Memory request and limit per node."""
+    """Memory request and limit per node. Unset: requests 1Gi, limit 16Gi per process."""
     shm_size: Quantity | None = None
     """Size limit of /dev/shm (a memory emptyDir; NCCL and data loader workers need it).
-    Unset: bounded by the pod's memory limit only."""
+    Unset: the pod's memory limit."""
 
 
 class TrainingOptions(ApiModel):

@@ -24,11 +24,16 @@ from typing import Any
 
 from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
 from rtdetr_operator.children import (
+    ENGINE_BUILD,
     GPU_PRODUCT_LABEL,
+    REPOSITORY_BUILD,
+    SERVING_SCRATCH_SIZE,
     TRAINER_UID,
-    container_resources,
+    bounded_resources,
     owner_reference,
     restricted_pod_security,
+    scratch_volume,
+    service_account,
     with_gpu_toleration,
 )
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, REPOSITORY_MOUNT, labels
@@ -81,9 +86,10 @@ def tolerations(r: ResolvedDeployment, gpu: bool) -> list[dict[str, Any]]:
 
 
 def pod_common(r: ResolvedDeployment) -> dict[str, Any]:
-    out: dict[str, Any] = {"enableServiceLinks": False}
-    if r.spec.service_account_name:
-        out["serviceAccountName"] = r.spec.service_account_name
+    out: dict[str, Any] = {
+        "enableServiceLinks": False,
+        **service_account(r.spec.service_account_name),
+    }
     if r.spec.image_pull_secrets:
         out["imagePullSecrets"] = [s.wire() for s in r.spec.image_pull_secrets]
     return out
@@ -101,13 +107,14 @@ def _build_pod(
 ) -> dict[str, Any]:
     build = r.spec.build
     container = task_container(image, build.image_pull_policy, command, mounts)
-    res = container_resources(build.resources.cpu, build.resources.memory, 1 if pool else 0)
-    if res:
-        container["resources"] = res
+    defaults = ENGINE_BUILD if pool else REPOSITORY_BUILD
+    container["resources"] = bounded_resources(
+        build.resources.cpu, build.resources.memory, defaults, 1 if pool else 0
+    )
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [*volumes, scratch_volume(SERVING_SCRATCH_SIZE)],
         "securityContext": restricted_pod_security(TRAINER_UID),
         **pod_common(r),
     }

@@ -42,6 +42,7 @@ from rtdetr_operator.deployment.resolve import (
 from rtdetr_operator.deployment.source import (
     Source,
     SourceNotReadyError,
+    node_volume_problem,
     repository_key,
     resolve_source,
 )
@@ -72,6 +73,8 @@ class Settings:
     defaults: OperatorDefaults = field(default_factory=OperatorDefaults)
     #: Seconds a build or Triton pod may be unschedulable (or not pull its image) before Stalled.
     stuck_grace: float = 60.0
+    #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
+    allow_node_volumes: bool = False
 
 
 def plan(world: World, settings: Settings) -> Plan:
@@ -99,7 +102,12 @@ class _Planner(PoolsMixin):
     # ----------------------------------------------------------------------------- driver
     def run(self) -> Plan:
         try:
-            self.r = resolve(self.w.deployment, self.settings.catalog, self.settings.defaults)
+            self.r = resolve(
+                self.w.deployment,
+                self.settings.catalog,
+                self.settings.defaults,
+                allow_node_volumes=self.settings.allow_node_volumes,
+            )
         except InvalidDeploymentError as e:
             self.problems.append(("InvalidSpec", "; ".join(e.problems)))
             return self._finish()
@@ -117,13 +125,18 @@ class _Planner(PoolsMixin):
     def _source(self) -> Source | None:
         assert self.r is not None
         try:
-            return resolve_source(self.r, self.w.training)
+            source = resolve_source(self.r, self.w.training)
         except SourceNotReadyError as e:
             if e.stalled:
                 self.problems.append((e.reason, e.message))
             else:
                 self.progress.append(("Pending", e.message))
             return None
+        refused = node_volume_problem(self.r, source, self.settings.allow_node_volumes)
+        if refused:
+            self.problems.append(("InvalidSpec", refused))
+            return None
+        return source
 
     def _build_image(self, source: Source | None) -> str | None:
         assert self.r is not None

@@ -23,10 +23,16 @@ import re
 from typing import Any
 
 from rtdetr_operator.children import (
+    SCRATCH,
+    SERVING_SCRATCH_SIZE,
+    TRITON_GPU,
     TRITON_UID,
-    container_resources,
+    bounded_resources,
     restricted_container_security,
     restricted_pod_security,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
 )
 from rtdetr_operator.deployment.autoscaling import behavior, hpa_metric
 from rtdetr_operator.deployment.manifests import (
@@ -58,6 +64,9 @@ def cpu_threads(cpu: str | None) -> int | None:
     return max(1, math.floor(cores))
 
 
+#: Size limit of a Triton pod's /dev/shm (memory-backed, so it counts against the pod's memory):
+#: Triton's pinned-memory pool (256 MiB by default) and the python backend's IPC regions.
+TRITON_SHM_SIZE = "1Gi"
 #: How long a stopping Triton pod keeps serving before SIGTERM: longer than kube-proxy and
 #: gateways take to drop its endpoint, far shorter than the grace period.
 PRE_STOP_SECONDS = 10
@@ -133,25 +142,33 @@ def triton_deployment(
         "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         "startupProbe": _probe("/v2/health/ready", period=10, failures=60),
-        "resources": container_resources(pool.cpu, pool.memory, gpus=0 if pool.is_cpu else 1),
+        # A CPU pool always has both amounts (resolve.py); a GPU pool may leave them unset.
+        "resources": bounded_resources(
+            pool.cpu, pool.memory, TRITON_GPU, gpus=0 if pool.is_cpu else 1
+        ),
         "securityContext": restricted_container_security(),
         # A deleted pod leaves the Service's endpoints a moment after it is told to stop;
         # Triton keeps serving meanwhile, so no request is sent to a closed port mid-rollout.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "workingDir": SCRATCH,
+        "env": scratch_env(),
         "volumeMounts": [
             repository_mount(source, read_only=True),
             {"name": "dshm", "mountPath": "/dev/shm"},
+            scratch_mount(),
         ],
     }
     threads = cpu_threads(pool.cpu)
     if pool.cpu_backend == "python" and threads is not None:
-        container["env"] = [{"name": CPU_THREADS_ENV, "value": str(threads)}]
+        container["env"].append({"name": CPU_THREADS_ENV, "value": str(threads)})
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": [
             repository_volume(source, read_only=True),
             # Triton's pinned buffers, and the python backend's stub IPC, live in /dev/shm.
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": TRITON_SHM_SIZE}},
+            # Home, temporary files and caches: the root filesystem is read-only.
+            scratch_volume(SERVING_SCRATCH_SIZE),
         ],
         # Lets in-flight requests finish: Triton drains on SIGTERM.
         "terminationGracePeriodSeconds": 60,

@@ -34,6 +34,7 @@ from rtdetr_operator.deployment.defaults import (
 )
 from rtdetr_operator.deployment.names import DeploymentNames
 from rtdetr_operator.planning import InvalidSpecError, field_problems
+from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_serving.catalog import CPU_DEVICE, CpuBackend, CpuDevice, GpuCatalog, GpuType
 from rtdetr_serving.errors import PlanningError, UnknownGpuError
 from rtdetr_serving.planner import capacity, plan_replicas
@@ -281,9 +282,15 @@ def resolve_pool(
 
 
 def resolve(
-    deployment: dict, catalog: GpuCatalog, defaults: OperatorDefaults
+    deployment: dict,
+    catalog: GpuCatalog,
+    defaults: OperatorDefaults,
+    *,
+    allow_node_volumes: bool = False,
 ) -> ResolvedDeployment:
     """Validate ``deployment`` (a CR body) and resolve pools, images and names.
+
+    ``allow_node_volumes`` lifts the refusal of node-level volume sources (policy.py).
 
     Raises:
         InvalidDeploymentError: naming every field that makes the CR unservable.
@@ -293,7 +300,14 @@ def resolve(
         spec = RTDETRDeploymentSpec.model_validate(deployment.get("spec") or {})
     except ValidationError as e:
         raise InvalidDeploymentError(field_problems(e)) from None
-    problems = cel_problems(spec)
+    problems = cel_problems(spec) + pod_metadata_problems(deployment.get("spec") or {})
+    onnx = spec.model.onnx
+    if onnx is not None and onnx.volume is not None:
+        problems += volume_problems(
+            "spec.model.onnx.volume",
+            onnx.volume.model_dump(by_alias=True, exclude_none=True),
+            allow_node_volumes=allow_node_volumes,
+        )
     custom = spec.triton.image is not None
     image = spec.triton.image if spec.triton.image is not None else defaults.triton_image
     tensorrt = spec.triton.tensorrt_version if custom else defaults.tensorrt_version

@@ -22,6 +22,7 @@ from typing import Any
 
 from rtdetr_operator.deployment.names import SOURCE_MOUNT
 from rtdetr_operator.deployment.resolve import ResolvedDeployment
+from rtdetr_operator.policy import volume_problems
 
 
 class SourceNotReadyError(Exception):
@@ -171,6 +172,21 @@ def onnx_source(r: ResolvedDeployment) -> Source:
         repository_sub_path=repo_sub_path,
         shared_volume=shared,
     )
+
+
+def node_volume_problem(r: ResolvedDeployment, source: Source, allow: bool) -> str | None:
+    """Why a training source's results volume may not be mounted (policy.py), else None.
+
+    An ONNX source's volume is checked with the rest of the CR (resolve.py); a training's is
+    checked here too, as the training may have been created under another operator's flags.
+    """
+    ref = r.spec.model.training
+    if ref is None:
+        return None
+    where = "spec.storage.results.volume"
+    refused = volume_problems(where, source.volume, allow_node_volumes=allow)
+    prefix = f"spec.model.training: RTDETRTraining {ref.name}'s "
+    return "; ".join(prefix + p for p in refused) or None
 
 
 def resolve_source(r: ResolvedDeployment, training: dict[str, Any] | None) -> Source:

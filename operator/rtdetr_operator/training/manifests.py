@@ -21,10 +21,14 @@ from typing import Any
 from rtdetr_operator.api import KIND, PodMetadata
 from rtdetr_operator.children import (
     GPU_PRODUCT_LABEL,
+    TASK_SCRATCH_SIZE,
     TRAINER_UID,
-    container_resources,
+    bounded_resources,
     owner_reference,
     restricted_pod_security,
+    scratch_volume,
+    service_account,
+    task_default_resources,
     with_gpu_toleration,
 )
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
@@ -135,6 +139,7 @@ def _volumes(r: ResolvedTraining) -> tuple[list[dict[str, Any]], list[dict[str, 
         _volume("data", data.claim_name, data.volume, read_only=data.read_only),
         _volume("results", results.claim_name, results.volume, read_only=False),
         {"name": "dshm", "emptyDir": _shm(r)},
+        scratch_volume(TASK_SCRATCH_SIZE),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "experiment", "mountPath": EXPERIMENT_DIR, "readOnly": True},
@@ -159,10 +164,17 @@ def _mount(name: str, path: str, sub_path: str | None, read_only: bool) -> dict[
 
 
 def _shm(r: ResolvedTraining) -> dict[str, Any]:
-    shm: dict[str, Any] = {"medium": "Memory"}
-    if r.spec.resources.shm_size is not None:
-        shm["sizeLimit"] = str(r.spec.resources.shm_size)
-    return shm
+    """/dev/shm in memory, never larger than spec.resources.shmSize, else the memory limit."""
+    size = r.spec.resources.shm_size
+    if size is None:
+        size = _resources(r, 0, r.processes_per_node)["limits"]["memory"]
+    return {"medium": "Memory", "sizeLimit": str(size)}
+
+
+def _resources(r: ResolvedTraining, gpus: int, processes: int) -> dict[str, Any]:
+    res = r.spec.resources
+    defaults = task_default_resources(processes)
+    return bounded_resources(res.cpu, res.memory, defaults, gpus, res.gpu_resource)
 
 
 def _scheduling(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
@@ -183,10 +195,10 @@ def _scheduling(r: ResolvedTraining, gpus: int) -> dict[str, Any]:
     for key, value in (
         ("priorityClassName", spec.priority_class_name),
         ("schedulerName", spec.scheduler_name),
-        ("serviceAccountName", spec.service_account_name),
     ):
         if value:
             out[key] = value
+    out.update(service_account(spec.service_account_name))
     if spec.image_pull_secrets:
         out["imagePullSecrets"] = [s.wire() for s in spec.image_pull_secrets]
     return out
@@ -220,10 +232,8 @@ def _pod_template(
         env=env,
         extra_env=[e.wire() for e in spec.env],
     )
-    res = spec.resources
-    resources = container_resources(res.cpu, res.memory, gpus, res.gpu_resource)
-    if resources:
-        container["resources"] = resources
+    processes = r.processes_per_node if task == "train" else gpus
+    container["resources"] = _resources(r, gpus, processes)
     if task == "train":
         port = spec.training.master_port
         container["ports"] = [{"name": "rendezvous", "containerPort": port}]

@@ -68,6 +68,8 @@ class World:
 class Settings:
     #: Seconds a pod may stay unschedulable (or unable to pull its image) before Stalled.
     stuck_grace: float = 60.0
+    #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
+    allow_node_volumes: bool = False
 
 
 def plan(world: World, settings: Settings | None = None) -> Plan:
@@ -88,7 +90,7 @@ class _Planner(PlannerBase):
         self.st.setdefault("phase", "Pending")
         self.st.setdefault("restarts", 0)
         try:
-            self.r = resolve(self.w.training)
+            self.r = resolve(self.w.training, allow_node_volumes=self.settings.allow_node_volumes)
         except InvalidTrainingError as e:
             self._delete_active()
             if self.st["phase"] not in TERMINAL_PHASES:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from rtdetr_operator.api import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
 from rtdetr_operator.planning import InvalidSpecError, field_problems
+from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.names import Names
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
@@ -159,8 +160,23 @@ def _pruned_keys(training: dict[str, Any]) -> list[str]:
     return []
 
 
-def resolve(training: dict[str, Any]) -> ResolvedTraining:
+def security_problems(
+    spec: RTDETRTrainingSpec, raw_spec: dict[str, Any], *, allow_node_volumes: bool
+) -> list[str]:
+    """What the CR asks of the node that the operator refuses (see policy.py)."""
+    out = pod_metadata_problems(raw_spec)
+    for which, store in (("data", spec.storage.data), ("results", spec.storage.results)):
+        source = store.volume.model_dump(by_alias=True, exclude_none=True) if store.volume else {}
+        out += volume_problems(
+            f"spec.storage.{which}.volume", source, allow_node_volumes=allow_node_volumes
+        )
+    return out
+
+
+def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> ResolvedTraining:
     """Validate ``training`` (a CR body) and resolve its experiment.
+
+    ``allow_node_volumes`` lifts the refusal of node-level volume sources (policy.py).
 
     Raises:
         InvalidTrainingError: naming every field that makes the CR unrunnable.
@@ -175,6 +191,7 @@ def resolve(training: dict[str, Any]) -> ResolvedTraining:
     except ValidationError as e:
         raise InvalidTrainingError(field_problems(e)) from None
     problems = _pruned_keys(training)
+    problems += security_problems(spec, raw_spec, allow_node_volumes=allow_node_volumes)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results
     results_dir = raw.get("results_dir")
