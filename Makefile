@@ -45,7 +45,9 @@ $(STAMP): requirements/dev.lock pyproject.toml
 
 venv: $(STAMP)
 
-$(TOOLS_STAMP): $(TOOLS_LOCK) $(STAMP)
+# The folder's name carries the lock's hash, so existence is the whole check (a fresh clone's
+# newer file times must not rebuild it).
+$(TOOLS_STAMP): | $(STAMP)
 	rm -rf $(TOOLS_VENV)
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(BIN)/uv pip sync --quiet --python $(TOOLS_VENV)/bin/python --require-hashes $(TOOLS_LOCK)
