@@ -218,8 +218,8 @@ def operator_identity() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def _configure_logging(args: argparse.Namespace) -> None:
+    """kopf's root handler in the chosen format; per-event kopf lines only when verbose."""
     log_format = {
         "json": kopf.LogFormat.JSON,
         "plain": kopf.LogFormat.PLAIN,
@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # kopf logs every handled watch event per object; the reconciler logs what it does.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         api_client = _load_kube_config(args.kubeconfig)
     except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as e:
@@ -261,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServingError as e:
         print(f"rtdetr-operator: {e}", file=sys.stderr)
         return 2
+    # Logging is configured only once the operator will run: every refusal above is one plain
+    # line, and a refused start leaves the process's logging as it found it.
+    _configure_logging(args)
     scope = ", ".join(args.namespace) if args.namespace else "all namespaces"
     logger.info("serving RTDETRTrainings and RTDETRDeployments in %s", scope)
     asyncio.run(run(args, reconciler, deployments))

@@ -72,6 +72,14 @@ def test_a_kubeconfig_without_a_context_is_named(capsys, tmp_path: Path) -> None
     assert str(empty) in _kubeconfig_error(capsys, empty)
 
 
+def test_a_refused_start_leaves_logging_as_it_found_it(capsys, tmp_path: Path) -> None:
+    # A handler bound to this call's stderr would outlive it and write into a closed stream.
+    root = logging.getLogger()
+    before = list(root.handlers)
+    _kubeconfig_error(capsys, tmp_path / "nope.yaml")
+    assert root.handlers == before
+
+
 def test_the_control_plane_namespaces_are_denied_by_default() -> None:
     args = parse_args([])
     assert args.deny_namespaces == list(DEFAULT_DENIED_NAMESPACES)
