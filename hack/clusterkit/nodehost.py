@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import build
 from .nodeconfig import BRIDGE, CGROUP_ROOT
 
 #: Kernel settings the node sets (ip_forward) or that the kubelet and kube-proxy may tune.
@@ -214,6 +215,16 @@ def kill_cgroup_tree(timeout: float = 10) -> list[int]:
     return killed
 
 
+def owner_file() -> Path:
+    """Which cluster's node runs on this machine. Machine-wide (the bridge, the cgroup root and
+    kube-proxy's tables are the machine's, whatever cache a cluster uses), in /run, so a reboot
+    forgets it as it forgets the node."""
+    run = Path("/run")
+    if os.access(run, os.W_OK):
+        return run / "rtdetr-operator-node.json"
+    return build.cache_root() / "node" / "owner.json"
+
+
 def leftovers() -> list[str]:
     """What of the node is still on the host (empty when ``down`` cleaned up completely)."""
     out = []
@@ -222,4 +233,6 @@ def leftovers() -> list[str]:
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     out += [f"nftables table {f} {n}" for f, n in KUBE_PROXY_TABLES if f"table {f} {n}" in tables]
     out += [f"cgroup {d}" for d in _cgroup_dirs()]
+    if owner_file().exists():
+        out.append(f"owner record {owner_file()}")
     return out

@@ -63,19 +63,9 @@ def ctr(paths: NodePaths, *args: str, timeout: float = 600) -> subprocess.Comple
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
-def _owner_file() -> Path:
-    """Which cluster's node runs on this machine. Machine-wide (the bridge, the cgroup root and
-    kube-proxy's tables are the machine's, whatever cache a cluster uses), in /run, so a reboot
-    forgets it as it forgets the node."""
-    run = Path("/run")
-    if os.access(run, os.W_OK):
-        return run / "rtdetr-operator-node.json"
-    return build.cache_root() / "node" / "owner.json"
-
-
 def claim_machine(layout: Layout) -> None:
     """One real node per machine: refuse while another cluster's node still runs."""
-    owner = _owner_file()
+    owner = nodehost.owner_file()
     with contextlib.suppress(OSError, ValueError):
         other = Path(json.loads(owner.read_text())["state_dir"])
         if other != layout.state:
@@ -87,6 +77,14 @@ def claim_machine(layout: Layout) -> None:
                 )
     owner.parent.mkdir(parents=True, exist_ok=True)
     procs.write_atomic(owner, json.dumps({"state_dir": str(layout.state)}))
+
+
+def release_machine(layout: Layout) -> None:
+    """Forget the claim of :func:`claim_machine` if it is this cluster's (down leaves no file)."""
+    owner = nodehost.owner_file()
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if Path(json.loads(owner.read_text())["state_dir"]) == layout.state:
+            owner.unlink()
 
 
 def write_configs(
@@ -414,4 +412,5 @@ def stop(layout: Layout, records: dict[str, procs.ProcRecord]) -> list[str]:
     nodehost.delete_kube_proxy_tables()
     nodehost.delete_bridge()
     nodehost.restore_sysctls(paths.sysctls)
+    release_machine(layout)
     return stopped
