@@ -16,7 +16,7 @@ from rtdetr_spec import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
+MODEL_CARD_SPEC = ROOT / "examples" / "specs" / "rtdetr_r50_warehouse.yaml"
 
 
 def test_defaults_are_taos() -> None:
@@ -32,7 +32,7 @@ def test_defaults_are_taos() -> None:
 
 
 def test_seed_example_loads_unchanged() -> None:
-    s = load_experiment(SEED)
+    s = load_experiment(MODEL_CARD_SPEC)
     assert s.model.backbone == "resnet_50"  # the model card's `resnet50`
     assert s.dataset.num_classes == 7
     assert s.dataset.augmentation.scales_hw() == [(640, 640)]
@@ -45,7 +45,7 @@ def test_seed_example_loads_unchanged() -> None:
 
 def test_seed_train_command_overrides_one_element_list() -> None:
     s = load_experiment(
-        SEED,
+        MODEL_CARD_SPEC,
         [
             "dataset.train_data_sources.image_dir=/data/train",
             "dataset.train_data_sources.json_file=/data/train.json",
@@ -62,7 +62,7 @@ def test_seed_train_command_overrides_one_element_list() -> None:
 
 def test_keys_the_yaml_omits_are_created() -> None:
     s = load_experiment(
-        SEED,
+        MODEL_CARD_SPEC,
         ["dataset.test_data_sources.image_dir=/t", "dataset.test_data_sources.json_file=/t.json"],
     )
     assert s.dataset.test_data_sources.json_file == "/t.json"
@@ -70,7 +70,7 @@ def test_keys_the_yaml_omits_are_created() -> None:
 
 def test_values_parse_as_yaml() -> None:
     s = load_experiment(
-        SEED,
+        MODEL_CARD_SPEC,
         ["dataset.augmentation.eval_spatial_size=[320,320]", "train.pretrained_model_path=null"],
     )
     assert s.dataset.augmentation.eval_spatial_size == [320, 320]
@@ -79,7 +79,7 @@ def test_values_parse_as_yaml() -> None:
 
 
 def test_required_key_left_unset_names_the_key() -> None:
-    s = load_experiment(SEED, ["results_dir=/r"])
+    s = load_experiment(MODEL_CARD_SPEC, ["results_dir=/r"])
     with pytest.raises(MissingValueError) as e:
         s.check_required("evaluate")
     assert "evaluate.checkpoint" in e.value.keys
@@ -89,7 +89,7 @@ def test_required_key_left_unset_names_the_key() -> None:
 
 def test_unknown_override_key_suggests() -> None:
     with pytest.raises(SpecError) as e:
-        load_experiment(SEED, ["train.optim.lr_backbon=1e-5"])
+        load_experiment(MODEL_CARD_SPEC, ["train.optim.lr_backbon=1e-5"])
     assert "train.optim.lr_backbon" in str(e.value) and "lr_backbone" in str(e.value)
 
 
@@ -126,17 +126,17 @@ def test_several_sources_need_an_index() -> None:
 )
 def test_bad_values_name_the_key(override: str, needle: str) -> None:
     with pytest.raises(SpecError, match=needle):
-        load_experiment(SEED, [override])
+        load_experiment(MODEL_CARD_SPEC, [override])
 
 
 @pytest.mark.parametrize("alias", ["resnet18", "resnet34", "resnet50", "resnet101", "ResNet_50"])
 def test_backbone_aliases(alias: str) -> None:
-    s = load_experiment(SEED, [f"model.backbone={alias}"])
+    s = load_experiment(MODEL_CARD_SPEC, [f"model.backbone={alias}"])
     assert s.model.backbone.startswith("resnet_")
 
 
 def test_dump_round_trips(tmp_path: Path) -> None:
-    s = load_experiment(SEED, ["results_dir=/r", "train.num_epochs=3"])
+    s = load_experiment(MODEL_CARD_SPEC, ["results_dir=/r", "train.num_epochs=3"])
     p = tmp_path / "experiment.yaml"
     p.write_text(dump_experiment(s))
     again = load_experiment(p)

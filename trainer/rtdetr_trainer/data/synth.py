@@ -14,7 +14,7 @@ Every file is written under a temporary name and renamed into place, and an outp
 holds any file of the layout below is refused unless ``overwrite``
 (:mod:`rtdetr_trainer.data.outputs`), so an existing dataset is never half-replaced.
 
-Layout (category ids 1..7 named as the seed, image ids unique across splits):
+Layout (category ids 1..7 named in NVIDIA's model card order, image ids unique across splits):
 
     coco: <out>/images/{train,val,test}/<name>.jpg, <out>/annotations/{train,val,test}.json
     h5:   <out>/Camera_NN.h5 (group rgb: rgb_NNNNN.jpg -> JPEG bytes, or BGR uint8 arrays),
