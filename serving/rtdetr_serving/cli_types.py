@@ -14,11 +14,11 @@ import argparse
 import errno
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from rtdetr_serving.errors import UsageError
+from rtdetr_spec.storage import probe_writable
 
 #: Largest batch any flag accepts: far above every catalog entry (64) and Triton's practice.
 MAX_BATCH = 1024
@@ -145,34 +145,15 @@ def outputs_spare_inputs(images: list[str], output: str | None, annotate: str | 
         names[path.name] = given
 
 
-def _existing_ancestor(p: Path) -> Path:
-    """The deepest existing path at or above ``p`` (what a later mkdir -p would create under)."""
-    while not os.path.lexists(p) and p != p.parent:
-        p = p.parent
-    return p
-
-
-def _probe(folder: Path, shown: str) -> None:
-    """Create and remove a temp file in ``folder``: the only check that also holds for root."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-serve-probe.", dir=folder)
-    except OSError as e:
-        cause = e.strerror or str(e)
-        if e.errno == errno.ENOENT:  # /proc and friends answer ENOENT for a new file
-            cause = "cannot create files there"
-        raise argparse.ArgumentTypeError(f"{shown}: not writable: {cause} ({folder})") from None
-    os.close(fd)
-    Path(tmp).unlink()
-
-
 def _writable_dir(text: str, *, shown: str) -> Path:
+    """``text`` as a folder a file can be created in (or under), else one line naming it."""
     p = Path(text).expanduser()
-    base = _existing_ancestor(p.absolute())
-    if not base.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{shown}: not writable: {os.strerror(errno.ENOTDIR)} ({base})"
-        )
-    _probe(base, shown)
+    base, err = probe_writable(p)
+    if err is not None:
+        cause = err.strerror or str(err)
+        if err.errno == errno.ENOENT:  # /proc and friends answer ENOENT for a new file
+            cause = "cannot create files there"
+        raise argparse.ArgumentTypeError(f"{shown}: not writable: {cause} ({base})") from None
     return p
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import tempfile
 from pathlib import Path
 
 #: Failures of a write that only a change to the storage can fix.
@@ -106,3 +107,31 @@ def ensure_dir(folder: str | Path) -> Path:
             raise
         raise err from e
     return p
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """The deepest existing path at or above ``path`` (what ``mkdir -p`` would create under)."""
+    p = Path(path)
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def probe_writable(path: str | Path) -> tuple[Path, OSError | None]:
+    """Whether a file could be created at or under ``path``, creating nothing that stays.
+
+    Returns the folder that was tried (the deepest existing one at or above ``path``) and the
+    error that creating a temp file there gave, or None. Only a real create answers the question
+    for root too (a read-only volume or sysfs passes ``os.access``); a path running through a
+    regular file gives ``ENOTDIR``.
+    """
+    base = nearest_existing(Path(path).absolute())
+    if not base.is_dir():
+        return base, NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(base))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-probe.", dir=base)
+    except OSError as e:
+        return base, e
+    os.close(fd)
+    Path(tmp).unlink()
+    return base, None

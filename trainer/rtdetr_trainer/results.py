@@ -23,7 +23,6 @@ import errno
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,13 @@ from typing import Any
 from rtdetr_spec import ExperimentSpec, dump_experiment
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
 from rtdetr_spec.redact import redact_text
-from rtdetr_spec.storage import OutputWriteError, ensure_dir, output_error, storage_cause
+from rtdetr_spec.storage import (
+    OutputWriteError,
+    ensure_dir,
+    output_error,
+    probe_writable,
+    storage_cause,
+)
 from rtdetr_trainer.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -110,25 +115,14 @@ def unwritable(path: str | Path) -> str | None:
 
 
 def _write_probe(path: str | Path) -> tuple[str | None, OSError | None]:
-    """(why ``path`` cannot be written or None, the OS error behind it if there was one).
-
-    Looks at ``path`` if it exists, else the nearest existing folder above it, which must be a
-    folder where a file can really be created: a read-only volume passes ``os.access`` as root.
-    """
-    probe = Path(path)
-    while not probe.exists() and probe.parent != probe:
-        if probe.is_symlink():  # a dangling link: mkdir would fail on it
-            return f"{probe} is a broken symbolic link", None
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a folder", None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".rtdetr-write-test-", dir=probe)
-    except OSError as e:
-        return f"cannot create files in {probe} ({e.strerror or e})", e
-    os.close(fd)
-    Path(tmp).unlink()
-    return None, None
+    """(why ``path`` cannot be written or None, the OS error behind it if the create failed)."""
+    base, err = probe_writable(path)
+    if err is None:
+        return None, None
+    if isinstance(err, NotADirectoryError) and err.filename == str(base):
+        what = "a broken symbolic link" if base.is_symlink() else "not a folder"
+        return f"{base} is {what}", None
+    return f"cannot create files in {base} ({err.strerror or err})", err
 
 
 def check_results_dir(spec: ExperimentSpec, task: str) -> Path:
