@@ -159,8 +159,19 @@ class KubeApi:
 
     # ------------------------------------------------------------------------ children
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` matching ``selector``, each carrying its ``kind`` and apiVersion.
+
+        The API server omits both on a list's items (they are on the list, as ``JobList``);
+        filled in here, once, so every caller can hand an item back to :meth:`delete` or
+        :meth:`replace`, and log it, exactly like an object read with :meth:`get`.
+        """
         out = self._request("GET", self._path(kind, namespace), query=[("labelSelector", selector)])
-        return list(out.get("items") or [])
+        items = list(out.get("items") or [])
+        for item in items:
+            item.setdefault("kind", kind)
+            if out.get("apiVersion"):
+                item.setdefault("apiVersion", out["apiVersion"])
+        return items
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -185,7 +196,7 @@ class KubeApi:
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if meta.get("uid"):
             body["preconditions"] = {"uid": meta["uid"]}
-        path = self._path(obj.get("kind", "Job"), meta["namespace"], meta["name"])
+        path = self._path(obj["kind"], meta["namespace"], meta["name"])
         try:
             self._request("DELETE", path, body=body)
         except ApiError as e:

@@ -43,12 +43,8 @@ class DeploymentKubeApi(KubeApi):
         return super().get_reconciled(namespace, name)
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """Objects of ``kind`` matching ``selector``, each with its ``kind`` (lists omit it)."""
         self._allowed(kind, "list")
-        items = super().list(kind, namespace, selector)
-        for item in items:
-            item.setdefault("kind", kind)
-        return items
+        return super().list(kind, namespace, selector)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._allowed(obj["kind"], "create")
