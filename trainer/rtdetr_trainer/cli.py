@@ -20,7 +20,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import import_module
 
 from rtdetr_spec import ExperimentSpec, SpecError
 from rtdetr_spec.artifacts import TaskSummary
@@ -30,7 +29,6 @@ from rtdetr_trainer.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_RUNTIME,
-    ExportUnavailableError,
     TrainerError,
     storage_failure,
 )
@@ -66,18 +64,9 @@ def run_task(task: str, spec: ExperimentSpec) -> TaskSummary:
         from rtdetr_trainer.inference.run import run_inference
 
         return run_inference(spec)
-    try:
-        export = import_module("rtdetr_trainer.export")
-    except ModuleNotFoundError as e:
-        if e.name and "rtdetr_trainer.export".startswith(e.name):
-            raise ExportUnavailableError(
-                "export is not available in this build (rtdetr_trainer.export is missing)"
-            ) from None
-        raise
-    result = export.run(spec)
-    if isinstance(result, TaskSummary):
-        return result
-    return TaskSummary(task="export", status="SUCCESS", artifacts=dict(result or {}))
+    from rtdetr_trainer.export import run as run_export
+
+    return run_export(spec)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
