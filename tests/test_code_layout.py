@@ -95,3 +95,45 @@ def test_nothing_calls_the_model_card_the_seed() -> None:
         if jargon.search(line)
     ]
     assert hits == [], f"say NVIDIA's model card or the TAO spec instead: {hits}"
+
+
+def _cycles(package: str) -> list[list[str]]:
+    """Import cycles between the modules of ``package`` (strongly connected components)."""
+    import grimp
+
+    graph = grimp.build_graph(package)
+    modules = sorted(graph.modules)
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m) & set(modules)) for m in modules}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        order[m] = low[m] = len(order)
+        stack.append(m)
+        for n in edges[m]:
+            if n not in order:
+                visit(n)
+                low[m] = min(low[m], low[n])
+            elif n in stack:
+                low[m] = min(low[m], order[n])
+        if low[m] == order[m]:
+            component = []
+            while True:
+                n = stack.pop()
+                component.append(n)
+                if n == m:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for m in modules:
+        if m not in order:
+            visit(m)
+    return found
+
+
+@pytest.mark.parametrize("package", ["clusterkit", "imagekit"])
+def test_the_cluster_and_image_tooling_has_no_import_cycle(package: str) -> None:
+    assert _cycles(package) == []

@@ -23,7 +23,6 @@ DOCKERFILES = {
     "triton-cpu": ROOT / "Dockerfile.triton-cpu",
 }
 LOCKS = ROOT / "requirements"
-sys.path.insert(0, str(ROOT / "docker"))
 import filter_lock  # noqa: E402 - a build-time script, not a package
 
 
