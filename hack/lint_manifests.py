@@ -5,7 +5,7 @@
 * ``chart-cluster-wide.yaml``, ``chart-namespaced.yaml``: the chart rendered with its default
   values and with ``watchNamespaces`` set (Helm's Go SDK, offline, as tests/deploy renders it);
 * ``children/``: every kind of object the operator creates
-  (``python -m rtdetr_operator.manifest_samples``).
+  (``python -m rtdetr_operator.codegen.manifest_samples``).
 
 * ``deploy/``, ``examples/``: copies of the plain manifests and the examples (the dataset
   conversion Job; checkov skips the custom resources) — one folder, one checkov run.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import helm_python as helm
 
-from rtdetr_operator.manifest_samples import write
+from rtdetr_operator.codegen.manifest_samples import write
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rtdetr-operator"

@@ -25,8 +25,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rtdetr_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from rtdetr_operator.api.deployment import DEPLOYMENT_KIND, DEPLOYMENT_PLURAL
+from rtdetr_operator.api.deployment import DEPLOYMENT
+from rtdetr_operator.api.meta import API_VERSION, GROUP, VERSION
+from rtdetr_operator.api.training import TRAINING
 
 #: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
 TIMEOUT = (5, 30)
@@ -70,8 +71,8 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
         "policy",
         "poddisruptionbudgets",
     ),
-    KIND: _ours(PLURAL),
-    DEPLOYMENT_KIND: _ours(DEPLOYMENT_PLURAL),
+    TRAINING.kind: _ours(TRAINING.plural),
+    DEPLOYMENT.kind: _ours(DEPLOYMENT.plural),
 }
 
 
@@ -142,7 +143,7 @@ class KubeApi:
 
     def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         """An RTDETRTraining (reconciled, or read as a deployment's model source)."""
-        return self.get(KIND, namespace, name)
+        return self.get(TRAINING.kind, namespace, name)
 
     def replace_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` guarded by the object's resourceVersion (409 if it moved on)."""

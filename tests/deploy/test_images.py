@@ -161,8 +161,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in blocked:
             raise ImportError(f'{{name}} is not in requirements/operator.lock')
 sys.meta_path.insert(0, Block())
-import rtdetr_operator.cli, rtdetr_operator.deployment.reconcile, rtdetr_operator.gitops
-import rtdetr_operator.training.reconcile, rtdetr_operator.crdgen
+import rtdetr_operator.cli, rtdetr_operator.deployment.reconcile, rtdetr_operator.codegen.gitops
+import rtdetr_operator.training.reconcile, rtdetr_operator.codegen.training_crd
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtdetr_operator.api import KIND
+from rtdetr_operator.api.training import TRAINING
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.kube import ApiError, KubeApi
 from rtdetr_operator.training.plan import Settings
@@ -27,7 +27,7 @@ def server() -> Iterator[tuple[FakeApiServer, KubeApi]]:
     api = FakeApiServer()
     api_client, http = serve(api)
     try:
-        yield api, KubeApi(api_client, KIND)
+        yield api, KubeApi(api_client, TRAINING.kind)
     finally:
         http.shutdown()
         http.server_close()

@@ -19,8 +19,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rtdetr_operator.api.meta import (
+    API_VERSION,
     ApiModel,
     EnvVar,
+    KindNames,
     LocalObjectReference,
     PassThrough,
     PodMetadata,
@@ -28,7 +30,7 @@ from rtdetr_operator.api.meta import (
     Toleration,
     defaulted,
 )
-from rtdetr_operator.api.rules import (
+from rtdetr_operator.api.training_rules import (
     RESULTS_RULES,
     SPEC_RULES,
     STORAGE_RULES,
@@ -36,6 +38,7 @@ from rtdetr_operator.api.rules import (
     immutability_rules,
     reserved_env_rule,
 )
+from rtdetr_operator.api.training_status import RTDETRTrainingStatus
 from rtdetr_spec import ExperimentSpec
 
 #: Environment variables the operator sets on training pods (TAO's and torchrun's contract).
@@ -229,3 +232,23 @@ class RTDETRTrainingSpec(ApiModel):
     """Fail the run when it has been active this long (suspended time excluded)."""
     suspend: bool = False
     """Delete the running pods and wait; clearing it resumes from the latest checkpoint."""
+
+
+TRAINING = KindNames(
+    kind="RTDETRTraining",
+    plural="rtdetrtrainings",
+    singular="rtdetrtraining",
+    short_names=("rtt", "rtdetrtrain"),
+)
+
+
+class RTDETRTraining(ApiModel):
+    """The whole custom resource as the operator reads it (metadata kept as a plain dict)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = API_VERSION
+    kind: str = TRAINING.kind
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RTDETRTrainingSpec
+    status: RTDETRTrainingStatus = Field(default_factory=RTDETRTrainingStatus)
