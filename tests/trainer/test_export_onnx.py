@@ -16,7 +16,8 @@ import yaml
 
 from rtdetr_serving.preprocess import to_model_input
 from rtdetr_spec import WAREHOUSE_CLASSES
-from rtdetr_spec.artifacts import ExportManifest, TaskSummary, sha256_file
+from rtdetr_spec.artifacts import ExportManifest, sha256_file
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.synth import SynthConfig, render_scene
 from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
 from rtdetr_trainer.export import ExportInputError, run

@@ -22,8 +22,8 @@ import traceback
 from collections.abc import Sequence
 
 from rtdetr_spec import ExperimentSpec, SpecError
-from rtdetr_spec.artifacts import TaskSummary
 from rtdetr_spec.redact import redact_text
+from rtdetr_spec.reporting import TaskSummary, write_termination_message
 from rtdetr_trainer.data.cli import add_dataset_parser, run_dataset_tool
 from rtdetr_trainer.errors import (
     EXIT_BAD_INPUT,
@@ -32,7 +32,7 @@ from rtdetr_trainer.errors import (
     TrainerError,
     storage_failure,
 )
-from rtdetr_trainer.results import check_results_dir, write_termination_message
+from rtdetr_trainer.results import check_results_dir
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
 
 log = logging.getLogger("rtdetr_trainer")

@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.pipeline import prepare_eval_data
 from rtdetr_trainer.errors import DataError

@@ -27,7 +27,7 @@ from rtdetr_trainer.export.errors import (
 
 if TYPE_CHECKING:
     from rtdetr_spec import ExperimentSpec
-    from rtdetr_spec.artifacts import TaskSummary
+    from rtdetr_spec.reporting import TaskSummary
 
 __all__ = [
     "ExportError",

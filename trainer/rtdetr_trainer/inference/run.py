@@ -27,7 +27,8 @@ from PIL import Image, ImageColor
 
 from rtdetr_serving.annotate import draw_boxes, palette_colors
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write, atomic_write_text
+from rtdetr_spec.artifacts import ClassMap, atomic_write, atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.classmap import class_map_from_names
 from rtdetr_trainer.data.pipeline import read_classmap_file
 from rtdetr_trainer.errors import UserInputError
