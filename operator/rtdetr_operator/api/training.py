@@ -40,6 +40,7 @@ from rtdetr_operator.api.training_rules import (
 )
 from rtdetr_operator.api.training_status import RTDETRTrainingStatus
 from rtdetr_spec import ExperimentSpec
+from rtdetr_spec.reporting import TERMINATION_LOG_ENV
 
 #: Environment variables the operator sets on training pods (TAO's and torchrun's contract).
 RESERVED_ENV: tuple[str, ...] = (
@@ -54,7 +55,7 @@ RESERVED_ENV: tuple[str, ...] = (
     "PET_NODE_RANK",
     "PET_MASTER_ADDR",
     "PET_MASTER_PORT",
-    "RTDETR_TERMINATION_LOG",
+    TERMINATION_LOG_ENV,
 )
 #: Environment variables a CR may never set: the trainer's opt-in to unpickle a checkpoint fully
 #: (which can run code from any file on a shared volume) is for people at a shell only.
