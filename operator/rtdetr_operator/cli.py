@@ -32,6 +32,7 @@ from rtdetr_operator.deployment import defaults as deployment_defaults
 from rtdetr_operator.deployment.index import SourceIndex
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
+from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.scope import (
@@ -140,10 +141,12 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def deployment_settings(args: argparse.Namespace) -> DeploymentSettings:
+def deployment_settings(
+    args: argparse.Namespace, catalog: CatalogSource | None = None
+) -> DeploymentSettings:
     """RTDETRDeployment defaults from the command line; the GPU catalog (+ $RTDETR_GPU_CATALOG)."""
     return DeploymentSettings(
-        catalog=load_catalog(),
+        catalog=catalog.current() if catalog is not None else load_catalog(),
         defaults=deployment_defaults.OperatorDefaults(
             triton_image=args.triton_image,
             tensorrt_version=args.triton_tensorrt_version,
@@ -261,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         api, Settings(stuck_grace=args.stuck_grace, allow_node_volumes=args.allow_node_volumes)
     )
     try:
-        deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
+        catalog = CatalogSource.from_env()
+        deployments = DeploymentReconciler(
+            deployment_api, deployment_settings(args, catalog), catalog_source=catalog
+        )
     except ServingError as e:
         print(f"rtdetr-operator: {e}", file=sys.stderr)
         return 2

@@ -134,10 +134,12 @@ class Pool(ApiModel):
 
     model_config = ApiModel.model_config | _with_rules(POOL_RULES)
 
-    gpu: str = Field(min_length=1)
-    """GPU type from the GPU catalog (`rtdetr-serve catalog`), e.g. H100, A100, L40S, L4: pods
-    run only on nodes whose nvidia.com/gpu.product is one of that type's products. Or CPU:
-    Triton runs the ONNX with onnxruntime, no engine, no GPU, no capacity figure."""
+    gpu: str = Field(min_length=1, max_length=100)
+    """GPU type from the operator's GPU catalog (`rtdetr-serve catalog`, extended by the chart's
+    gpuCatalog values), e.g. H100, A100, L40S, L4, T4: pods run only on nodes whose
+    nvidia.com/gpu.product is one of that type's products. The API takes any name; the
+    operator refuses one its catalog lacks (Stalled, with the closest names). Or CPU: Triton
+    runs the ONNX with onnxruntime, no engine, no GPU, no capacity figure."""
     min_replicas: int | None = Field(default=None, ge=1, le=1000)
     """Fewest replicas. Unset: the replicas the stream target needs, else 1."""
     max_replicas: int | None = Field(default=None, ge=1, le=1000)

@@ -10,11 +10,12 @@ child kind it owns, read by label, and a refused child turns the phase to Stalle
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.conditions import Health
+from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT
@@ -30,6 +31,8 @@ class DeploymentReconciler(Reconciler):
     api: DeploymentKubeApi
     settings: Settings
     clock: Callable[[], datetime] = utcnow
+    #: Re-read GPU catalog (the chart's ConfigMap); None keeps ``settings.catalog``.
+    catalog_source: CatalogSource | None = None
 
     def observe(self, namespace: str, name: str) -> World | None:
         obj = self.api.get_reconciled(namespace, name)
@@ -56,7 +59,10 @@ class DeploymentReconciler(Reconciler):
         world = self.observe(namespace, name)
         if world is None:
             return None
-        return world.deployment, plan(world, self.settings)
+        settings = self.settings
+        if self.catalog_source is not None:
+            settings = replace(settings, catalog=self.catalog_source.current())
+        return world.deployment, plan(world, settings)
 
     def stalled_status(
         self, status: dict[str, Any], health: Health, generation: int | None
