@@ -29,10 +29,10 @@ from rtdetr_operator import handlers
 from rtdetr_operator.api import GROUP, KIND, PLURAL, VERSION
 from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
 from rtdetr_operator.deployment import defaults as deployment_defaults
+from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.index import SourceIndex
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
-from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.scope import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import yaml
 
 from rtdetr_operator import crd, crdgen, crdgen_deployment

@@ -79,11 +79,15 @@ def test_a_user_estimate_needs_a_measured_reference(tmp_path: Path) -> None:
         },
         "engine": {"opt_batch": 4, "max_batch": 8},
     }
-    with pytest.raises(CatalogError, match="'X9': estimate.scaled_from 'T4' must be a measured"):
+    with pytest.raises(CatalogError, match=r"'X9': estimate\.scaled_from 'T4' must be a measured"):
         load_catalog([_user(tmp_path, entry)], use_env=False)
     entry["estimate"]["scaled_from"] = "H999"
     with pytest.raises(CatalogError, match="'H999' is not in the catalog"):
         load_catalog([_user(tmp_path, entry)], use_env=False)
-    entry["estimate"] = {"scaled_from": "L4", "fp16_dense_tflops": 242, "reference_fp16_dense_tflops": 121}
+    entry["estimate"] = {
+        "scaled_from": "L4",
+        "fp16_dense_tflops": 242,
+        "reference_fp16_dense_tflops": 121,
+    }
     x9 = load_catalog([_user(tmp_path, entry)], use_env=False).get("X9")
     assert (x9.streams.fps30, x9.streams.fps15) == (18, 36)

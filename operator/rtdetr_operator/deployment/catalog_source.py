@@ -12,7 +12,6 @@ Stalled) and is logged once per content; the next valid update takes effect.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ def _stamp(paths: Sequence[Path]) -> Stamp:
     out = []
     for p in paths:
         try:
-            st = os.stat(p)
+            st = Path(p).stat()
             out.append((str(p), st.st_mtime_ns, st.st_size))
         except OSError:
             out.append((str(p), -1, -1))
