@@ -30,6 +30,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Replicas", "type": "string", "jsonPath": ".status.replicas"},
     {"name": "Streams", "type": "integer", "jsonPath": ".status.capacityStreams"},
     {"name": "Model", "type": "string", "jsonPath": ".status.model.revision"},
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     crd.ready_column("Reason", "reason", priority=1),
     {"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target.revision"},

@@ -51,7 +51,7 @@ def test_names_columns_and_rules() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Ready", "Phase", "Pools", "Replicas", "Streams", "Model", "Age"]
+    assert columns == ["Ready", "Phase", "Pools", "Replicas", "Streams", "Model", "URL", "Age"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     pools = spec["properties"]["pools"]
     assert pools["x-kubernetes-list-type"] == "map" and pools["minItems"] == 1

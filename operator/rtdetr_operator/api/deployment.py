@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from rtdetr_operator.api.deployment_endpoint import Endpoint
 from rtdetr_operator.api.deployment_rules import (
     MODEL_RULES,
     ONNX_SOURCE_RULES,
@@ -292,6 +293,9 @@ class RTDETRDeploymentSpec(ApiModel):
     """Horizontal autoscaling of every pool."""
     rollout: Rollout = defaulted(Rollout)
     """Rolling updates and disruption budgets."""
+    endpoint: Endpoint = defaulted(Endpoint)
+    """One address for all pools: the <name>-endpoint Service always; optionally Gateway API
+    routes weighted by pool capacity, or an Ingress."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of every Triton pod."""
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)

@@ -184,3 +184,8 @@ class RTDETRDeploymentStatus(ApiModel):
     capacity_streams: int | None = None
     """Camera streams the ready pods sustain (sum over the pools with a capacity figure, at each
     pool's FPS; absent when no pool has one, e.g. only CPU pools)."""
+    url: str | None = None
+    """HTTP URL of the deployment's Service, which spans the ready Triton pods of every pool,
+    e.g. http://warehouse-endpoint.ml.svc:8000."""
+    endpoints: Endpoints | None = None
+    """host:port of the deployment's Service (HTTP, gRPC, metrics)."""

@@ -52,8 +52,16 @@ class DeploymentReconciler(Reconciler):
             services=children["Service"],
             autoscalers=children["HorizontalPodAutoscaler"],
             budgets=children["PodDisruptionBudget"],
+            routes=self._routes(spec, namespace, selector),
             now=self.clock(),
         )
+
+    def _routes(self, spec: dict[str, Any], namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The endpoint's routes/Ingress: Gateway API kinds only when the spec asks for them
+        (their CRDs are optional), so a cluster without Gateway API never sees a request."""
+        endpoint = spec.get("endpoint") or {}
+        kinds = ["Ingress"] + (["HTTPRoute", "GRPCRoute"] if endpoint.get("gateway") else [])
+        return [o for kind in kinds for o in self.api.list(kind, namespace, selector)]
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:
         world = self.observe(namespace, name)
