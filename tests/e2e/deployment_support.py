@@ -54,7 +54,9 @@ def repo_message(version: str, gpus: tuple[str, ...] = GPUS) -> str:
     ).to_message()
 
 
-def engine_message(version: str, gpu: str, tensorrt: str = TENSORRT) -> str:
+def engine_message(
+    version: str, gpu: str, tensorrt: str = TENSORRT, compute_capability: str | None = None
+) -> str:
     sha = onnx_sha(version)
     rev = revision_of(sha)
     plan = f"/models/{rev}/rtdetr/1/model.{gpu}.plan"
@@ -69,7 +71,7 @@ def engine_message(version: str, gpu: str, tensorrt: str = TENSORRT) -> str:
         engine=EngineFacts(
             gpu=gpu,
             tensorrt_version=tensorrt,
-            compute_capability=CATALOG.get(gpu).compute_capability,
+            compute_capability=compute_capability or CATALOG.get(gpu).compute_capability,
             gpu_device_name=f"NVIDIA {gpu}",
             precision="fp16",
             onnx_sha256=sha,
