@@ -81,9 +81,10 @@ def test_two_replicas_elect_a_leader_on_a_lease_behind_a_disruption_budget() -> 
     assert "--leader-election-lease=rtdetr-rtdetr-operator" in args
     assert {"--lease-duration=15", "--renew-deadline=10", "--retry-period=2"} <= set(args)
     anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
-    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
-        "topologyKey"
-    ] == "kubernetes.io/hostname"
+    assert (
+        anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"]
+        == "kubernetes.io/hostname"
+    )
     (pdb,) = of_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]

@@ -29,5 +29,5 @@ def test_a_queued_multi_node_run_is_one_suspended_job_for_all_ranks() -> None:
 
 
 def test_a_queue_name_must_be_a_name() -> None:
-    with pytest.raises(InvalidTrainingError, match="spec.queueName"):
+    with pytest.raises(InvalidTrainingError, match=r"spec\.queueName"):
         resolve(training(queueName="Team A"))
