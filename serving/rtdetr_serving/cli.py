@@ -183,6 +183,16 @@ def _build_engine(args: argparse.Namespace) -> int:
         f"{sidecar.gpu_device_name}, cc {sidecar.compute_capability}, "
         f"{sidecar.build_seconds:.1f}s)"
     )
+    timing = None
+    if args.time:
+        from rtdetr_serving.engine_timing import time_plan
+
+        timing = time_plan(spec.plan_path, spec.profile, device_index=args.device)
+        best = timing.best
+        message += (
+            f"; timed: {best.throughput_ips:.0f} images/s at batch {best.batch} "
+            f"(p50 {best.p50_ms:.2f} ms, p99 {best.p99_ms:.2f} ms)"
+        )
     write_task_summary(
         ServingTaskSummary(
             task="gen_trt_engine",
@@ -194,6 +204,7 @@ def _build_engine(args: argparse.Namespace) -> int:
             artifacts={"plan": str(spec.plan_path), "sidecar": str(spec.sidecar_path)},
             engine=EngineFacts.from_sidecar(sidecar),
             reused=reused,
+            timing=timing,
         )
     )
     print(message)

@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtdetr_serving.engine_spec import EngineSidecar
+from rtdetr_serving.engine_timing import EngineTiming
 from rtdetr_spec.artifacts import atomic_write_text
 
 TERMINATION_LOG_ENV = "RTDETR_TERMINATION_LOG"
@@ -77,6 +78,8 @@ class ServingTaskSummary(BaseModel):
     engine: EngineFacts | None = None
     #: The engine was already there (same ONNX, GPU, TensorRT, profile): not rebuilt.
     reused: bool = False
+    #: The plan timed with TensorRT's runtime on the GPU that built it (engine_timing.py).
+    timing: EngineTiming | None = None
 
     def to_message(self, limit: int = MESSAGE_LIMIT) -> str:
         """Compact JSON within ``limit`` bytes (a long message is cut first)."""

@@ -19,6 +19,7 @@ from rtdetr_operator.conditions import condition
 from rtdetr_operator.deployment.plan import Settings, World, plan
 from rtdetr_operator.planning import Plan
 from rtdetr_serving.catalog import load_catalog
+from rtdetr_serving.engine_timing import EngineTiming
 from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
 from tests.operator.factories import T0, finish_job, job_from
 
@@ -107,7 +108,12 @@ def repo_summary(onnx_sha: str, gpus: list[str], model: str = "rtdetr") -> str:
 
 
 def engine_summary(
-    onnx_sha: str, gpu: str, *, tensorrt: str = "10.13.3", cc: str | None = None
+    onnx_sha: str,
+    gpu: str,
+    *,
+    tensorrt: str = "10.13.3",
+    cc: str | None = None,
+    timing: EngineTiming | None = None,
 ) -> str:
     rev = revision_of(onnx_sha)
     plan_file = f"model.{gpu}.plan"
@@ -132,6 +138,7 @@ def engine_summary(
             build_seconds=42.0,
             builder="tensorrt-python",
         ),
+        timing=timing,
     ).to_message()
 
 

@@ -30,6 +30,7 @@ from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
+from rtdetr_operator.deployment.measured import engine_measurements, gap_message
 from rtdetr_operator.deployment.names import LABEL_COMPONENT
 from rtdetr_operator.deployment.observe import failure, reported
 from rtdetr_operator.deployment.plan_endpoint import EndpointMixin
@@ -112,6 +113,7 @@ class _Planner(EndpointMixin):
                 self.settings.catalog,
                 self.settings.defaults,
                 allow_node_volumes=self.settings.allow_node_volumes,
+                measurements=engine_measurements(self.old),
             )
         except InvalidDeploymentError as e:
             self.problems.append(("InvalidSpec", "; ".join(e.problems)))
@@ -381,6 +383,17 @@ class _Planner(EndpointMixin):
             completionTime=timestamp(self.now),
             message=s.message,
         )
+        if s.timing is not None:
+            best = s.timing.best
+            e.update(
+                measuredBatch=best.batch,
+                measuredMeanMs=best.mean_ms,
+                measuredP99Ms=best.p99_ms,
+                measuredThroughputIps=best.throughput_ips,
+            )
+            gap = gap_message(gpu, best.throughput_ips)
+            if gap:
+                self._event("Warning", "CapacityGap", gap)
         how = "reused" if s.reused else "built"
         self._event(
             "Normal",
