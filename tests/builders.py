@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 
 from rtdetr_serving.catalog import load_catalog
+from rtdetr_serving.engine_timing import EngineTiming
 from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
 from rtdetr_spec.reporting import TaskSummary
 
@@ -48,6 +49,7 @@ def repository_summary(
 def engine_summary(
     onnx_sha: str, gpu: str, *, tensorrt: str = TENSORRT, cc: str | None = None,
     plan_bytes: int = 123_456, build_seconds: float = 42.0, sidecar: bool = False,
+    timing: EngineTiming | None = None,
 ) -> str:  # fmt: skip
     """What ``rtdetr-serve build-engine`` reports after building ``gpu``'s plan."""
     rev = revision_of(onnx_sha)
@@ -75,6 +77,7 @@ def engine_summary(
             build_seconds=build_seconds,
             builder="tensorrt-python",
         ),
+        timing=timing,
     ).to_message()
 
 

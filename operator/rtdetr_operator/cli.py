@@ -8,9 +8,10 @@ Custom resources in kube-system, kube-public and kube-node-lease are never serve
 (``--deny-namespaces``); node-level volume sources in CRs are refused unless
 ``--allow-node-volumes`` (policy.py).
 
-One replica, no peering (``--standalone``): kopf's peering is not leader election, and two
-operators that see each other freeze (kopf #734), so the Deployment uses ``strategy: Recreate``.
-kopf settings are chosen here, each with the reason next to it.
+No kopf peering (``--standalone``): kopf's peering is not leader election, and two operators
+that see each other freeze (kopf #734). Several replicas run with ``--leader-elect`` instead
+(leader.py): every replica watches and queues, only the holder of a coordination.k8s.io Lease
+reconciles. kopf settings are chosen here, each with the reason next to it.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from rtdetr_operator.api.deployment import DEPLOYMENT
 from rtdetr_operator.api.meta import GROUP, VERSION
 from rtdetr_operator.api.training import TRAINING
 from rtdetr_operator.deployment import defaults as deployment_defaults
+from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.index import SourceIndex
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
+from rtdetr_operator.leader import ElectionConfig, LeaseElector
 from rtdetr_operator.scope import (
     DEFAULT_DENIED_NAMESPACES,
     NamespaceGate,
@@ -112,12 +115,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="let CRs use node-level volume sources (hostPath, flexVolume, ...); by default "
         "only claims, pod-scoped sources, CSI and NFS are accepted",
     )
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: reconcile only while holding a Lease",
+    )
+    p.add_argument(
+        "--leader-election-namespace",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace, "
+        "else default)",
+    )
+    p.add_argument("--leader-election-lease", default="rtdetr-operator", help="Lease name")
+    p.add_argument(
+        "--lease-duration",
+        type=positive_seconds,
+        default=15.0,
+        help="seconds a standby waits after the last renewal before taking over",
+    )
+    p.add_argument(
+        "--renew-deadline",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds the leader keeps trying to renew before it stops leading",
+    )
+    p.add_argument(
+        "--retry-period",
+        type=positive_seconds,
+        default=2.0,
+        help="seconds between acquire/renew attempts",
+    )
     p.add_argument("--log-format", choices=("json", "plain", "full"), default="json")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     denied = sorted(set(args.namespace) & set(args.deny_namespaces))
     if denied:
         p.error(f"--namespace {', '.join(denied)}: denied by --deny-namespaces")
+    if not 0 < args.retry_period < args.renew_deadline < args.lease_duration:
+        p.error(
+            "--retry-period < --renew-deadline < --lease-duration is required, got "
+            f"{args.retry_period} / {args.renew_deadline} / {args.lease_duration}"
+        )
     return args
 
 
@@ -141,10 +178,12 @@ def operator_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def deployment_settings(args: argparse.Namespace) -> DeploymentSettings:
+def deployment_settings(
+    args: argparse.Namespace, catalog: CatalogSource | None = None
+) -> DeploymentSettings:
     """RTDETRDeployment defaults from the command line; the GPU catalog (+ $RTDETR_GPU_CATALOG)."""
     return DeploymentSettings(
-        catalog=load_catalog(),
+        catalog=catalog.current() if catalog is not None else load_catalog(),
         defaults=deployment_defaults.OperatorDefaults(
             triton_image=args.triton_image,
             tensorrt_version=args.triton_tensorrt_version,
@@ -174,12 +213,15 @@ async def run(
     reconciler: TrainingReconciler,
     deployments: DeploymentReconciler | None = None,
 ) -> None:
+    elector = _elector(args, reconciler.api.client) if args.leader_elect else None
     queue = WorkQueue(resync_period=args.resync)
     deployment_queue = WorkQueue(resync_period=args.resync)
     gate = NamespaceGate(args.deny_namespaces)
 
     async def work(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
+        if elector is not None:
+            await elector.leading.wait()
         if not gate.allows(namespace, "RTDETRTraining", name):
             return None
         return await asyncio.to_thread(reconciler.reconcile, namespace, name)
@@ -187,6 +229,8 @@ async def run(
     async def work_deployment(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
         assert deployments is not None
+        if elector is not None:
+            await elector.leading.wait()
         if not gate.allows(namespace, "RTDETRDeployment", name):
             return None
         return await asyncio.to_thread(deployments.reconcile, namespace, name)
@@ -194,6 +238,9 @@ async def run(
     queue.start(work, args.workers)
     if deployments is not None:
         deployment_queue.start(work_deployment, args.workers)
+    election = None
+    if elector is not None:
+        election = asyncio.create_task(elector.run(on_lost=_lost_leadership))
     try:
         await kopf.operator(
             registry=handlers.build_registry(),
@@ -210,6 +257,33 @@ async def run(
     finally:
         await queue.stop()
         await deployment_queue.stop()
+        if election is not None:
+            election.cancel()
+            await asyncio.to_thread(elector.release)  # type: ignore[union-attr]
+
+
+def _elector(args: argparse.Namespace, api_client: client.ApiClient) -> LeaseElector:
+    namespace = (
+        args.leader_election_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or (args.namespace[0] if args.namespace else "default")
+    )
+    cfg = ElectionConfig(
+        namespace=namespace,
+        name=args.leader_election_lease,
+        identity=operator_identity(),
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+    )
+    return LeaseElector(KubeApi(api_client, TRAINING.kind), cfg)
+
+
+def _lost_leadership() -> None:
+    """A leader that could not renew must stop at once: another may already be reconciling.
+    Exiting (and being restarted as a standby) is what client-go's elections do too."""
+    logging.shutdown()
+    os._exit(1)
 
 
 def operator_identity() -> str:
@@ -265,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         api, Settings(stuck_grace=args.stuck_grace, allow_node_volumes=args.allow_node_volumes)
     )
     try:
-        deployments = DeploymentReconciler(deployment_api, deployment_settings(args))
+        catalog = CatalogSource.from_env()
+        deployments = DeploymentReconciler(
+            deployment_api, deployment_settings(args, catalog), catalog_source=catalog
+        )
     except ServingError as e:
         print(f"rtdetr-operator: {e}", file=sys.stderr)
         return 2

@@ -71,6 +71,21 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
         "policy",
         "poddisruptionbudgets",
     ),
+    "Ingress": (
+        "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+        "networking.k8s.io",
+        "ingresses",
+    ),
+    "HTTPRoute": (
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
+        "gateway.networking.k8s.io",
+        "httproutes",
+    ),
+    "GRPCRoute": (
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/grpcroutes",
+        "gateway.networking.k8s.io",
+        "grpcroutes",
+    ),
     TRAINING.kind: _ours(TRAINING.plural),
     DEPLOYMENT.kind: _ours(DEPLOYMENT.plural),
 }

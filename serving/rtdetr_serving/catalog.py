@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rtdetr_serving.catalog_estimate import Estimate, fill_estimates
 from rtdetr_serving.errors import AmbiguousGpuError, CatalogError, NotAGpuError, UnknownGpuError
 
 CATALOG_FORMAT = "rtdetr-gpu-catalog/v1"
@@ -106,6 +107,8 @@ class GpuType(BaseModel):
     streams: ModelCardStreams = Field(default_factory=ModelCardStreams)
     #: Measured throughput in images/s at the engine's batch sizes, for entries without a table.
     throughput_ips: float | None = Field(default=None, gt=0)
+    #: Set when the capacity is an estimate, not a measurement (catalog_estimate.py).
+    estimate: Estimate | None = None
     engine: EngineDefaults
 
     @field_validator("name")
@@ -370,6 +373,7 @@ def load_catalog(
             name = str(entry["name"])
             entries[name] = _merge_entry(entries[name], entry) if name in entries else entry
     where = ", ".join(map(str, paths))
+    fill_estimates(entries)
     gpus = []
     for name, entry in entries.items():
         try:

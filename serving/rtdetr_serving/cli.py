@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from rtdetr_serving.catalog import GpuCatalog, load_catalog
+from rtdetr_serving.catalog import GpuCatalog, GpuType, load_catalog
 from rtdetr_serving.cli_args import build_parser
 from rtdetr_serving.cli_types import distinct_ports, outputs_spare_inputs
 from rtdetr_serving.errors import PlanningError, ServingError, UsageError
@@ -50,8 +50,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         e = g.engine
         print(
             f"{g.name:<28} {g.compute_capability:>5} {g.memory_gib:>5g} "
-            f"{g.streams.fps30 if g.streams.fps30 is not None else '-':>5} "
-            f"{g.streams.fps15 if g.streams.fps15 is not None else '-':>5}  "
+            f"{_streams(g.streams.fps30, g):>5} {_streams(g.streams.fps15, g):>5}  "
             f"{e.opt_batch:>5}/{e.max_batch:<8} {e.instances:>4}  "
             f"{', '.join(g.gpu_product_labels) or '-'}"
         )
@@ -62,6 +61,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         f"{c.instances:>4}  - (onnxruntime, no engine)"
     )
     return 0
+
+
+def _streams(value: int | None, gpu: GpuType) -> str:
+    """A capacity figure; ``~`` marks an estimate (not measured on this GPU type)."""
+    if value is None:
+        return "-"
+    return f"~{value}" if gpu.estimate is not None else str(value)
 
 
 def _plan_line(p: CapacityPlan) -> str:
@@ -177,6 +183,16 @@ def _build_engine(args: argparse.Namespace) -> int:
         f"{sidecar.gpu_device_name}, cc {sidecar.compute_capability}, "
         f"{sidecar.build_seconds:.1f}s)"
     )
+    timing = None
+    if args.time:
+        from rtdetr_serving.engine_timing import time_plan
+
+        timing = time_plan(spec.plan_path, spec.profile, device_index=args.device)
+        best = timing.best
+        message += (
+            f"; timed: {best.throughput_ips:.0f} images/s at batch {best.batch} "
+            f"(p50 {best.p50_ms:.2f} ms, p99 {best.p99_ms:.2f} ms)"
+        )
     write_task_summary(
         ServingTaskSummary(
             task="gen_trt_engine",
@@ -188,6 +204,7 @@ def _build_engine(args: argparse.Namespace) -> int:
             artifacts={"plan": str(spec.plan_path), "sidecar": str(spec.sidecar_path)},
             engine=EngineFacts.from_sidecar(sidecar),
             reused=reused,
+            timing=timing,
         )
     )
     print(message)

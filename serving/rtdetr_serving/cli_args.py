@@ -95,6 +95,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="keep an existing plan built from the same ONNX, GPU, TensorRT and profile",
     )
+    p.add_argument(
+        "--no-time",
+        dest="time",
+        action="store_false",
+        help="do not time the plan with TensorRT's runtime after building it (the timing, "
+        "latency percentiles and images/s per profile batch size, goes into the task summary)",
+    )
 
     p = sub.add_parser("repository", help="write a Triton model repository")
     p.add_argument("--onnx", required=True)

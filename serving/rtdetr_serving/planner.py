@@ -54,7 +54,7 @@ class Capacity(BaseModel):
     streams_per_gpu: int
     #: Images/s the figure rests on (a lower bound for table-derived capacities).
     throughput_ips: float
-    source: Literal["table", "derived", "measured"]
+    source: Literal["table", "derived", "estimate", "measured"]
 
 
 class CapacityPlan(BaseModel):
@@ -73,7 +73,7 @@ class CapacityPlan(BaseModel):
     #: streams / capacity_streams (0 when no streams are asked for).
     utilisation: float
     headroom: float
-    source: Literal["table", "derived", "measured"]
+    source: Literal["table", "derived", "estimate", "measured"]
 
 
 def _check_fps(fps: float) -> None:
@@ -108,7 +108,7 @@ def capacity(gpu: GpuType, fps: float, measurement: Measurement | None = None) -
             fps=fps,
             streams_per_gpu=table,
             throughput_ips=table * float(fps),
-            source="table",
+            source="estimate" if gpu.estimate is not None else "table",
         )
     t = gpu.throughput_lower_bound()
     return Capacity(
@@ -116,7 +116,7 @@ def capacity(gpu: GpuType, fps: float, measurement: Measurement | None = None) -
         fps=fps,
         streams_per_gpu=streams_at(t, fps),
         throughput_ips=t,
-        source="derived",
+        source="estimate" if gpu.estimate is not None else "derived",
     )
 
 

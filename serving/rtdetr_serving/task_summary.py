@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtdetr_serving.engine_spec import EngineSidecar
+from rtdetr_serving.engine_timing import EngineTiming
 from rtdetr_spec.reporting import TaskReport, write_termination_message
 
 #: Hex digits of the ONNX sha256 that name a model revision (a repository folder).
@@ -69,6 +70,8 @@ class ServingTaskSummary(TaskReport):
     engine: EngineFacts | None = None
     #: The engine was already there (same ONNX, GPU, TensorRT, profile): not rebuilt.
     reused: bool = False
+    #: The plan timed with TensorRT's runtime on the GPU that built it (engine_timing.py).
+    timing: EngineTiming | None = None
 
 
 def write_summary(summary: ServingTaskSummary) -> Path | None:

@@ -68,10 +68,44 @@ def test_bad_values_are_refused_naming_the_key(values: dict, complaint: str) -> 
         render(values)
 
 
-def test_operator_deployment_is_one_hardened_replica() -> None:
+def _serving_roles(docs: list[dict]) -> list[dict]:
+    return [r for r in of_kind(docs, "Role") if not r["metadata"]["name"].endswith("-election")]
+
+
+def test_two_replicas_elect_a_leader_on_a_lease_behind_a_disruption_budget() -> None:
+    docs = render()
+    (dep,) = of_kind(docs, "Deployment")
+    spec = dep["spec"]
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args and "--leader-election-namespace=rtdetr-system" in args
+    assert "--leader-election-lease=rtdetr-rtdetr-operator" in args
+    assert {"--lease-duration=15", "--renew-deadline=10", "--retry-period=2"} <= set(args)
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert (
+        anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"]
+        == "kubernetes.io/hostname"
+    )
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-election")]
+    assert role["metadata"]["namespace"] == "rtdetr-system"
+    assert _granted(role["rules"]) == {
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+    }
+    (binding,) = of_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    single = render({"replicaCount": 1})
+    (dep,) = of_kind(single, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--leader-elect" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not of_kind(single, "PodDisruptionBudget") and not of_kind(single, "Role")
+
+
+def test_operator_deployment_is_hardened() -> None:
     (dep,) = of_kind(render(), "Deployment")
     spec = dep["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -103,16 +137,16 @@ def test_cluster_wide_rbac_by_default_and_roles_per_watched_namespace() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rtdetr-rtdetr-operator", "namespace": "rtdetr-system"}
     ]
-    assert not of_kind(docs, "Role")
+    assert not _serving_roles(docs)
     docs = render({"watchNamespaces": ["team-a", "team-b"]})
     assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(docs, "Role")) == ["team-a", "team-b"]
+    assert sorted(r["metadata"]["namespace"] for r in _serving_roles(docs)) == ["team-a", "team-b"]
     bindings = of_kind(docs, "RoleBinding")
     assert all(b["subjects"][0]["namespace"] == "rtdetr-system" for b in bindings)
     (dep,) = of_kind(docs, "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
-    assert of_kind(docs, "Role")[0]["rules"] == role["rules"]
+    assert _serving_roles(docs)[0]["rules"] == role["rules"]
 
 
 def _granted(rules: list[dict]) -> set[tuple[str, str, str]]:

@@ -40,10 +40,12 @@ def repo_message(version: str, gpus: tuple[str, ...] = GPUS) -> str:
     return repository_summary(onnx_sha(version), gpus)
 
 
-def engine_message(version: str, gpu: str, tensorrt: str = TENSORRT) -> str:
+def engine_message(
+    version: str, gpu: str, tensorrt: str = TENSORRT, compute_capability: str | None = None
+) -> str:
     return engine_summary(
-        onnx_sha(version), gpu, tensorrt=tensorrt, plan_bytes=71_000_000, build_seconds=95.0,
-        sidecar=True,
+        onnx_sha(version), gpu, tensorrt=tensorrt, cc=compute_capability,
+        plan_bytes=71_000_000, build_seconds=95.0, sidecar=True,
     )  # fmt: skip
 
 

@@ -82,7 +82,8 @@ def _adopt_crds(cluster: Any, release: str, namespace: str) -> None:
 def _wait_available(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         d = cluster.get("deployment", name, "-n", namespace)
-        return d if (d.get("status") or {}).get("availableReplicas") == 1 else None
+        want = d["spec"].get("replicas", 1)
+        return d if (d.get("status") or {}).get("availableReplicas") == want else None
 
     return cluster.wait_for(f"Deployment {name} available", probe, timeout=60)
 
@@ -104,9 +105,15 @@ def test_namespaced_install_upgrade_and_uninstall_keeping_the_crds(
         assert installed["status"] == "deployed"
         dep = _wait_available(e2e_cluster, ns, full)
         spec = dep["spec"]
-        assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+        assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
         c = spec["template"]["spec"]["containers"][0]
-        assert f"--namespace={watched}" in c["args"]
+        assert f"--namespace={watched}" in c["args"] and "--leader-elect" in c["args"]
+        e2e_cluster.get("pdb", full, "-n", ns)
+        sa, lease = f"system:serviceaccount:{ns}:{full}", "leases.coordination.k8s.io"
+        for verb in ("get", "create", "update"):  # the Lease lives in the release namespace
+            assert can(e2e_cluster, sa, verb, lease, ns)
+        assert not can(e2e_cluster, sa, "delete", lease, ns)
+        assert not can(e2e_cluster, sa, "get", lease, watched)
         assert "--build-image=rtdetr-trainer:0.1.0" in c["args"]
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         e2e_cluster.get("serviceaccount", full, "-n", ns)

@@ -87,10 +87,14 @@ class OperatorProcess:
         self.port = 0
 
     def start(self) -> None:
+        self.start_with([])
+
+    def start_with(self, extra: list[str]) -> None:
+        """Start with ``extra`` arguments besides the flags (switches such as --leader-elect)."""
         self.port = _free_port()
         argv = [str(OPERATOR), f"--liveness=http://127.0.0.1:{self.port}/healthz"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
-        argv += [f"--{k}={v}" for k, v in self.flags.items()]
+        argv += [f"--{k}={v}" for k, v in self.flags.items()] + extra
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -122,7 +122,15 @@ class DeploymentSim:
     kinds: dict[str, dict[str, dict[str, Any]]] = field(
         default_factory=lambda: {
             k: {}
-            for k in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+            for k in (
+                "Deployment",
+                "Service",
+                "HorizontalPodAutoscaler",
+                "PodDisruptionBudget",
+                "HTTPRoute",
+                "GRPCRoute",
+                "Ingress",
+            )
         }
     )
     now: datetime = T0
@@ -141,6 +149,11 @@ class DeploymentSim:
             services=[copy.deepcopy(o) for o in self.kinds["Service"].values()],
             autoscalers=[copy.deepcopy(o) for o in self.kinds["HorizontalPodAutoscaler"].values()],
             budgets=[copy.deepcopy(o) for o in self.kinds["PodDisruptionBudget"].values()],
+            routes=[
+                copy.deepcopy(o)
+                for k in ("HTTPRoute", "GRPCRoute", "Ingress")
+                for o in self.kinds[k].values()
+            ],
             now=self.now,
         )
 

@@ -32,8 +32,10 @@ def test_first_rollout_runs_repository_then_engines_then_pools() -> None:
     sim.finish(engines[1], engine_summary(V1, "L4"))
     sim.step()
     assert set(sim.kinds["Deployment"]) == {"wh-h100", "wh-l4"}
-    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert set(sim.kinds[kind]) == {"wh-h100", "wh-l4"}
+    # Per-pool Services stay; one more spans every pool.
+    assert set(sim.kinds["Service"]) == {"wh-h100", "wh-l4", "wh-endpoint"}
     assert sim.status["phase"] == "RollingOut" and sim.status["target"]["revision"] == R1
     sim.roll_out()
     sim.settle(2)
@@ -46,6 +48,8 @@ def test_first_rollout_runs_repository_then_engines_then_pools() -> None:
     assert pools["L4"]["minReplicas"] == 4 and pools["L4"]["capacityStreams"] == 36
     assert pools["H100"]["capacityStreams"] == 76 and st["capacityStreams"] == 112
     assert pools["H100"]["endpoints"]["grpc"] == "wh-h100.ml.svc:8001"
+    assert st["url"] == "http://wh-endpoint.ml.svc:8000"
+    assert st["endpoints"]["grpc"] == "wh-endpoint.ml.svc:8001"
     assert st["readyPools"] == "2/2" and st["replicas"] == "5/5"
     engines_st = {e["gpu"]: e for e in st["engines"]}
     assert engines_st["L4"]["tensorrtVersion"] == "10.13.3"

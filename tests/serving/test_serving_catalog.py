@@ -39,7 +39,8 @@ def _no_user_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_seed_gpu_with_its_numbers() -> None:
     cat = load_catalog()
-    assert len(cat.gpus) == len(SEED_TABLE)
+    # Every model-card row, measured; the rest of the catalog is marked as estimates.
+    assert len([g for g in cat.gpus if g.estimate is None]) == len(SEED_TABLE)
     for display, (s30, s15) in SEED_TABLE.items():
         g = cat.get(display)
         assert (g.streams.fps30, g.streams.fps15) == (s30, s15), display

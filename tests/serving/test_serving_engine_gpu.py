@@ -137,3 +137,20 @@ def test_build_reports_reuses_and_refuses_another_tensorrt(
     refused = ServingTaskSummary.model_validate_json(log.read_text())
     assert refused.status == "FAILURE" and "1.0.0" in (refused.message or "")
     assert plan.read_bytes() == before, "a refused build leaves the existing plan alone"
+
+
+def test_a_built_plan_is_timed_with_tensorrts_runtime(
+    local_type: GpuType, exported_model: ExportedModel, tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorrt")
+    from rtdetr_serving.engine_timing import profile_batches, time_plan
+
+    spec = build_spec(
+        local_type, exported_model.manifest, exported_model.onnx, tmp_path, opt_batch=2, max_batch=4
+    )
+    build_engine(spec, local_type)
+    timing = time_plan(spec.plan_path, spec.profile, warmup=3, iterations=10)
+    assert [b.batch for b in timing.batches] == profile_batches(spec.profile)
+    for b in timing.batches:
+        assert 0 < b.p50_ms <= b.p90_ms <= b.p99_ms
+        assert b.throughput_ips == pytest.approx(b.batch * 1000 / b.mean_ms, rel=1e-3)

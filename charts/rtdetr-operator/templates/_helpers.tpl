@@ -72,6 +72,14 @@ kopf watches. No Secrets, no nodes, no CRDs or namespaces (kopf's scanning is of
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, create, update, delete]
+# A deployment's endpoint: an Ingress, or Gateway API routes weighting its pools (read when
+# reconciling; routes only when the CR asks for them).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [list, create, update, delete]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes, grpcroutes]
+  verbs: [list, create, update, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

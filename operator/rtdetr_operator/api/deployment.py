@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from rtdetr_operator.api.deployment_endpoint import Endpoint
 from rtdetr_operator.api.deployment_rules import (
     MODEL_RULES,
     ONNX_SOURCE_RULES,
@@ -136,10 +137,12 @@ class Pool(ApiModel):
 
     model_config = ApiModel.model_config | _with_rules(POOL_RULES)
 
-    gpu: str = Field(min_length=1)
-    """GPU type from the GPU catalog (`rtdetr-serve catalog`), e.g. H100, A100, L40S, L4: pods
-    run only on nodes whose nvidia.com/gpu.product is one of that type's products. Or CPU:
-    Triton runs the ONNX with onnxruntime, no engine, no GPU, no capacity figure."""
+    gpu: str = Field(min_length=1, max_length=100)
+    """GPU type from the operator's GPU catalog (`rtdetr-serve catalog`, extended by the chart's
+    gpuCatalog values), e.g. H100, A100, L40S, L4, T4: pods run only on nodes whose
+    nvidia.com/gpu.product is one of that type's products. The API takes any name; the
+    operator refuses one its catalog lacks (Stalled, with the closest names). Or CPU: Triton
+    runs the ONNX with onnxruntime, no engine, no GPU, no capacity figure."""
     min_replicas: int | None = Field(default=None, ge=1, le=1000)
     """Fewest replicas. Unset: the replicas the stream target needs, else 1."""
     max_replicas: int | None = Field(default=None, ge=1, le=1000)
@@ -292,6 +295,9 @@ class RTDETRDeploymentSpec(ApiModel):
     """Horizontal autoscaling of every pool."""
     rollout: Rollout = defaulted(Rollout)
     """Rolling updates and disruption budgets."""
+    endpoint: Endpoint = defaulted(Endpoint)
+    """One address for all pools: the <name>-endpoint Service always; optionally Gateway API
+    routes weighted by pool capacity, or an Ingress."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of every Triton pod."""
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)

@@ -83,6 +83,15 @@ class EngineStatus(ApiModel):
     """sha256 of the plan."""
     build_seconds: float | None = None
     """How long TensorRT took."""
+    measured_batch: int | None = None
+    """Batch size of the plan's best measured throughput (TensorRT runtime, on the GPU that
+    built it)."""
+    measured_mean_ms: float | None = None
+    """Mean latency of one execution at measuredBatch, milliseconds."""
+    measured_p99_ms: float | None = None
+    """99th percentile latency at measuredBatch, milliseconds."""
+    measured_throughput_ips: float | None = None
+    """Images/s at measuredBatch (batch * 1000 / mean latency): the pool's capacity figure."""
     completion_time: datetime | None = None
     """When the build finished."""
     message: str | None = None
@@ -133,7 +142,16 @@ class PoolStatus(ApiModel):
     target_streams: int | None = None
     """The pool's stream target, if it has one."""
     capacity_source: str | None = None
-    """Where streamsPerReplica comes from: table, derived or measured (absent for CPU)."""
+    """Where streamsPerReplica comes from: measured (the engine Job's timing), table, derived
+    or estimate (the catalog); absent for CPU."""
+    catalog_streams30: int | None = None
+    """Streams per replica at 30 FPS by the GPU catalog."""
+    catalog_streams15: int | None = None
+    """Streams per replica at 15 FPS by the GPU catalog."""
+    measured_streams30: int | None = None
+    """Streams per replica at 30 FPS by the engine's measured throughput (absent until timed)."""
+    measured_streams15: int | None = None
+    """Streams per replica at 15 FPS by the engine's measured throughput."""
     endpoints: Endpoints | None = None
     """In-cluster addresses of the pool's Service."""
 
@@ -176,3 +194,8 @@ class RTDETRDeploymentStatus(ApiModel):
     capacity_streams: int | None = None
     """Camera streams the ready pods sustain (sum over the pools with a capacity figure, at each
     pool's FPS; absent when no pool has one, e.g. only CPU pools)."""
+    url: str | None = None
+    """HTTP URL of the deployment's Service, which spans the ready Triton pods of every pool,
+    e.g. http://warehouse-endpoint.ml.svc:8000."""
+    endpoints: Endpoints | None = None
+    """host:port of the deployment's Service (HTTP, gRPC, metrics)."""

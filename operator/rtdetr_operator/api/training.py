@@ -206,6 +206,12 @@ class RTDETRTrainingSpec(ApiModel):
     """PriorityClass of every task pod."""
     scheduler_name: str | None = None
     """Scheduler of every task pod (e.g. a gang scheduler)."""
+    queue_name: str | None = Field(
+        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    """Kueue LocalQueue of the run's Jobs: each Job is created suspended with the label
+    kueue.x-k8s.io/queue-name, and Kueue admits it (all its pods: a multi-node group is one
+    Job, so one Workload, admitted whole or not at all) when the queue's quota allows."""
     service_account_name: str | None = None
     """ServiceAccount the task pods run as."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)

@@ -2,7 +2,7 @@
 
 The two CRDs differ in their names, printer columns, root CEL rules and what their spec schema
 needs beyond the pydantic models (``training_crd.py``: TAO's experiment constraints;
-``deployment_crd.py``: the GPU catalog's enum). Everything else is decided once, here:
+``deployment_crd.py``: nothing, GPU types are data). Everything else is decided once, here:
 
 * the status schema keeps no defaults: status is observed state, and a default phase would
   claim an unseen object Pending;

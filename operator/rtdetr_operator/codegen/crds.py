@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from rtdetr_operator.codegen import training_crd
+from rtdetr_operator.codegen import deployment_crd, training_crd
 
 
 def default_output() -> Path:
@@ -28,13 +28,11 @@ def chart_crds_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "charts" / "rtdetr-operator" / "files" / "crds"
 
 
-def generated_files(catalog_files: list[Path] | None = None) -> dict[Path, str]:
+def generated_files() -> dict[Path, str]:
     """Every file this module owns: both CRDs in crds/ and the chart's byte-identical copies."""
-    from rtdetr_operator.codegen import deployment_crd as crdgen_deployment
-
     texts = {
         training_crd.CRD_FILE: training_crd.render(),
-        crdgen_deployment.CRD_FILE: crdgen_deployment.render(catalog_files or []),
+        deployment_crd.CRD_FILE: deployment_crd.render(),
     }
     out: dict[Path, str] = {}
     for folder in (default_output().parent, chart_crds_dir()):
@@ -64,18 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="fail if a file is out of date")
     parser.add_argument("--json-schema", action="store_true", help="print the schema as JSON")
-    parser.add_argument(
-        "--catalog",
-        type=Path,
-        action="append",
-        default=[],
-        help="GPU catalog YAML merged over the built-in one (RTDETRDeployment's GPU enum)",
-    )
     args = parser.parse_args(argv)
     if args.json_schema:
         print(json.dumps(training_crd.openapi_schema(), indent=2))
         return 0
-    files = {args.output: training_crd.render()} if args.output else generated_files(args.catalog)
+    files = {args.output: training_crd.render()} if args.output else generated_files()
     if args.check:
         stale = [path for path, text in files.items() if _stale(path, text)]
         return 1 if stale else 0

@@ -1,18 +1,14 @@
 """The RTDETRDeployment CRD, generated from :mod:`rtdetr_operator.api.deployment`.
 
 Written by ``python -m rtdetr_operator.codegen.crds`` next to the RTDETRTraining CRD (the same
-generator, :mod:`rtdetr_operator.codegen.crd`, and the same drift check). One addition the models
-cannot carry:
-``pools[].gpu`` is an enum of the GPU catalog's types that can be pinned to nodes (those with
-``nvidia.com/gpu.product`` values) and the catalog's CPU device type, so an unknown GPU type is
-refused by ``kubectl apply``. The enum comes from the built-in catalog; ``--catalog FILE``
-regenerates it for a cluster with its own GPU types.
+generator, :mod:`rtdetr_operator.codegen.crd`, and the same drift check). ``pools[].gpu`` is a
+free string on purpose: GPU types are data (the built-in catalog merged with the chart's
+``gpuCatalog`` ConfigMap), so adding one needs no new CRD; the operator refuses a name its
+catalog lacks with Stalled and the closest known names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from rtdetr_operator.api.deployment import DEPLOYMENT, RTDETRDeploymentSpec
@@ -20,7 +16,6 @@ from rtdetr_operator.api.deployment_rules import DEPLOYMENT_ROOT_RULES
 from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
 from rtdetr_operator.codegen import crd
 from rtdetr_operator.codegen.structural import Schema, to_structural
-from rtdetr_serving.catalog import GpuCatalog, load_catalog
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     crd.ready_column("Ready", "status"),
@@ -29,6 +24,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Replicas", "type": "string", "jsonPath": ".status.replicas"},
     {"name": "Streams", "type": "integer", "jsonPath": ".status.capacityStreams"},
     {"name": "Model", "type": "string", "jsonPath": ".status.model.revision"},
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     crd.ready_column("Reason", "reason", priority=1),
     {"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target.revision"},
@@ -57,27 +53,14 @@ DEPLOYMENT_CRD = crd.CrdKind(
 CRD_FILE = DEPLOYMENT_CRD.file_name
 
 
-def servable_gpus(catalog: GpuCatalog) -> list[str]:
-    """Catalog types a pool may name: GPUs pods can be pinned to (gpu.product labels known),
-    then the CPU device type."""
-    return [g.name for g in catalog.gpus if g.gpu_product_labels] + [catalog.cpu.name]
+def spec_schema() -> Schema:
+    return to_structural(RTDETRDeploymentSpec.model_json_schema(by_alias=True))
 
 
-def spec_schema(catalog: GpuCatalog) -> Schema:
-    schema = to_structural(RTDETRDeploymentSpec.model_json_schema(by_alias=True))
-    gpu = schema["properties"]["pools"]["items"]["properties"]["gpu"]
-    gpu["enum"] = servable_gpus(catalog)
-    return schema
-
-
-def openapi_schema(catalog: GpuCatalog | None = None) -> Schema:
-    catalog = catalog or load_catalog(use_env=False)
+def openapi_schema() -> Schema:
     status = crd.status_schema(RTDETRDeploymentStatus)
-    return crd.openapi_schema(DEPLOYMENT_CRD, spec_schema(catalog), status)
+    return crd.openapi_schema(DEPLOYMENT_CRD, spec_schema(), status)
 
 
-def render(catalog_files: Iterable[str | Path] = ()) -> str:
-    """The CRD, its GPU enum from the built-in catalog merged with ``catalog_files``."""
-    files = list(catalog_files)
-    catalog = load_catalog(files, use_env=False) if files else None
-    return crd.render(DEPLOYMENT_CRD, openapi_schema(catalog))
+def render() -> str:
+    return crd.render(DEPLOYMENT_CRD, openapi_schema())

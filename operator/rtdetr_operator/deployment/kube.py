@@ -23,6 +23,9 @@ VERBS: dict[str, tuple[str, ...]] = {
     "Deployment": ("list", "create", "update", "delete"),
     "HorizontalPodAutoscaler": ("list", "create", "update", "delete"),
     "PodDisruptionBudget": ("list", "create", "update", "delete"),
+    "HTTPRoute": ("list", "create", "update", "delete"),
+    "GRPCRoute": ("list", "create", "update", "delete"),
+    "Ingress": ("list", "create", "update", "delete"),
     DEPLOYMENT.kind: ("get",),
 }
 

@@ -6,6 +6,7 @@ so a restarted operator finds what it created before and ``AlreadyExists`` means
 
 * pool objects (Deployment, Service, HPA, PDB): ``<name>-<gpu>``, e.g. ``warehouse-h100``
   (``warehouse-cpu`` for a CPU pool);
+* the Service spanning all pools, and its routes or Ingress: ``<name>-endpoint``;
 * engine build Job: ``<name>-engine-<gpu>-<revision[:8]>``;
 * repository Job: ``<name>-repo-<hash of source and GPU set>``.
 
@@ -67,6 +68,13 @@ class DeploymentNames:
 
     def service_host(self, gpu: str) -> str:
         return f"{self.pool(gpu)}.{self.namespace}.svc"
+
+    def endpoint(self) -> str:
+        """The Service spanning every pool (and the routes or Ingress on it)."""
+        return dns_name(self.name, "endpoint")
+
+    def endpoint_host(self) -> str:
+        return f"{self.endpoint()}.{self.namespace}.svc"
 
 
 def labels(

@@ -30,9 +30,10 @@ from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
+from rtdetr_operator.deployment.measured import engine_measurements, gap_message
 from rtdetr_operator.deployment.names import LABEL_COMPONENT
 from rtdetr_operator.deployment.observe import failure, reported
-from rtdetr_operator.deployment.plan_pools import PoolsMixin
+from rtdetr_operator.deployment.plan_endpoint import EndpointMixin
 from rtdetr_operator.deployment.resolve import (
     InvalidDeploymentError,
     ResolvedDeployment,
@@ -65,6 +66,8 @@ class World:
     autoscalers: list[dict[str, Any]]
     budgets: list[dict[str, Any]]
     now: datetime
+    #: HTTPRoutes, GRPCRoutes and Ingresses of the deployment's endpoint (each with its kind).
+    routes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def _by_name(objs: list[dict[str, Any]], uid: str) -> tuple[dict[str, dict], set
     return mine, {o["metadata"]["name"] for o in objs} - set(mine)
 
 
-class _Planner(PoolsMixin):
+class _Planner(EndpointMixin):
     def __init__(self, world: World, settings: Settings) -> None:
         super().__init__(world.deployment, world.pods, world.now, settings.stuck_grace)
         self.w, self.settings = world, settings
@@ -95,6 +98,9 @@ class _Planner(PoolsMixin):
         self.services, _ = _by_name(world.services, self.uid)
         self.hpas, _ = _by_name(world.autoscalers, self.uid)
         self.pdbs, _ = _by_name(world.budgets, self.uid)
+        self.routes = {
+            (o["kind"], o["metadata"]["name"]): o for o in world.routes if owned_by(o, self.uid)
+        }
         self.problems: list[tuple[str, str]] = []
         self.progress: list[tuple[str, str]] = []
         self.r: ResolvedDeployment | None = None
@@ -107,6 +113,7 @@ class _Planner(PoolsMixin):
                 self.settings.catalog,
                 self.settings.defaults,
                 allow_node_volumes=self.settings.allow_node_volumes,
+                measurements=engine_measurements(self.old),
             )
         except InvalidDeploymentError as e:
             self.problems.append(("InvalidSpec", "; ".join(e.problems)))
@@ -118,6 +125,7 @@ class _Planner(PoolsMixin):
             self._sync_engines(source, image)
         self._prune_engines()
         self._sync_pools(source)
+        self._sync_endpoint()
         self._promote()
         self._collect_jobs()
         return self._finish()
@@ -375,6 +383,17 @@ class _Planner(PoolsMixin):
             completionTime=timestamp(self.now),
             message=s.message,
         )
+        if s.timing is not None:
+            best = s.timing.best
+            e.update(
+                measuredBatch=best.batch,
+                measuredMeanMs=best.mean_ms,
+                measuredP99Ms=best.p99_ms,
+                measuredThroughputIps=best.throughput_ips,
+            )
+            gap = gap_message(gpu, best.throughput_ips)
+            if gap:
+                self._event("Warning", "CapacityGap", gap)
         how = "reused" if s.reused else "built"
         self._event(
             "Normal",

@@ -19,6 +19,7 @@ from typing import Any
 from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment import pool_manifests
 from rtdetr_operator.deployment.conditions import deployment_conditions
+from rtdetr_operator.deployment.measured import catalog_fields, engine_measurements, measured_fields
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONENT, LABEL_POOL
 from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
@@ -197,6 +198,8 @@ class PoolsMixin(PlannerBase):
             out["revision"] = revision
         if pool.target_streams is not None:
             out["targetStreams"] = pool.target_streams
+        out.update(catalog_fields(pool.gpu))
+        out.update(measured_fields(engine_measurements(self.st).get(pool.name)))
         return {k: v for k, v in out.items() if v is not None}
 
     def _remove_pools(self, keep: set[str]) -> None:

@@ -10,11 +10,12 @@ child kind it owns, read by label, and a refused child turns the phase to Stalle
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.conditions import Health
+from rtdetr_operator.deployment.catalog_source import CatalogSource
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT
@@ -30,6 +31,8 @@ class DeploymentReconciler(Reconciler):
     api: DeploymentKubeApi
     settings: Settings
     clock: Callable[[], datetime] = utcnow
+    #: Re-read GPU catalog (the chart's ConfigMap); None keeps ``settings.catalog``.
+    catalog_source: CatalogSource | None = None
 
     def observe(self, namespace: str, name: str) -> World | None:
         obj = self.api.get_reconciled(namespace, name)
@@ -49,14 +52,25 @@ class DeploymentReconciler(Reconciler):
             services=children["Service"],
             autoscalers=children["HorizontalPodAutoscaler"],
             budgets=children["PodDisruptionBudget"],
+            routes=self._routes(spec, namespace, selector),
             now=self.clock(),
         )
+
+    def _routes(self, spec: dict[str, Any], namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The endpoint's routes/Ingress: Gateway API kinds only when the spec asks for them
+        (their CRDs are optional), so a cluster without Gateway API never sees a request."""
+        endpoint = spec.get("endpoint") or {}
+        kinds = ["Ingress"] + (["HTTPRoute", "GRPCRoute"] if endpoint.get("gateway") else [])
+        return [o for kind in kinds for o in self.api.list(kind, namespace, selector)]
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:
         world = self.observe(namespace, name)
         if world is None:
             return None
-        return world.deployment, plan(world, self.settings)
+        settings = self.settings
+        if self.catalog_source is not None:
+            settings = replace(settings, catalog=self.catalog_source.current())
+        return world.deployment, plan(world, settings)
 
     def stalled_status(
         self, status: dict[str, Any], health: Health, generation: int | None

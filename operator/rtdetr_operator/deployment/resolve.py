@@ -37,7 +37,7 @@ from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_serving.catalog import CPU_DEVICE, CpuBackend, CpuDevice, GpuCatalog, GpuType
 from rtdetr_serving.errors import PlanningError, UnknownGpuError
-from rtdetr_serving.planner import capacity, plan_replicas
+from rtdetr_serving.planner import Measurement, capacity, plan_replicas
 
 
 class InvalidDeploymentError(InvalidSpecError):
@@ -199,6 +199,7 @@ def resolve_pool(
     spec: RTDETRDeploymentSpec,
     image: str,
     tensorrt_version: str | None,
+    measurement: Measurement | None = None,
 ) -> ResolvedPool:
     """Replica limits and capacity of one pool (raises InvalidDeploymentError naming fields).
 
@@ -245,7 +246,7 @@ def resolve_pool(
     fps = pool.fps if pool.fps is not None else DEFAULT_FPS
     try:
         if pool.streams is None:
-            cap = capacity(gpu, fps)
+            cap = capacity(gpu, fps, measurement)
             low = pool.min_replicas or 1
             return ResolvedPool(
                 **common,
@@ -255,7 +256,7 @@ def resolve_pool(
                 streams_per_replica=cap.streams_per_gpu,
                 capacity_source=cap.source,
             )
-        plan = plan_replicas(gpu, fps, pool.streams)
+        plan = plan_replicas(gpu, fps, pool.streams, measurement=measurement)
     except PlanningError as e:
         raise InvalidDeploymentError([f"{where}.fps: {e}"]) from None
     need = plan.replicas
@@ -287,6 +288,7 @@ def resolve(
     defaults: OperatorDefaults,
     *,
     allow_node_volumes: bool = False,
+    measurements: dict[str, Measurement] | None = None,
 ) -> ResolvedDeployment:
     """Validate ``deployment`` (a CR body) and resolve pools, images and names.
 
@@ -314,7 +316,8 @@ def resolve(
     pools: list[ResolvedPool] = []
     for i, pool in enumerate(spec.pools):
         try:
-            pools.append(resolve_pool(i, pool, catalog, spec, image, tensorrt))
+            m = (measurements or {}).get(pool.gpu)
+            pools.append(resolve_pool(i, pool, catalog, spec, image, tensorrt, m))
         except InvalidDeploymentError as e:
             problems += e.problems
     if len({p.name for p in pools}) != len(pools) and not problems:

@@ -41,6 +41,8 @@ from rtdetr_operator.training.names import (
 )
 from rtdetr_operator.training.resolve import ResolvedTraining
 
+#: Kueue's label naming the LocalQueue a Job is submitted to.
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 #: The trainer's export option that also writes the FP16 ONNX (the one place naming it).
 EXPORT_FP16_OVERRIDE = "export.fp16=true"
 
@@ -252,7 +254,7 @@ def _pod_template(
 
 
 def _job(r: ResolvedTraining, task: str, attempt: int, template: dict[str, Any], n: int):
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _meta(r, r.names.job(task, attempt), task, attempt),
@@ -265,6 +267,20 @@ def _job(r: ResolvedTraining, task: str, attempt: int, template: dict[str, Any],
             "template": template,
         },
     }
+    return queued(job, r.spec.queue_name)
+
+
+def queued(job: dict[str, Any], queue: str | None) -> dict[str, Any]:
+    """``job`` handed to Kueue's LocalQueue ``queue``: labelled and created suspended.
+
+    Kueue turns a suspended batch/v1 Job into one Workload whose pod set is the Job's
+    ``parallelism`` pods, and unsuspends the Job only once quota for all of them is reserved:
+    a multi-node group (one Indexed Job, all ranks) is admitted as a whole or not at all.
+    """
+    if queue:
+        job["metadata"]["labels"][KUEUE_QUEUE_LABEL] = queue
+        job["spec"]["suspend"] = True
+    return job
 
 
 def training_job(r: ResolvedTraining, attempt: int) -> dict[str, Any]:
