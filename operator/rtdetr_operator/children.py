@@ -69,6 +69,12 @@ def owned_by(obj: dict[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in refs)
 
 
+def split_owned(objs: list[dict[str, Any]], uid: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Objects owned by ``uid``, by name, and the names of same-labelled ones it does not own."""
+    mine = {o["metadata"]["name"]: o for o in objs if owned_by(o, uid)}
+    return mine, {o["metadata"]["name"] for o in objs} - set(mine)
+
+
 def controller_name(obj: dict[str, Any], kind: str, label: str) -> str | None:
     """Name of the CR of ``kind`` controlling ``obj``: by owner reference, else by ``label``.
 

@@ -62,8 +62,8 @@ class Plan:
 class PlannerBase:
     """Where both kinds' planners start from, and the bookkeeping they share.
 
-    ``st`` is a deep copy of the object's status that the planner edits into the status to
-    write (``out.status`` is the same dict); ``old`` stays as read, so a planner can tell what
+    ``status`` is a deep copy of the object's status that the planner edits into the status to
+    write (``changes.status`` is the same dict); ``old`` stays as read, so a planner can tell what
     changed (a phase transition is an Event, an unchanged Stalled reason is not posted again).
     """
 
@@ -76,8 +76,8 @@ class PlannerBase:
         self.uid: str = meta.get("uid", "")
         self.generation: int | None = meta.get("generation")
         self.old: dict[str, Any] = obj.get("status") or {}
-        self.st: dict[str, Any] = copy.deepcopy(self.old)
-        self.out = Plan(status=self.st)
+        self.status: dict[str, Any] = copy.deepcopy(self.old)
+        self.changes = Plan(status=self.status)
         self.pods = pods
         #: Seconds a pod may be stuck (unschedulable, image not pullable) before Stalled.
         self.stuck_grace = stuck_grace
@@ -102,8 +102,8 @@ class PlannerBase:
     def _requeue(self, seconds: float) -> None:
         """Look again after ``seconds`` (at least 0.5; the earliest request wins)."""
         seconds = max(seconds, 0.5)
-        current = self.out.requeue_after
-        self.out.requeue_after = seconds if current is None else min(current, seconds)
+        current = self.changes.requeue_after
+        self.changes.requeue_after = seconds if current is None else min(current, seconds)
 
     def _event(self, type_: str, reason: str, message: str) -> None:
-        self.out.events.append(Event(type_, reason, redact_text(message)))
+        self.changes.events.append(Event(type_, reason, redact_text(message)))

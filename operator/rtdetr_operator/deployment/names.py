@@ -98,6 +98,11 @@ def pool_selector(name: str, gpu: str) -> dict[str, str]:
     return {LABEL_DEPLOYMENT: name, LABEL_COMPONENT: "triton", LABEL_POOL: gpu.lower()}
 
 
+def component_of(obj: dict[str, Any]) -> str | None:
+    """Which part of a deployment ``obj`` is (repository, engine, triton...), from its label."""
+    return (obj["metadata"].get("labels") or {}).get(LABEL_COMPONENT)
+
+
 def deployment_of(obj: dict[str, Any]) -> str | None:
     """Name of the RTDETRDeployment controlling ``obj`` (by owner reference, else by label)."""
     return controller_name(obj, DEPLOYMENT.kind, LABEL_DEPLOYMENT)

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.children import owned_by
+from rtdetr_operator.children import owned_by, split_owned
 from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.deployment import manifests
+from rtdetr_operator.deployment.build_results import engine_verdict, repository_verdict
 from rtdetr_operator.deployment.defaults import OperatorDefaults
 from rtdetr_operator.deployment.measured import engine_measurements, gap_message
-from rtdetr_operator.deployment.names import LABEL_COMPONENT
-from rtdetr_operator.deployment.observe import failure, reported
+from rtdetr_operator.deployment.names import component_of
+from rtdetr_operator.deployment.observe import failure
 from rtdetr_operator.deployment.plan_endpoint import EndpointMixin
 from rtdetr_operator.deployment.resolve import (
     InvalidDeploymentError,
@@ -50,7 +51,6 @@ from rtdetr_operator.deployment.source import (
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan
 from rtdetr_serving.catalog import GpuCatalog
-from rtdetr_serving.engine_spec import same_tensorrt
 
 
 @dataclass(frozen=True)
@@ -84,32 +84,27 @@ def plan(world: World, settings: Settings) -> Plan:
     return _Planner(world, settings).run()
 
 
-def _by_name(objs: list[dict[str, Any]], uid: str) -> tuple[dict[str, dict], set[str]]:
-    mine = {o["metadata"]["name"]: o for o in objs if owned_by(o, uid)}
-    return mine, {o["metadata"]["name"] for o in objs} - set(mine)
-
-
 class _Planner(EndpointMixin):
     def __init__(self, world: World, settings: Settings) -> None:
         super().__init__(world.deployment, world.pods, world.now, settings.stuck_grace)
-        self.w, self.settings = world, settings
-        self.jobs, self.foreign_jobs = _by_name(world.jobs, self.uid)
-        self.apps, self.foreign_apps = _by_name(world.apps, self.uid)
-        self.services, _ = _by_name(world.services, self.uid)
-        self.hpas, _ = _by_name(world.autoscalers, self.uid)
-        self.pdbs, _ = _by_name(world.budgets, self.uid)
+        self.world, self.settings = world, settings
+        self.jobs, self.foreign_jobs = split_owned(world.jobs, self.uid)
+        self.apps, self.foreign_apps = split_owned(world.apps, self.uid)
+        self.services, _ = split_owned(world.services, self.uid)
+        self.hpas, _ = split_owned(world.autoscalers, self.uid)
+        self.pdbs, _ = split_owned(world.budgets, self.uid)
         self.routes = {
             (o["kind"], o["metadata"]["name"]): o for o in world.routes if owned_by(o, self.uid)
         }
         self.problems: list[tuple[str, str]] = []
         self.progress: list[tuple[str, str]] = []
-        self.r: ResolvedDeployment | None = None
+        self.resolved: ResolvedDeployment | None = None
 
     # ----------------------------------------------------------------------------- driver
     def run(self) -> Plan:
         try:
-            self.r = resolve(
-                self.w.deployment,
+            self.resolved = resolve(
+                self.world.deployment,
                 self.settings.catalog,
                 self.settings.defaults,
                 allow_node_volumes=self.settings.allow_node_volumes,
@@ -131,30 +126,32 @@ class _Planner(EndpointMixin):
         return self._finish()
 
     def _source(self) -> Source | None:
-        assert self.r is not None
+        assert self.resolved is not None
         try:
-            source = resolve_source(self.r, self.w.training)
+            source = resolve_source(self.resolved, self.world.training)
         except SourceNotReadyError as e:
             if e.stalled:
                 self.problems.append((e.reason, e.message))
             else:
                 self.progress.append(("Pending", e.message))
             return None
-        refused = node_volume_problem(self.r, source, self.settings.allow_node_volumes)
+        refused = node_volume_problem(self.resolved, source, self.settings.allow_node_volumes)
         if refused:
             self.problems.append(("InvalidSpec", refused))
             return None
         return source
 
     def _build_image(self, source: Source | None) -> str | None:
-        assert self.r is not None
+        assert self.resolved is not None
         d = self.settings.defaults
-        image = self.r.spec.build.image or (source.image if source else None) or d.build_image
-        gpu_pools = self.r.gpu_pools
-        self.st["triton"] = {
-            "image": self.r.triton_image,
+        image = (
+            self.resolved.spec.build.image or (source.image if source else None) or d.build_image
+        )
+        gpu_pools = self.resolved.gpu_pools
+        self.status["triton"] = {
+            "image": self.resolved.triton_image,
             # Only GPU pools serve engines; a CPU-only deployment has no TensorRT to report.
-            "tensorrtVersion": self.r.tensorrt_version if gpu_pools else None,
+            "tensorrtVersion": self.resolved.tensorrt_version if gpu_pools else None,
             **({"buildImage": image} if image else {}),
         }
         if image is None and source is not None:
@@ -176,13 +173,13 @@ class _Planner(EndpointMixin):
 
     # ---------------------------------------------------------------- 1. read the source
     def _sync_repository(self, source: Source, image: str) -> None:
-        r = self.r
+        r = self.resolved
         assert r is not None
         key = repository_key(source, r)
-        rec = self.st.get("source")
+        rec = self.status.get("source")
         if not rec or rec.get("fingerprint") != key:
             building = [
-                n for n, j in self.jobs.items() if _component(j) == "engine" and self._active(j)
+                n for n, j in self.jobs.items() if component_of(j) == "engine" and self._active(j)
             ]
             if rec and building:
                 self.progress.append(
@@ -199,7 +196,7 @@ class _Planner(EndpointMixin):
                 "job": r.names.repository_job(key),
                 "state": "Pending",
             }
-            self.st["source"] = rec
+            self.status["source"] = rec
         if rec.get("state") == "Succeeded":
             return
         job = self.jobs.get(rec["job"])
@@ -209,12 +206,12 @@ class _Planner(EndpointMixin):
                 return
             if rec.get("state") == "Failed":
                 self._event("Normal", "Retrying", f"repository Job {rec['job']} was deleted")
-            self.out.create.append(manifests.repository_job(r, source, key, image))
+            self.changes.create.append(manifests.repository_job(r, source, key, image))
             rec.update(state="Pending", message=None)
             self._event("Normal", "JobCreated", f"reading {source.description} (Job {rec['job']})")
             self.progress.append(("Preparing", f"reading {source.description} (Job {rec['job']})"))
             return
-        view = job_view(job, self.w.pods)
+        view = job_view(job, self.world.pods)
         if view.deleting:
             self._wait("Preparing", f"Job {view.name} is being deleted")
         elif view.succeeded:
@@ -227,20 +224,13 @@ class _Planner(EndpointMixin):
             self._check_stuck_job(view)
 
     def _repository_done(self, rec: dict[str, Any], view: JobView) -> None:
-        r = self.r
+        r = self.resolved
         assert r is not None
-        got = reported(view, "repository")
-        s = got.summary
-        problem = got.problem
-        if s is not None:
-            missing = [k for k in ("repository", "onnx") if k not in s.artifacts]
-            if not s.revision or not s.onnx_sha256 or missing:
-                problem = f"Job {view.name}: summary lacks revision, sha256 or {missing}"
-            elif sorted(s.gpus) != r.gpus:
-                problem = f"Job {view.name} prepared GPUs {sorted(s.gpus)}, not {r.gpus}"
-        if problem or s is None:
-            rec.update(state="Failed", message=problem)
-            self._event("Warning", "RepositoryFailed", str(problem))
+        verdict = repository_verdict(view, r.gpus)
+        s = verdict.summary
+        if not verdict.ok or s is None:
+            rec.update(state="Failed", message=verdict.problem)
+            self._event("Warning", verdict.reason, str(verdict.problem))
             return
         revision = {
             "revision": s.revision,
@@ -252,19 +242,19 @@ class _Planner(EndpointMixin):
             "preparedTime": timestamp(self.now),
         }
         rec.update(state="Succeeded", revision=s.revision, message=s.message)
-        model, target = self.st.get("model"), self.st.get("target")
+        model, target = self.status.get("model"), self.status.get("target")
         if model and model.get("revision") == s.revision:
-            self.st["model"] = revision
+            self.status["model"] = revision
             if target:
                 self._event("Normal", "RolloutCancelled", f"back to revision {s.revision}")
-            self.st.pop("target", None)
+            self.status.pop("target", None)
             self._event(
                 "Normal",
                 "ModelUnchanged",
                 f"{rec['description']} is the served revision {s.revision}; nothing to roll out",
             )
         else:
-            self.st["target"] = revision
+            self.status["target"] = revision
             self._event(
                 "Normal",
                 "NewModel",
@@ -274,7 +264,7 @@ class _Planner(EndpointMixin):
 
     # ------------------------------------------------------------------ 2. build engines
     def _engine(self, revision: str, gpu: str) -> dict[str, Any]:
-        engines = self.st.setdefault("engines", [])
+        engines = self.status.setdefault("engines", [])
         for e in engines:
             if e.get("revision") == revision and e.get("gpu") == gpu:
                 return e  # type: ignore[no-any-return]
@@ -283,10 +273,10 @@ class _Planner(EndpointMixin):
         return rec
 
     def _sync_engines(self, source: Source, image: str) -> None:
-        r = self.r
+        r = self.resolved
         assert r is not None
-        rev = self.st.get("target") or self.st.get("model")
-        src = self.st.get("source") or {}
+        rev = self.status.get("target") or self.status.get("model")
+        src = self.status.get("source") or {}
         if rev is None:
             return
         prepared = src.get("state") == "Succeeded" and src.get("revision") == rev["revision"]
@@ -305,7 +295,7 @@ class _Planner(EndpointMixin):
                 if e["state"] == "Failed":
                     self._event("Normal", "Retrying", f"engine Job {name} was deleted")
                 model_dir = f"{rev['repository']}/{r.spec.model_name}"
-                self.out.create.append(
+                self.changes.create.append(
                     manifests.engine_job(
                         r,
                         pool,
@@ -319,7 +309,7 @@ class _Planner(EndpointMixin):
                 e.update(state="Pending", message=None, reason=None)
                 self._event("Normal", "JobCreated", f"building the {gpu} engine (Job {name})")
                 continue
-            view = job_view(job, self.w.pods)
+            view = job_view(job, self.world.pods)
             if view.deleting:
                 continue
             if view.succeeded:
@@ -331,7 +321,7 @@ class _Planner(EndpointMixin):
                 self._check_stuck_job(view)
         waiting = [
             e["gpu"]
-            for e in self.st.get("engines", [])
+            for e in self.status.get("engines", [])
             if e["revision"] == rev["revision"] and e["state"] in ("Pending", "Running")
         ]
         if waiting:
@@ -342,35 +332,15 @@ class _Planner(EndpointMixin):
     def _engine_done(
         self, e: dict[str, Any], view: JobView, pool: ResolvedPool, rev: dict[str, Any]
     ) -> None:
-        r = self.r
+        r = self.resolved
         gpu = pool.gpu
         assert r is not None and gpu is not None
-        got = reported(view, "gen_trt_engine")
-        s, problem, reason = got.summary, got.problem, "EngineBuildFailed"
+        verdict = engine_verdict(view, pool, rev["onnxSha256"])
+        s = verdict.summary
         facts = s.engine if s else None
-        if s is not None and facts is None:
-            problem = f"Job {view.name} reported no engine"
-        elif s is not None and facts is not None:
-            if s.onnx_sha256 != rev["onnxSha256"]:
-                problem = (
-                    f"Job {view.name} built from ONNX {s.onnx_sha256}, not {rev['onnxSha256']}"
-                )
-            elif facts.gpu != gpu.name:
-                problem = f"Job {view.name} built for {facts.gpu}, not {gpu.name}"
-            elif not same_tensorrt(facts.tensorrt_version, pool.tensorrt_version or ""):
-                reason = "TensorRTVersionMismatch"
-                problem = (
-                    f"Job {view.name} built with TensorRT {facts.tensorrt_version}, but "
-                    f"{pool.image} serves with {pool.tensorrt_version}: Triton could not load it"
-                )
-            elif facts.compute_capability != gpu.compute_capability:
-                problem = (
-                    f"Job {view.name} built on compute capability {facts.compute_capability}, "
-                    f"{gpu.name} is {gpu.compute_capability}"
-                )
-        if problem or s is None or facts is None:
-            e.update(state="Failed", message=problem, reason=reason)
-            self._event("Warning", reason, str(problem))
+        if not verdict.ok or s is None or facts is None:
+            e.update(state="Failed", message=verdict.problem, reason=verdict.reason)
+            self._event("Warning", verdict.reason, str(verdict.problem))
             return
         e.update(
             state="Succeeded",
@@ -424,7 +394,3 @@ class _Planner(EndpointMixin):
     def _wait(self, phase: str, message: str) -> None:
         self.progress.append((phase, message))
         self._requeue(2.0)
-
-
-def _component(obj: dict[str, Any]) -> str | None:
-    return (obj["metadata"].get("labels") or {}).get(LABEL_COMPONENT)

@@ -25,10 +25,10 @@ class EndpointMixin(PoolsMixin):
     routes: dict[tuple[str, str], dict[str, Any]]
 
     def _sync_endpoint(self) -> None:
-        r = self.r
+        r = self.resolved
         if r is None:
             return
-        pools_exist = bool(self.apps) or any(o["kind"] == "Deployment" for o in self.out.create)
+        pools_exist = bool(self.apps) or any(o["kind"] == "Deployment" for o in self.changes.create)
         if not pools_exist:
             return
         svc = endpoint_manifests.endpoint_service(r)
@@ -42,6 +42,6 @@ class EndpointMixin(PoolsMixin):
             self._converge(obj, self.routes.get((obj["kind"], obj["metadata"]["name"])))
         for key, live in self.routes.items():
             if key not in keys and not live["metadata"].get("deletionTimestamp"):
-                self.out.delete.append(live)
+                self.changes.delete.append(live)
         url, addresses = endpoint_manifests.endpoint_addresses(r)
-        self.st["url"], self.st["endpoints"] = url, addresses
+        self.status["url"], self.status["endpoints"] = url, addresses

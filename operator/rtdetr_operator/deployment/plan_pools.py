@@ -41,8 +41,8 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
 
 
 class PoolsMixin(PlannerBase):
-    r: ResolvedDeployment | None
-    w: Any
+    resolved: ResolvedDeployment | None
+    world: Any
     apps: dict[str, dict[str, Any]]
     services: dict[str, dict[str, Any]]
     hpas: dict[str, dict[str, Any]]
@@ -57,7 +57,7 @@ class PoolsMixin(PlannerBase):
 
     # ------------------------------------------------------------------------- pools
     def _engine_state(self, revision: str, gpu: str) -> str | None:
-        for e in self.st.get("engines") or []:
+        for e in self.status.get("engines") or []:
             if e.get("revision") == revision and e.get("gpu") == gpu:
                 return e.get("state")  # type: ignore[no-any-return]
         return None
@@ -69,16 +69,16 @@ class PoolsMixin(PlannerBase):
         return self._engine_state(revision["revision"], pool.name) == "Succeeded"
 
     def _target_ready(self) -> bool:
-        target = self.st.get("target")
-        if not target or self.r is None:
+        target = self.status.get("target")
+        if not target or self.resolved is None:
             return False
-        return all(self._has(target, p) for p in self.r.pools)
+        return all(self._has(target, p) for p in self.resolved.pools)
 
     def _sync_pools(self, source: Source | None) -> None:
-        r = self.r
+        r = self.resolved
         if r is None:
             return
-        model = self.st.get("model")
+        model = self.status.get("model")
         target_ready = self._target_ready()
         old_pools = {p.get("gpu"): p for p in self.old.get("pools") or []}
         statuses = []
@@ -87,7 +87,7 @@ class PoolsMixin(PlannerBase):
             live = self.apps.get(r.names.pool(gpu))
             revision = None
             if target_ready:
-                revision = self.st["target"]["revision"]
+                revision = self.status["target"]["revision"]
             elif model and self._has(model, pool):
                 revision = model["revision"]
             if revision is not None and source is not None:
@@ -100,12 +100,12 @@ class PoolsMixin(PlannerBase):
             self._check_pods(pool)
             statuses.append(self._pool_status(pool, view, old_pools.get(gpu)))
         self._remove_pools({p.name.lower() for p in r.pools})
-        self.st["pools"] = statuses
+        self.status["pools"] = statuses
 
     def _ensure_pool(
         self, pool: ResolvedPool, source: Source, revision: str, live: dict[str, Any] | None
     ) -> None:
-        r = self.r
+        r = self.resolved
         assert r is not None
         name = r.names.pool(pool.name)
         scaled = r.spec.autoscaling.enabled
@@ -120,13 +120,13 @@ class PoolsMixin(PlannerBase):
             or (not scaled and (live.get("spec") or {}).get("replicas") != pool.min_replicas)
         )
         if live is None:
-            self.out.create.append(want)
+            self.changes.create.append(want)
         elif stale:
             want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
             if scaled:
                 live_replicas = (live.get("spec") or {}).get("replicas")
                 want["spec"]["replicas"] = live_replicas or want["spec"]["replicas"]
-            self.out.replace.append(want)
+            self.changes.replace.append(want)
             old_rev = rollout_view(live).revision
             if old_rev and old_rev != revision:
                 self._event(
@@ -139,11 +139,11 @@ class PoolsMixin(PlannerBase):
         if scaled:
             self._converge(pool_manifests.autoscaler(r, pool), self.hpas.get(name))
         elif name in self.hpas:
-            self.out.delete.append(self.hpas[name])
+            self.changes.delete.append(self.hpas[name])
 
     def _converge(self, want: dict[str, Any], live: dict[str, Any] | None) -> None:
         if live is None:
-            self.out.create.append(want)
+            self.changes.create.append(want)
             return
         if _hash(live) == _hash(want):
             return
@@ -153,12 +153,12 @@ class PoolsMixin(PlannerBase):
             for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
                 if key in (live.get("spec") or {}):
                     want["spec"][key] = live["spec"][key]
-        self.out.replace.append(want)
+        self.changes.replace.append(want)
 
     def _check_pods(self, pool: ResolvedPool) -> None:
-        r = self.r
+        r = self.resolved
         assert r is not None
-        for pod in self.w.pods:
+        for pod in self.world.pods:
             lab = _labels(pod)
             if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.name.lower():
                 continue
@@ -169,7 +169,7 @@ class PoolsMixin(PlannerBase):
     def _pool_status(
         self, pool: ResolvedPool, view: RolloutView | None, old: dict[str, Any] | None
     ) -> dict[str, Any]:
-        r = self.r
+        r = self.resolved
         assert r is not None
         revision = (old or {}).get("revision")
         if view is not None and view.rolled_out:
@@ -199,7 +199,7 @@ class PoolsMixin(PlannerBase):
         if pool.target_streams is not None:
             out["targetStreams"] = pool.target_streams
         out.update(catalog_fields(pool.gpu))
-        out.update(measured_fields(engine_measurements(self.st).get(pool.name)))
+        out.update(measured_fields(engine_measurements(self.status).get(pool.name)))
         return {k: v for k, v in out.items() if v is not None}
 
     def _remove_pools(self, keep: set[str]) -> None:
@@ -208,15 +208,15 @@ class PoolsMixin(PlannerBase):
                 lab = _labels(obj)
                 if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) in keep:
                     continue
-                if obj["metadata"].get("deletionTimestamp") or obj in self.out.delete:
+                if obj["metadata"].get("deletionTimestamp") or obj in self.changes.delete:
                     continue
-                self.out.delete.append(obj)
+                self.changes.delete.append(obj)
                 if obj.get("kind", "Deployment") == "Deployment" and objs is self.apps:
                     self._event("Normal", "PoolRemoved", f"deleting pool {lab.get(LABEL_POOL)}")
 
     # ------------------------------------------------------------------------ promote
     def _promote(self) -> None:
-        r, target = self.r, self.st.get("target")
+        r, target = self.resolved, self.status.get("target")
         if r is None or not target or not self._target_ready():
             return
         rev = target["revision"]
@@ -230,12 +230,14 @@ class PoolsMixin(PlannerBase):
         if pending:
             self.progress.append(("RollingOut", f"rolling out {rev}: {', '.join(pending)}"))
             return
-        previous = (self.st.get("model") or {}).get("revision")
-        self.st["model"] = target
-        self.st.pop("target", None)
+        previous = (self.status.get("model") or {}).get("revision")
+        self.status["model"] = target
+        self.status.pop("target", None)
         # The status that says Ready on ``rev`` lists only its engines, and the Jobs of the old
         # ones are collected in this same pass, not one reconcile later.
-        self.st["engines"] = [e for e in self.st.get("engines") or [] if e["revision"] == rev]
+        self.status["engines"] = [
+            e for e in self.status.get("engines") or [] if e["revision"] == rev
+        ]
         self._event(
             "Normal",
             "RolloutComplete",
@@ -245,12 +247,12 @@ class PoolsMixin(PlannerBase):
     # ------------------------------------------------------------ cleanup and status
     def _prune_engines(self) -> None:
         """Forget engines of revisions and GPU types no longer wanted; failures are problems."""
-        keep = {(self.st.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
-        gpus = {p.name for p in self.r.gpu_pools} if self.r else set()
+        keep = {(self.status.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
+        gpus = {p.name for p in self.resolved.gpu_pools} if self.resolved else set()
         engines = [
-            e for e in self.st.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
+            e for e in self.status.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
         ]
-        self.st["engines"] = engines
+        self.status["engines"] = engines
         for e in engines:
             if e["state"] == "Failed":
                 self.problems.append(
@@ -259,7 +261,7 @@ class PoolsMixin(PlannerBase):
                         f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
                     )
                 )
-        src = self.st.get("source") or {}
+        src = self.status.get("source") or {}
         if src.get("state") == "Failed":
             self.problems.append(
                 ("RepositoryFailed", f"reading the model failed: {src['message']}")
@@ -267,15 +269,15 @@ class PoolsMixin(PlannerBase):
 
     def _collect_jobs(self) -> None:
         """Delete Jobs nothing in the status refers to (superseded sources and revisions)."""
-        referenced = {(self.st.get("source") or {}).get("job")}
-        referenced |= {e.get("job") for e in self.st.get("engines") or []}
+        referenced = {(self.status.get("source") or {}).get("job")}
+        referenced |= {e.get("job") for e in self.status.get("engines") or []}
         for name, job in self.jobs.items():
             if name not in referenced and not job["metadata"].get("deletionTimestamp"):
-                self.out.delete.append(job)
+                self.changes.delete.append(job)
 
     def _ready(self) -> tuple[bool, str]:
-        r, model = self.r, self.st.get("model")
-        if r is None or not model or self.st.get("target"):
+        r, model = self.resolved, self.status.get("model")
+        if r is None or not model or self.status.get("target"):
             return False, "no model is served yet"
         waiting = []
         for pool in r.pools:
@@ -287,7 +289,7 @@ class PoolsMixin(PlannerBase):
                 waiting.append(f"{pool.name} {view.available}/{pool.min_replicas} available")
         if waiting:
             return False, f"serving {model['revision']}; waiting for pools: {', '.join(waiting)}"
-        capacity = _capacity(self.st.get("pools") or [])
+        capacity = _capacity(self.status.get("pools") or [])
         cpu = [p.name for p in r.pools if p.is_cpu]
         said = f"{capacity} camera streams of capacity" if capacity is not None else ""
         if cpu:
@@ -295,7 +297,7 @@ class PoolsMixin(PlannerBase):
         return True, f"serving {model['revision']} on {len(r.pools)} pool(s), {said}"
 
     def _finish(self) -> Plan:
-        st = self.st
+        st = self.status
         ready = False
         if self.problems:
             reason = self.problems[0][0]
@@ -325,7 +327,9 @@ class PoolsMixin(PlannerBase):
         pools = st.get("pools") or []
         model = (st.get("model") or {}).get("revision")
         ready_pools = sum(1 for p in pools if model and p.get("revision") == model)
-        st["readyPools"] = f"{ready_pools}/{len(self.r.pools) if self.r else len(pools)}"
+        st["readyPools"] = (
+            f"{ready_pools}/{len(self.resolved.pools) if self.resolved else len(pools)}"
+        )
         st["replicas"] = (
             f"{sum(p.get('readyReplicas', 0) for p in pools)}/"
             f"{sum(p.get('desiredReplicas', 0) for p in pools)}"
@@ -336,8 +340,8 @@ class PoolsMixin(PlannerBase):
         if self.old.get("phase") != phase:
             kind = "Warning" if phase == "Stalled" else "Normal"
             self._event(kind, phase, health.message)
-        self.out.status = _compact(st)
-        return self.out
+        self.changes.status = _compact(st)
+        return self.changes
 
 
 def _capacity(pools: list[dict[str, Any]]) -> int | None:

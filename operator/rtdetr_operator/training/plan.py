@@ -79,66 +79,68 @@ def plan(world: World, settings: Settings | None = None) -> Plan:
 class _Planner(PlannerBase):
     def __init__(self, world: World, settings: Settings) -> None:
         super().__init__(world.training, world.pods, world.now, settings.stuck_grace)
-        self.w, self.settings = world, settings
+        self.world, self.settings = world, settings
         self.health: Health | None = None
         self.jobs = {j["metadata"]["name"]: j for j in world.jobs if owned_by(j, self.uid)}
         self.foreign = {j["metadata"]["name"] for j in world.jobs if not owned_by(j, self.uid)}
-        self.r: ResolvedTraining
+        self.resolved: ResolvedTraining | None = None
 
     # ----------------------------------------------------------------------------- driver
     def run(self) -> Plan:
-        self.st.setdefault("phase", "Pending")
-        self.st.setdefault("restarts", 0)
+        self.status.setdefault("phase", "Pending")
+        self.status.setdefault("restarts", 0)
         try:
-            self.r = resolve(self.w.training, allow_node_volumes=self.settings.allow_node_volumes)
+            self.resolved = resolve(
+                self.world.training, allow_node_volumes=self.settings.allow_node_volumes
+            )
         except InvalidTrainingError as e:
             self._delete_active()
-            if self.st["phase"] not in TERMINAL_PHASES:
+            if self.status["phase"] not in TERMINAL_PHASES:
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
-        if self.st["phase"] == "Failed" and not self._retry_after_failure():
+        if self.status["phase"] == "Failed" and not self._retry_after_failure():
             self._delete_active()
             return self._finish()
-        if self.st["phase"] == "Succeeded":
+        if self.status["phase"] == "Succeeded":
             return self._finish()
-        self.st.setdefault("startTime", timestamp(self.now))
-        if self.st["phase"] == "Suspended" and not self.r.spec.suspend:
+        self.status.setdefault("startTime", timestamp(self.now))
+        if self.status["phase"] == "Suspended" and not self.resolved.spec.suspend:
             # As for Jobs, the deadline clock restarts when a suspended run resumes.
-            self.st["startTime"] = timestamp(self.now)
+            self.status["startTime"] = timestamp(self.now)
             self._event("Normal", "Resumed", "resumed from the latest checkpoint")
         if self._deadline_exceeded():
             return self._finish()
-        if self.r.spec.suspend:
+        if self.resolved.spec.suspend:
             self._suspend()
             return self._finish()
         self._ensure_support_objects()
-        for task in self.r.tasks:
+        for task in self.resolved.tasks:
             if self._record(task).get("state") == "Succeeded":
                 continue
             if not self._step(task):
                 return self._finish()
-        self.st["phase"] = "Succeeded"
-        self.st["completionTime"] = timestamp(self.now)
-        self.health = Health("Succeeded", success_message(self.st))
+        self.status["phase"] = "Succeeded"
+        self.status["completionTime"] = timestamp(self.now)
+        self.health = Health("Succeeded", success_message(self.status))
         return self._finish()
 
     def _describe_run(self) -> None:
-        r = self.r
-        self.st["nodes"], self.st["gpus"] = r.nodes, r.nodes * r.gpus_per_node
+        r = self.resolved
+        self.status["nodes"], self.status["gpus"] = r.nodes, r.nodes * r.gpus_per_node
         results = r.spec.storage.results
         volume: dict[str, Any] = {"subPath": r.results_sub_path, "mountPath": results.mount_path}
         if results.claim_name:
             volume["claimName"] = results.claim_name
-        self.st["resultsVolume"] = volume
+        self.status["resultsVolume"] = volume
 
     # ------------------------------------------------------------------------- one task
     def _step(self, task: str) -> bool:
         """Drive ``task`` one step; True when it is done and the next task may start."""
         rec = self._record(task)
-        name = self.r.names.job(task, rec.setdefault("attempt", 0))
+        name = self.resolved.names.job(task, rec.setdefault("attempt", 0))
         rec["job"] = name
-        self.st[JOB_FIELD[task]] = name
+        self.status[JOB_FIELD[task]] = name
         self._set_task_phase(task, rec)
         for other, job in self.jobs.items():
             labels = job["metadata"].get("labels") or {}
@@ -151,7 +153,7 @@ class _Planner(PlannerBase):
                 return False
             self._create_job(task, rec)
             return False
-        view = job_view(job, self.w.pods)
+        view = job_view(job, self.world.pods)
         if view.deleting:
             self._wait(f"Job {name} is being deleted")
             return False
@@ -165,18 +167,18 @@ class _Planner(PlannerBase):
 
     def _create_job(self, task: str, rec: dict[str, Any]) -> None:
         checkpoint = self._checkpoint_for(task)
-        job = manifests.task_job(self.r, task, rec["attempt"], checkpoint)
-        self.out.create.append(job)
+        job = manifests.task_job(self.resolved, task, rec["attempt"], checkpoint)
+        self.changes.create.append(job)
         rec["state"] = "Pending"
         per_node = (
-            f"{self.r.processes_per_node} CPU process(es)"
-            if self.r.on_cpu
-            else f"{self.r.gpus_per_node} GPU(s)"
+            f"{self.resolved.processes_per_node} CPU process(es)"
+            if self.resolved.on_cpu
+            else f"{self.resolved.gpus_per_node} GPU(s)"
         )
-        shape = f"{self.r.nodes} node(s) x {per_node}" if task == "train" else ""
+        shape = f"{self.resolved.nodes} node(s) x {per_node}" if task == "train" else ""
         what = f"created {TASK_TITLE[task]} Job {rec['job']}" + (f" ({shape})" if shape else "")
         self._event("Normal", "JobCreated", what)
-        self.health = Health(self.st["phase"], f"{what}; waiting for its pods")
+        self.health = Health(self.status["phase"], f"{what}; waiting for its pods")
 
     def _running(self, task: str, rec: dict[str, Any], view: JobView) -> None:
         all_up = view.running == view.expected
@@ -185,7 +187,7 @@ class _Planner(PlannerBase):
         rec["state"] = "Running" if all_up else "Pending"
         self._set_task_phase(task, rec)
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
-        self.health = Health(self.st["phase"], f"{TASK_TITLE[task]}: {detail}")
+        self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")
         stuck = view.stuck()
         if stuck is None or not self._past_grace(stuck.since):
             return
@@ -197,7 +199,9 @@ class _Planner(PlannerBase):
 
     def _succeeded(self, task: str, rec: dict[str, Any], view: JobView) -> bool:
         leader = view.leader()
-        problem, reported_failure = apply_summary(self.st, task, leader.message if leader else None)
+        problem, reported_failure = apply_summary(
+            self.status, task, leader.message if leader else None
+        )
         if problem:
             reason = "MalformedTaskSummary" if "malformed" in problem else "NoTaskSummary"
             self._event("Warning", reason, f"{TASK_TITLE[task]} Job {view.name}: {problem}")
@@ -207,9 +211,9 @@ class _Planner(PlannerBase):
         rec["state"] = "Succeeded"
         rec["completionTime"] = timestamp(self.now)
         self._event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
-        gate = self.r.spec.evaluation.min_map50
+        gate = self.resolved.spec.evaluation.min_map50
         if task == "evaluate" and gate is not None:
-            m50 = (self.st.get("metrics") or {}).get("mAP50")
+            m50 = (self.status.get("metrics") or {}).get("mAP50")
             if m50 is None or m50 < gate:
                 self._fail(
                     "AccuracyBelowThreshold",
@@ -222,7 +226,7 @@ class _Planner(PlannerBase):
     def _failed(self, task: str, rec: dict[str, Any], view: JobView, why: str = "") -> None:
         pod = view.first_failure()
         why = why or (failure_text(pod) if pod else view.job_message or "the Job failed")
-        restarts, limit = int(self.st.get("restarts", 0)), self.r.spec.max_restarts
+        restarts, limit = int(self.status.get("restarts", 0)), self.resolved.spec.max_restarts
         rec["message"] = why
         if pod is not None and pod.exit_code == EXIT_BAD_INPUT:
             rec["state"] = "Failed"
@@ -240,10 +244,10 @@ class _Planner(PlannerBase):
                 f"{limit}): {why}",
             )
             return
-        self.st["restarts"] = restarts + 1
+        self.status["restarts"] = restarts + 1
         rec["attempt"] = rec.get("attempt", 0) + 1
-        rec["job"] = self.r.names.job(task, rec["attempt"])
-        self.st[JOB_FIELD[task]] = rec["job"]
+        rec["job"] = self.resolved.names.job(task, rec["attempt"])
+        self.status[JOB_FIELD[task]] = rec["job"]
         self._event(
             "Warning",
             "Restarting",
@@ -267,25 +271,30 @@ class _Planner(PlannerBase):
     # ----------------------------------------------------------------- run-level states
     def _retry_after_failure(self) -> bool:
         """A run that used up its restarts may go on once spec.maxRestarts is raised."""
-        ready = condition(self.st, "Ready") or {}
-        restarts = int(self.st.get("restarts", 0))
-        if ready.get("reason") != "BackoffLimitExceeded" or restarts >= self.r.spec.max_restarts:
+        ready = condition(self.status, "Ready") or {}
+        restarts = int(self.status.get("restarts", 0))
+        if (
+            ready.get("reason") != "BackoffLimitExceeded"
+            or restarts >= self.resolved.spec.max_restarts
+        ):
             return False
-        for task in self.r.tasks:
+        for task in self.resolved.tasks:
             rec = self._record(task)
             if rec.get("state") == "Failed":
                 rec["state"] = "Pending"
                 rec["attempt"] = rec.get("attempt", 0) + 1
-        self.st["restarts"] = restarts + 1
-        self.st.pop("completionTime", None)
-        self.st["phase"] = "Pending"
-        self._event("Normal", "Retrying", f"spec.maxRestarts raised to {self.r.spec.max_restarts}")
+        self.status["restarts"] = restarts + 1
+        self.status.pop("completionTime", None)
+        self.status["phase"] = "Pending"
+        self._event(
+            "Normal", "Retrying", f"spec.maxRestarts raised to {self.resolved.spec.max_restarts}"
+        )
         return True
 
     def _deadline_exceeded(self) -> bool:
-        deadline = self.r.spec.active_deadline_seconds
-        started = parse_time(self.st.get("startTime"))
-        if not deadline or started is None or self.r.spec.suspend:
+        deadline = self.resolved.spec.active_deadline_seconds
+        started = parse_time(self.status.get("startTime"))
+        if not deadline or started is None or self.resolved.spec.suspend:
             return False
         left = deadline - (self.now - started).total_seconds()
         if left > 0:
@@ -296,7 +305,7 @@ class _Planner(PlannerBase):
         return True
 
     def _suspend(self) -> None:
-        for task in self.r.tasks:
+        for task in self.resolved.tasks:
             rec = self._record(task)
             job = self.jobs.get(rec.get("job") or "")
             stalled = rec.get("state") == "Failed"  # only an unwritable output stalls a task
@@ -308,40 +317,40 @@ class _Planner(PlannerBase):
                 rec["attempt"] = rec.get("attempt", 0) + 1  # resuming starts a fresh group
                 rec["state"] = "Pending"
         self._delete_active()
-        self.st["phase"] = "Suspended"
+        self.status["phase"] = "Suspended"
         self.health = Health(
             "Suspended", "spec.suspend is true: no pods run; clearing it resumes the run"
         )
 
     def _ensure_support_objects(self) -> None:
-        want = manifests.experiment_configmap(self.r)
-        have = self.w.configmap
+        want = manifests.experiment_configmap(self.resolved)
+        have = self.world.configmap
         if have is None:
-            self.out.create.append(want)
+            self.changes.create.append(want)
         elif owned_by(have, self.uid) and have.get("data") != want["data"]:
             want["metadata"]["resourceVersion"] = have["metadata"].get("resourceVersion")
-            self.out.replace.append(want)
-        if self.w.service is None:
-            self.out.create.append(manifests.headless_service(self.r))
+            self.changes.replace.append(want)
+        if self.world.service is None:
+            self.changes.create.append(manifests.headless_service(self.resolved))
 
     # ------------------------------------------------------------------------- helpers
     def _record(self, task: str) -> dict[str, Any]:
-        tasks = self.st.setdefault("tasks", {})
+        tasks = self.status.setdefault("tasks", {})
         return tasks.setdefault(task, {"state": "Pending", "attempt": 0})
 
     def _set_task_phase(self, task: str, rec: dict[str, Any]) -> None:
         started = task != "train" or bool(rec.get("startTime"))
-        self.st["phase"] = TASK_PHASE[task] if started else "Pending"
+        self.status["phase"] = TASK_PHASE[task] if started else "Pending"
 
     def _checkpoint_for(self, task: str) -> str | None:
         """Checkpoint a task must use, None for the experiment's own (see resolve._fill)."""
-        if task == "train" or f"{task}.checkpoint" in self.r.user_set:
+        if task == "train" or f"{task}.checkpoint" in self.resolved.user_set:
             return None
-        return (self.st.get("artifacts") or {}).get("checkpoint")
+        return (self.status.get("artifacts") or {}).get("checkpoint")
 
     def _delete(self, job: dict[str, Any]) -> None:
-        if all(d["metadata"]["name"] != job["metadata"]["name"] for d in self.out.delete):
-            self.out.delete.append(job)
+        if all(d["metadata"]["name"] != job["metadata"]["name"] for d in self.changes.delete):
+            self.changes.delete.append(job)
 
     def _delete_active(self) -> None:
         for job in self.jobs.values():
@@ -349,30 +358,30 @@ class _Planner(PlannerBase):
                 self._delete(job)
 
     def _fail(self, reason: str, message: str) -> None:
-        self.st["phase"] = "Failed"
-        self.st["completionTime"] = timestamp(self.now)
+        self.status["phase"] = "Failed"
+        self.status["completionTime"] = timestamp(self.now)
         self.health = Health(reason, message, stalled=True)
 
     def _wait(self, message: str) -> None:
-        self.health = Health(self.st["phase"], message)
+        self.health = Health(self.status["phase"], message)
         self._requeue(2.0)
 
     def _finish(self) -> Plan:
-        phase = self.st["phase"]
-        health = self.health or _carried_health(self.st, phase)
-        self.st["observedGeneration"] = self.generation
-        self.st["conditions"] = kstatus(
-            self.st.get("conditions") or [],
+        phase = self.status["phase"]
+        health = self.health or _carried_health(self.status, phase)
+        self.status["observedGeneration"] = self.generation
+        self.status["conditions"] = kstatus(
+            self.status.get("conditions") or [],
             phase,
             health,
             now=self.now,
             generation=self.generation,
         )
-        self.st["progress"] = _progress(self.st, getattr(self, "r", None))
+        self.status["progress"] = _progress(self.status, self.resolved)
         if self.old.get("phase") != phase and (self.old.get("phase") or phase != "Pending"):
             kind = "Warning" if phase == "Failed" else "Normal"
             self._event(kind, phase, health.message)
-        return self.out
+        return self.changes
 
 
 def _carried_health(status: dict[str, Any], phase: str) -> Health:
