@@ -82,12 +82,12 @@ class PlannerBase:
         #: Seconds a pod may be stuck (unschedulable, image not pullable) before Stalled.
         self.stuck_grace = stuck_grace
 
-    def _active(self, job: dict[str, Any]) -> bool:
+    def active(self, job: dict[str, Any]) -> bool:
         """Whether ``job`` still runs (or waits to) and is not on its way out."""
         view = job_view(job, self.pods)
         return view.active and not view.deleting
 
-    def _past_grace(self, since: datetime | None) -> bool:
+    def past_grace(self, since: datetime | None) -> bool:
         """Whether something stuck since ``since`` has been for the whole grace period.
 
         If not, the planner looks again when the grace period ends: a pod that starts meanwhile
@@ -95,15 +95,15 @@ class PlannerBase:
         """
         waited = (self.now - since).total_seconds() if since else 0.0
         if waited < self.stuck_grace:
-            self._requeue(self.stuck_grace - waited)
+            self.requeue(self.stuck_grace - waited)
             return False
         return True
 
-    def _requeue(self, seconds: float) -> None:
+    def requeue(self, seconds: float) -> None:
         """Look again after ``seconds`` (at least 0.5; the earliest request wins)."""
         seconds = max(seconds, 0.5)
         current = self.changes.requeue_after
         self.changes.requeue_after = seconds if current is None else min(current, seconds)
 
-    def _event(self, type_: str, reason: str, message: str) -> None:
+    def event(self, type_: str, reason: str, message: str) -> None:
         self.changes.events.append(Event(type_, reason, redact_text(message)))

@@ -1,6 +1,6 @@
 """Stage 3 of the RTDETRDeployment state machine: pools, promotion, cleanup and the status.
 
-A mixin of :class:`rtdetr_operator.deployment.plan._Planner` (same attributes, same purity).
+Plain functions of a :class:`~rtdetr_operator.deployment.rollout.Rollout` (pure, like every stage).
 Each pool serves the target revision only once *every* pool has what it needs for it (its
 engine for a GPU pool; the repository's CPU configs for a CPU pool), so all pools switch model
 together and clients see one model; else the served revision, else nothing yet. A CPU pool has
@@ -12,8 +12,6 @@ keeps its live replica count when an autoscaler owns it.
 
 from __future__ import annotations
 
-import copy
-from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.conditions import Health
@@ -22,9 +20,10 @@ from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.measured import catalog_fields, engine_measurements, measured_fields
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, LABEL_COMPONENT, LABEL_POOL
 from rtdetr_operator.deployment.observe import RolloutView, rollout_view, stuck_pod
-from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
+from rtdetr_operator.deployment.resolve import ResolvedPool
+from rtdetr_operator.deployment.rollout import Rollout
 from rtdetr_operator.deployment.source import Source
-from rtdetr_operator.planning import Plan, PlannerBase
+from rtdetr_operator.planning import Plan
 
 #: When several things are in progress, the status names the earliest stage.
 PHASE_ORDER = ("Pending", "Preparing", "BuildingEngines", "RollingOut")
@@ -40,308 +39,263 @@ def _labels(obj: dict[str, Any]) -> dict[str, str]:
     return obj["metadata"].get("labels") or {}
 
 
-class PoolsMixin(PlannerBase):
-    resolved: ResolvedDeployment | None
-    world: Any
-    apps: dict[str, dict[str, Any]]
-    services: dict[str, dict[str, Any]]
-    hpas: dict[str, dict[str, Any]]
-    pdbs: dict[str, dict[str, Any]]
-    foreign_apps: set[str]
-    jobs: dict[str, dict[str, Any]]
-    problems: list[tuple[str, str]]
-    progress: list[tuple[str, str]]
-
-    def _stuck(self, reason: str, message: str, since: datetime | None) -> None: ...
-    def _wait(self, phase: str, message: str) -> None: ...
-
-    # ------------------------------------------------------------------------- pools
-    def _engine_state(self, revision: str, gpu: str) -> str | None:
-        for e in self.status.get("engines") or []:
-            if e.get("revision") == revision and e.get("gpu") == gpu:
-                return e.get("state")  # type: ignore[no-any-return]
-        return None
-
-    def _has(self, revision: dict[str, Any], pool: ResolvedPool) -> bool:
-        """Whether ``revision`` (a status model record) can be served by ``pool``."""
-        if pool.is_cpu:
-            return pool.name in (revision.get("gpus") or [])
-        return self._engine_state(revision["revision"], pool.name) == "Succeeded"
-
-    def _target_ready(self) -> bool:
-        target = self.status.get("target")
-        if not target or self.resolved is None:
-            return False
-        return all(self._has(target, p) for p in self.resolved.pools)
-
-    def _sync_pools(self, source: Source | None) -> None:
-        r = self.resolved
-        if r is None:
-            return
-        model = self.status.get("model")
-        target_ready = self._target_ready()
-        old_pools = {p.get("gpu"): p for p in self.old.get("pools") or []}
-        statuses = []
-        for pool in r.pools:
-            gpu = pool.name
-            live = self.apps.get(r.names.pool(gpu))
-            revision = None
-            if target_ready:
-                revision = self.status["target"]["revision"]
-            elif model and self._has(model, pool):
-                revision = model["revision"]
-            if revision is not None and source is not None:
-                self._ensure_pool(pool, source, revision, live)
-            view = rollout_view(live) if live is not None else None
-            if view is not None and view.stuck_message:
-                self.problems.append(
-                    ("RolloutStuck", f"pool {gpu} (Deployment {view.name}): {view.stuck_message}")
-                )
-            self._check_pods(pool)
-            statuses.append(self._pool_status(pool, view, old_pools.get(gpu)))
-        self._remove_pools({p.name.lower() for p in r.pools})
-        self.status["pools"] = statuses
-
-    def _ensure_pool(
-        self, pool: ResolvedPool, source: Source, revision: str, live: dict[str, Any] | None
-    ) -> None:
-        r = self.resolved
-        assert r is not None
-        name = r.names.pool(pool.name)
-        scaled = r.spec.autoscaling.enabled
-        want = pool_manifests.triton_deployment(
-            r, pool, source, revision, replicas=pool.min_replicas
-        )
-        if live is None and name in self.foreign_apps:
-            self._wait("RollingOut", f"Deployment {name} exists and is not this deployment's")
-            return
-        stale = live is not None and (
-            _hash(live) != _hash(want)
-            or (not scaled and (live.get("spec") or {}).get("replicas") != pool.min_replicas)
-        )
-        if live is None:
-            self.changes.create.append(want)
-        elif stale:
-            want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-            if scaled:
-                live_replicas = (live.get("spec") or {}).get("replicas")
-                want["spec"]["replicas"] = live_replicas or want["spec"]["replicas"]
-            self.changes.replace.append(want)
-            old_rev = rollout_view(live).revision
-            if old_rev and old_rev != revision:
-                self._event(
-                    "Normal",
-                    "RollingOut",
-                    f"pool {pool.name}: rolling Deployment {name} from {old_rev} to {revision}",
-                )
-        self._converge(pool_manifests.service(r, pool), self.services.get(name))
-        self._converge(pool_manifests.disruption_budget(r, pool), self.pdbs.get(name))
-        if scaled:
-            self._converge(pool_manifests.autoscaler(r, pool), self.hpas.get(name))
-        elif name in self.hpas:
-            self.changes.delete.append(self.hpas[name])
-
-    def _converge(self, want: dict[str, Any], live: dict[str, Any] | None) -> None:
-        if live is None:
-            self.changes.create.append(want)
-            return
-        if _hash(live) == _hash(want):
-            return
-        want = copy.deepcopy(want)
-        want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
-        if want["kind"] == "Service":
-            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
-                if key in (live.get("spec") or {}):
-                    want["spec"][key] = live["spec"][key]
-        self.changes.replace.append(want)
-
-    def _check_pods(self, pool: ResolvedPool) -> None:
-        r = self.resolved
-        assert r is not None
-        for pod in self.world.pods:
-            lab = _labels(pod)
-            if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.name.lower():
-                continue
-            stuck = stuck_pod(pod)
-            if stuck is not None:
-                self._stuck(stuck.reason, f"pool {pool.name}: {stuck.message}", stuck.since)
-
-    def _pool_status(
-        self, pool: ResolvedPool, view: RolloutView | None, old: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        r = self.resolved
-        assert r is not None
-        revision = (old or {}).get("revision")
-        if view is not None and view.rolled_out:
-            revision = view.revision
-        ready = view.ready if view else 0
-        per_replica = pool.streams_per_replica
-        out: dict[str, Any] = {
-            "gpu": pool.name,
-            "deployment": r.names.pool(pool.name),
-            "backend": pool.backend,
-            "image": pool.image,
-            "replicas": view.replicas if view else 0,
-            "readyReplicas": ready,
-            "updatedReplicas": view.updated if view else 0,
-            "desiredReplicas": view.desired if view else 0,
-            "minReplicas": pool.min_replicas,
-            "maxReplicas": pool.max_replicas,
-            # None for a CPU pool: no figure exists, and 0 would claim one.
-            "fps": pool.fps,
-            "streamsPerReplica": per_replica,
-            "capacityStreams": per_replica * ready if per_replica is not None else None,
-            "capacitySource": pool.capacity_source,
-            "endpoints": pool_manifests.endpoints(r, pool) if view else None,
-        }
-        if revision:
-            out["revision"] = revision
-        if pool.target_streams is not None:
-            out["targetStreams"] = pool.target_streams
-        out.update(catalog_fields(pool.gpu))
-        out.update(measured_fields(engine_measurements(self.status).get(pool.name)))
-        return {k: v for k, v in out.items() if v is not None}
-
-    def _remove_pools(self, keep: set[str]) -> None:
-        for objs in (self.apps, self.services, self.hpas, self.pdbs):
-            for obj in objs.values():
-                lab = _labels(obj)
-                if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) in keep:
-                    continue
-                if obj["metadata"].get("deletionTimestamp") or obj in self.changes.delete:
-                    continue
-                self.changes.delete.append(obj)
-                if obj.get("kind", "Deployment") == "Deployment" and objs is self.apps:
-                    self._event("Normal", "PoolRemoved", f"deleting pool {lab.get(LABEL_POOL)}")
-
-    # ------------------------------------------------------------------------ promote
-    def _promote(self) -> None:
-        r, target = self.resolved, self.status.get("target")
-        if r is None or not target or not self._target_ready():
-            return
-        rev = target["revision"]
-        pending = []
-        for pool in r.pools:
-            live = self.apps.get(r.names.pool(pool.name))
-            view = rollout_view(live) if live is not None else None
-            if view is None or view.revision != rev or not view.rolled_out:
-                have = f"{view.updated}/{view.desired} updated" if view else "not created"
-                pending.append(f"{pool.name} ({have})")
-        if pending:
-            self.progress.append(("RollingOut", f"rolling out {rev}: {', '.join(pending)}"))
-            return
-        previous = (self.status.get("model") or {}).get("revision")
-        self.status["model"] = target
-        self.status.pop("target", None)
-        # The status that says Ready on ``rev`` lists only its engines, and the Jobs of the old
-        # ones are collected in this same pass, not one reconcile later.
-        self.status["engines"] = [
-            e for e in self.status.get("engines") or [] if e["revision"] == rev
-        ]
-        self._event(
-            "Normal",
-            "RolloutComplete",
-            f"every pool serves {rev}" + (f" (was {previous})" if previous else ""),
-        )
-
-    # ------------------------------------------------------------ cleanup and status
-    def _prune_engines(self) -> None:
-        """Forget engines of revisions and GPU types no longer wanted; failures are problems."""
-        keep = {(self.status.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
-        gpus = {p.name for p in self.resolved.gpu_pools} if self.resolved else set()
-        engines = [
-            e for e in self.status.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
-        ]
-        self.status["engines"] = engines
-        for e in engines:
-            if e["state"] == "Failed":
-                self.problems.append(
-                    (
-                        e.get("reason") or "EngineBuildFailed",
-                        f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
-                    )
-                )
-        src = self.status.get("source") or {}
-        if src.get("state") == "Failed":
-            self.problems.append(
-                ("RepositoryFailed", f"reading the model failed: {src['message']}")
+def sync_pools(state: Rollout, source: Source | None) -> None:
+    r = state.resolved
+    if r is None:
+        return
+    model = state.status.get("model")
+    target_ready = state.target_ready()
+    old_pools = {p.get("gpu"): p for p in state.old.get("pools") or []}
+    statuses = []
+    for pool in r.pools:
+        gpu = pool.name
+        live = state.apps.get(r.names.pool(gpu))
+        revision = None
+        if target_ready:
+            revision = state.status["target"]["revision"]
+        elif model and state.has(model, pool):
+            revision = model["revision"]
+        if revision is not None and source is not None:
+            _ensure_pool(state, pool, source, revision, live)
+        view = rollout_view(live) if live is not None else None
+        if view is not None and view.stuck_message:
+            state.problems.append(
+                ("RolloutStuck", f"pool {gpu} (Deployment {view.name}): {view.stuck_message}")
             )
+        _check_pods(state, pool)
+        statuses.append(_pool_status(state, pool, view, old_pools.get(gpu)))
+    _remove_pools(state, {p.name.lower() for p in r.pools})
+    state.status["pools"] = statuses
 
-    def _collect_jobs(self) -> None:
-        """Delete Jobs nothing in the status refers to (superseded sources and revisions)."""
-        referenced = {(self.status.get("source") or {}).get("job")}
-        referenced |= {e.get("job") for e in self.status.get("engines") or []}
-        for name, job in self.jobs.items():
-            if name not in referenced and not job["metadata"].get("deletionTimestamp"):
-                self.changes.delete.append(job)
 
-    def _ready(self) -> tuple[bool, str]:
-        r, model = self.resolved, self.status.get("model")
-        if r is None or not model or self.status.get("target"):
-            return False, "no model is served yet"
-        waiting = []
-        for pool in r.pools:
-            live = self.apps.get(r.names.pool(pool.name))
-            view = rollout_view(live) if live is not None else None
-            if view is None or view.revision != model["revision"] or not view.rolled_out:
-                waiting.append(f"{pool.name} rolling out")
-            elif view.available < pool.min_replicas:
-                waiting.append(f"{pool.name} {view.available}/{pool.min_replicas} available")
-        if waiting:
-            return False, f"serving {model['revision']}; waiting for pools: {', '.join(waiting)}"
-        capacity = _capacity(self.status.get("pools") or [])
-        cpu = [p.name for p in r.pools if p.is_cpu]
-        said = f"{capacity} camera streams of capacity" if capacity is not None else ""
-        if cpu:
-            said += (", plus " if said else "") + "CPU (no capacity figure)"
-        return True, f"serving {model['revision']} on {len(r.pools)} pool(s), {said}"
+def _ensure_pool(
+    state: Rollout, pool: ResolvedPool, source: Source, revision: str, live: dict[str, Any] | None
+) -> None:
+    r = state.resolved
+    assert r is not None
+    name = r.names.pool(pool.name)
+    scaled = r.spec.autoscaling.enabled
+    want = pool_manifests.triton_deployment(r, pool, source, revision, replicas=pool.min_replicas)
+    if live is None and name in state.foreign_apps:
+        state.wait("RollingOut", f"Deployment {name} exists and is not this deployment's")
+        return
+    stale = live is not None and (
+        _hash(live) != _hash(want)
+        or (not scaled and (live.get("spec") or {}).get("replicas") != pool.min_replicas)
+    )
+    if live is None:
+        state.changes.create.append(want)
+    elif stale:
+        want["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+        if scaled:
+            live_replicas = (live.get("spec") or {}).get("replicas")
+            want["spec"]["replicas"] = live_replicas or want["spec"]["replicas"]
+        state.changes.replace.append(want)
+        old_rev = rollout_view(live).revision
+        if old_rev and old_rev != revision:
+            state.event(
+                "Normal",
+                "RollingOut",
+                f"pool {pool.name}: rolling Deployment {name} from {old_rev} to {revision}",
+            )
+    state.converge(pool_manifests.service(r, pool), state.services.get(name))
+    state.converge(pool_manifests.disruption_budget(r, pool), state.pdbs.get(name))
+    if scaled:
+        state.converge(pool_manifests.autoscaler(r, pool), state.hpas.get(name))
+    elif name in state.hpas:
+        state.changes.delete.append(state.hpas[name])
 
-    def _finish(self) -> Plan:
-        st = self.status
-        ready = False
-        if self.problems:
-            reason = self.problems[0][0]
-            message = "; ".join(dict.fromkeys(m for _, m in self.problems))
-            if st.get("model"):
-                message += f" (still serving {st['model']['revision']})"
-            health, phase = Health(reason, message, stalled=True), "Stalled"
+
+def _check_pods(state: Rollout, pool: ResolvedPool) -> None:
+    r = state.resolved
+    assert r is not None
+    for pod in state.world.pods:
+        lab = _labels(pod)
+        if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) != pool.name.lower():
+            continue
+        stuck = stuck_pod(pod)
+        if stuck is not None:
+            state.stuck(stuck.reason, f"pool {pool.name}: {stuck.message}", stuck.since)
+
+
+def _pool_status(
+    state: Rollout, pool: ResolvedPool, view: RolloutView | None, old: dict[str, Any] | None
+) -> dict[str, Any]:
+    r = state.resolved
+    assert r is not None
+    revision = (old or {}).get("revision")
+    if view is not None and view.rolled_out:
+        revision = view.revision
+    ready = view.ready if view else 0
+    per_replica = pool.streams_per_replica
+    out: dict[str, Any] = {
+        "gpu": pool.name,
+        "deployment": r.names.pool(pool.name),
+        "backend": pool.backend,
+        "image": pool.image,
+        "replicas": view.replicas if view else 0,
+        "readyReplicas": ready,
+        "updatedReplicas": view.updated if view else 0,
+        "desiredReplicas": view.desired if view else 0,
+        "minReplicas": pool.min_replicas,
+        "maxReplicas": pool.max_replicas,
+        # None for a CPU pool: no figure exists, and 0 would claim one.
+        "fps": pool.fps,
+        "streamsPerReplica": per_replica,
+        "capacityStreams": per_replica * ready if per_replica is not None else None,
+        "capacitySource": pool.capacity_source,
+        "endpoints": pool_manifests.endpoints(r, pool) if view else None,
+    }
+    if revision:
+        out["revision"] = revision
+    if pool.target_streams is not None:
+        out["targetStreams"] = pool.target_streams
+    out.update(catalog_fields(pool.gpu))
+    out.update(measured_fields(engine_measurements(state.status).get(pool.name)))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _remove_pools(state: Rollout, keep: set[str]) -> None:
+    for objs in (state.apps, state.services, state.hpas, state.pdbs):
+        for obj in objs.values():
+            lab = _labels(obj)
+            if lab.get(LABEL_COMPONENT) != "triton" or lab.get(LABEL_POOL) in keep:
+                continue
+            if obj["metadata"].get("deletionTimestamp") or obj in state.changes.delete:
+                continue
+            state.changes.delete.append(obj)
+            if obj.get("kind", "Deployment") == "Deployment" and objs is state.apps:
+                state.event("Normal", "PoolRemoved", f"deleting pool {lab.get(LABEL_POOL)}")
+
+
+# ------------------------------------------------------------------------ promote
+def promote(state: Rollout) -> None:
+    r, target = state.resolved, state.status.get("target")
+    if r is None or not target or not state.target_ready():
+        return
+    rev = target["revision"]
+    pending = []
+    for pool in r.pools:
+        live = state.apps.get(r.names.pool(pool.name))
+        view = rollout_view(live) if live is not None else None
+        if view is None or view.revision != rev or not view.rolled_out:
+            have = f"{view.updated}/{view.desired} updated" if view else "not created"
+            pending.append(f"{pool.name} ({have})")
+    if pending:
+        state.progress.append(("RollingOut", f"rolling out {rev}: {', '.join(pending)}"))
+        return
+    previous = (state.status.get("model") or {}).get("revision")
+    state.status["model"] = target
+    state.status.pop("target", None)
+    # The status that says Ready on ``rev`` lists only its engines, and the Jobs of the old
+    # ones are collected in this same pass, not one reconcile later.
+    state.status["engines"] = [e for e in state.status.get("engines") or [] if e["revision"] == rev]
+    state.event(
+        "Normal",
+        "RolloutComplete",
+        f"every pool serves {rev}" + (f" (was {previous})" if previous else ""),
+    )
+
+
+# ------------------------------------------------------------ cleanup and status
+def prune_engines(state: Rollout) -> None:
+    """Forget engines of revisions and GPU types no longer wanted; failures are problems."""
+    keep = {(state.status.get(k) or {}).get("revision") for k in ("model", "target")} - {None}
+    gpus = {p.name for p in state.resolved.gpu_pools} if state.resolved else set()
+    engines = [
+        e for e in state.status.get("engines", []) if e["revision"] in keep and e["gpu"] in gpus
+    ]
+    state.status["engines"] = engines
+    for e in engines:
+        if e["state"] == "Failed":
+            state.problems.append(
+                (
+                    e.get("reason") or "EngineBuildFailed",
+                    f"the {e['gpu']} engine of {e['revision']} failed: {e.get('message')}",
+                )
+            )
+    src = state.status.get("source") or {}
+    if src.get("state") == "Failed":
+        state.problems.append(("RepositoryFailed", f"reading the model failed: {src['message']}"))
+
+
+def collect_jobs(state: Rollout) -> None:
+    """Delete Jobs nothing in the status refers to (superseded sources and revisions)."""
+    referenced = {(state.status.get("source") or {}).get("job")}
+    referenced |= {e.get("job") for e in state.status.get("engines") or []}
+    for name, job in state.jobs.items():
+        if name not in referenced and not job["metadata"].get("deletionTimestamp"):
+            state.changes.delete.append(job)
+
+
+def _ready(state: Rollout) -> tuple[bool, str]:
+    r, model = state.resolved, state.status.get("model")
+    if r is None or not model or state.status.get("target"):
+        return False, "no model is served yet"
+    waiting = []
+    for pool in r.pools:
+        live = state.apps.get(r.names.pool(pool.name))
+        view = rollout_view(live) if live is not None else None
+        if view is None or view.revision != model["revision"] or not view.rolled_out:
+            waiting.append(f"{pool.name} rolling out")
+        elif view.available < pool.min_replicas:
+            waiting.append(f"{pool.name} {view.available}/{pool.min_replicas} available")
+    if waiting:
+        return False, f"serving {model['revision']}; waiting for pools: {', '.join(waiting)}"
+    capacity = _capacity(state.status.get("pools") or [])
+    cpu = [p.name for p in r.pools if p.is_cpu]
+    said = f"{capacity} camera streams of capacity" if capacity is not None else ""
+    if cpu:
+        said += (", plus " if said else "") + "CPU (no capacity figure)"
+    return True, f"serving {model['revision']} on {len(r.pools)} pool(s), {said}"
+
+
+def finish(state: Rollout) -> Plan:
+    st = state.status
+    ready = False
+    if state.problems:
+        reason = state.problems[0][0]
+        message = "; ".join(dict.fromkeys(m for _, m in state.problems))
+        if st.get("model"):
+            message += f" (still serving {st['model']['revision']})"
+        health, phase = Health(reason, message, stalled=True), "Stalled"
+    else:
+        ready, message = _ready(state)
+        if ready:
+            health, phase = Health("Ready", message), "Ready"
+        elif state.progress:
+            phase = min(state.progress, key=lambda p: PHASE_ORDER.index(p[0]))[0]
+            text = "; ".join(dict.fromkeys(m for _, m in state.progress))
+            health = Health(phase, text)
         else:
-            ready, message = self._ready()
-            if ready:
-                health, phase = Health("Ready", message), "Ready"
-            elif self.progress:
-                phase = min(self.progress, key=lambda p: PHASE_ORDER.index(p[0]))[0]
-                text = "; ".join(dict.fromkeys(m for _, m in self.progress))
-                health = Health(phase, text)
-            else:
-                health, phase = Health("RollingOut", message), "RollingOut"
-        st["phase"] = phase
-        st["observedGeneration"] = self.generation
-        st["conditions"] = deployment_conditions(
-            st.get("conditions") or [],
-            ready=ready,
-            health=health,
-            now=self.now,
-            generation=self.generation,
-        )
-        pools = st.get("pools") or []
-        model = (st.get("model") or {}).get("revision")
-        ready_pools = sum(1 for p in pools if model and p.get("revision") == model)
-        st["readyPools"] = (
-            f"{ready_pools}/{len(self.resolved.pools) if self.resolved else len(pools)}"
-        )
-        st["replicas"] = (
-            f"{sum(p.get('readyReplicas', 0) for p in pools)}/"
-            f"{sum(p.get('desiredReplicas', 0) for p in pools)}"
-        )
-        st["capacityStreams"] = _capacity(pools)
-        if not st.get("target"):
-            st.pop("target", None)
-        if self.old.get("phase") != phase:
-            kind = "Warning" if phase == "Stalled" else "Normal"
-            self._event(kind, phase, health.message)
-        self.changes.status = _compact(st)
-        return self.changes
+            health, phase = Health("RollingOut", message), "RollingOut"
+    st["phase"] = phase
+    st["observedGeneration"] = state.generation
+    st["conditions"] = deployment_conditions(
+        st.get("conditions") or [],
+        ready=ready,
+        health=health,
+        now=state.now,
+        generation=state.generation,
+    )
+    pools = st.get("pools") or []
+    model = (st.get("model") or {}).get("revision")
+    ready_pools = sum(1 for p in pools if model and p.get("revision") == model)
+    st["readyPools"] = (
+        f"{ready_pools}/{len(state.resolved.pools) if state.resolved else len(pools)}"
+    )
+    st["replicas"] = (
+        f"{sum(p.get('readyReplicas', 0) for p in pools)}/"
+        f"{sum(p.get('desiredReplicas', 0) for p in pools)}"
+    )
+    st["capacityStreams"] = _capacity(pools)
+    if not st.get("target"):
+        st.pop("target", None)
+    if state.old.get("phase") != phase:
+        kind = "Warning" if phase == "Stalled" else "Normal"
+        state.event(kind, phase, health.message)
+    state.changes.status = _compact(st)
+    return state.changes
 
 
 def _capacity(pools: list[dict[str, Any]]) -> int | None:

@@ -108,7 +108,7 @@ class _Planner(PlannerBase):
         if self.status["phase"] == "Suspended" and not self.resolved.spec.suspend:
             # As for Jobs, the deadline clock restarts when a suspended run resumes.
             self.status["startTime"] = timestamp(self.now)
-            self._event("Normal", "Resumed", "resumed from the latest checkpoint")
+            self.event("Normal", "Resumed", "resumed from the latest checkpoint")
         if self._deadline_exceeded():
             return self._finish()
         if self.resolved.spec.suspend:
@@ -144,7 +144,7 @@ class _Planner(PlannerBase):
         self._set_task_phase(task, rec)
         for other, job in self.jobs.items():
             labels = job["metadata"].get("labels") or {}
-            if other != name and labels.get(LABEL_TASK) == task and self._active(job):
+            if other != name and labels.get(LABEL_TASK) == task and self.active(job):
                 self._delete(job)
         job = self.jobs.get(name)
         if job is None:
@@ -177,7 +177,7 @@ class _Planner(PlannerBase):
         )
         shape = f"{self.resolved.nodes} node(s) x {per_node}" if task == "train" else ""
         what = f"created {TASK_TITLE[task]} Job {rec['job']}" + (f" ({shape})" if shape else "")
-        self._event("Normal", "JobCreated", what)
+        self.event("Normal", "JobCreated", what)
         self.health = Health(self.status["phase"], f"{what}; waiting for its pods")
 
     def _running(self, task: str, rec: dict[str, Any], view: JobView) -> None:
@@ -189,13 +189,13 @@ class _Planner(PlannerBase):
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
         self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")
         stuck = view.stuck()
-        if stuck is None or not self._past_grace(stuck.since):
+        if stuck is None or not self.past_grace(stuck.since):
             return
         message = stuck.message
         self.health = Health(stuck.reason, message, stalled=True)
         old = condition(self.old, "Stalled")
         if not old or old.get("status") != "True" or old.get("reason") != stuck.reason:
-            self._event("Warning", stuck.reason, message)
+            self.event("Warning", stuck.reason, message)
 
     def _succeeded(self, task: str, rec: dict[str, Any], view: JobView) -> bool:
         leader = view.leader()
@@ -204,13 +204,13 @@ class _Planner(PlannerBase):
         )
         if problem:
             reason = "MalformedTaskSummary" if "malformed" in problem else "NoTaskSummary"
-            self._event("Warning", reason, f"{TASK_TITLE[task]} Job {view.name}: {problem}")
+            self.event("Warning", reason, f"{TASK_TITLE[task]} Job {view.name}: {problem}")
         if reported_failure is not None:
             self._failed(task, rec, view, why=reported_failure)
             return False
         rec["state"] = "Succeeded"
         rec["completionTime"] = timestamp(self.now)
-        self._event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
+        self.event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
         gate = self.resolved.spec.evaluation.min_map50
         if task == "evaluate" and gate is not None:
             m50 = (self.status.get("metrics") or {}).get("mAP50")
@@ -248,7 +248,7 @@ class _Planner(PlannerBase):
         rec["attempt"] = rec.get("attempt", 0) + 1
         rec["job"] = self.resolved.names.job(task, rec["attempt"])
         self.status[JOB_FIELD[task]] = rec["job"]
-        self._event(
+        self.event(
             "Warning",
             "Restarting",
             f"{TASK_TITLE[task]} Job {view.name} failed: {why}; recreating the whole group as "
@@ -266,7 +266,7 @@ class _Planner(PlannerBase):
         self.health = Health("OutputUnwritable", message, stalled=True)
         old = condition(self.old, "Stalled")
         if not old or old.get("status") != "True" or old.get("reason") != "OutputUnwritable":
-            self._event("Warning", "OutputUnwritable", message)
+            self.event("Warning", "OutputUnwritable", message)
 
     # ----------------------------------------------------------------- run-level states
     def _retry_after_failure(self) -> bool:
@@ -286,7 +286,7 @@ class _Planner(PlannerBase):
         self.status["restarts"] = restarts + 1
         self.status.pop("completionTime", None)
         self.status["phase"] = "Pending"
-        self._event(
+        self.event(
             "Normal", "Retrying", f"spec.maxRestarts raised to {self.resolved.spec.max_restarts}"
         )
         return True
@@ -298,7 +298,7 @@ class _Planner(PlannerBase):
             return False
         left = deadline - (self.now - started).total_seconds()
         if left > 0:
-            self._requeue(left)
+            self.requeue(left)
             return False
         self._delete_active()
         self._fail("DeadlineExceeded", f"the run was active longer than {deadline}s")
@@ -312,7 +312,7 @@ class _Planner(PlannerBase):
             if (
                 rec.get("state") != "Succeeded"
                 and job is not None
-                and (self._active(job) or stalled)
+                and (self.active(job) or stalled)
             ):
                 rec["attempt"] = rec.get("attempt", 0) + 1  # resuming starts a fresh group
                 rec["state"] = "Pending"
@@ -354,7 +354,7 @@ class _Planner(PlannerBase):
 
     def _delete_active(self) -> None:
         for job in self.jobs.values():
-            if self._active(job):
+            if self.active(job):
                 self._delete(job)
 
     def _fail(self, reason: str, message: str) -> None:
@@ -364,7 +364,7 @@ class _Planner(PlannerBase):
 
     def _wait(self, message: str) -> None:
         self.health = Health(self.status["phase"], message)
-        self._requeue(2.0)
+        self.requeue(2.0)
 
     def _finish(self) -> Plan:
         phase = self.status["phase"]
@@ -380,7 +380,7 @@ class _Planner(PlannerBase):
         self.status["progress"] = _progress(self.status, self.resolved)
         if self.old.get("phase") != phase and (self.old.get("phase") or phase != "Pending"):
             kind = "Warning" if phase == "Failed" else "Normal"
-            self._event(kind, phase, health.message)
+            self.event(kind, phase, health.message)
         return self.changes
 
 
