@@ -97,8 +97,9 @@ class KubeApi:
         *,
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
+        text: bool = False,
+    ) -> Any:
+        headers = {"Accept": "text/plain" if text else "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -119,6 +120,8 @@ class KubeApi:
             with contextlib.suppress(ValueError):
                 message = json.loads(data or b"{}").get("message") or message
             raise ApiError(resp.status, message)
+        if text:
+            return (data or b"").decode("utf-8", errors="replace")
         return json.loads(data) if data else {}
 
     def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
@@ -191,6 +194,19 @@ class KubeApi:
         except ApiError as e:
             if not (e.not_found or e.conflict):
                 raise
+
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+        """The last lines of a container's log, at most about ``limit_bytes`` of them.
+
+        ``tailLines`` bounds what the kubelet reads, ``limitBytes`` what it sends.
+        """
+        query = [
+            ("container", container),
+            ("tailLines", str(max(limit_bytes // 128, 1))),
+            ("limitBytes", str(limit_bytes)),
+        ]
+        path = self._path("Pod", namespace, name) + "/log"
+        return str(self._request("GET", path, query=query, text=True))
 
     # -------------------------------------------------------------------------- events
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

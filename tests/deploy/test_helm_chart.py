@@ -133,6 +133,7 @@ TRAINING_CALLS = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "delete"),
     ("", "pods", "list"),
+    ("", "pods/log", "get"),
     ("", "configmaps", "get"),
     ("", "configmaps", "create"),
     ("", "configmaps", "update"),
