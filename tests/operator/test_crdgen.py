@@ -83,7 +83,16 @@ def test_names_columns_and_status_subresource() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == [
-        "Phase", "Nodes", "GPUs", "Tasks", "Epoch", "Progress", "ETA", "mAP50", "Restarts", "Age"
+        "Phase",
+        "Nodes",
+        "GPUs",
+        "Tasks",
+        "Epoch",
+        "Progress",
+        "ETA",
+        "mAP50",
+        "Restarts",
+        "Age",
     ]
 
 
