@@ -57,8 +57,9 @@ class LogReader:
         self.api, self.interval, self.clock = api, interval, clock
         self._last: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()  # reconciles of different trainings run in threads
-        #: Reads done and reads that failed, for the operator's metrics.
+        #: Reads done and reads that failed; ``on_read`` is told "ok" or "failed" (metrics.py).
         self.reads = self.failures = 0
+        self.on_read: Callable[[str], None] | None = None
 
     def due(self, namespace: str, name: str) -> bool:
         with self._lock:
@@ -81,8 +82,14 @@ class LogReader:
             with self._lock:
                 self.failures += 1
             log.debug("no log from pod %s/%s: %s", namespace, pod["metadata"]["name"], e)
+            self._told("failed")
             return []
+        self._told("ok")
         return parse_log(text)
+
+    def _told(self, result: str) -> None:
+        if self.on_read is not None:
+            self.on_read(result)
 
     def forget(self, namespace: str, name: str) -> None:
         """The training is not running (or gone): drop its rate-limit entry."""
