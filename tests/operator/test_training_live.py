@@ -9,7 +9,7 @@ from rtdetr_operator.kube import ApiError
 from rtdetr_operator.training import live
 from rtdetr_operator.training.plan import Settings, World, plan
 from rtdetr_spec.progress import ProgressReport, Validation, format_line, parse_log
-from tests.operator.factories import later, training
+from tests.operator.factories import later, pod, summary, training
 from tests.operator.test_operator_plan import Sim, reasons
 
 
@@ -20,8 +20,7 @@ def line(epoch: int, step: int, **kw: Any) -> str:
         step=step,
         steps_per_epoch=400,
         global_step=epoch * 400 + step,
-        percent=100 * (epoch * 400 + step) / 12000,
-        **kw,
+        **{"percent": min(100 * (epoch * 400 + step) / 12000, 100), **kw},
     )
     return format_line(r)
 
@@ -93,16 +92,34 @@ def test_a_running_training_shows_the_newest_line_and_one_event_per_validation()
     assert sim.status["trainingProgress"]["epoch"] == 2 and p.events == []
 
 
-def test_training_success_says_100_percent() -> None:
+def test_training_success_reads_the_last_lines_and_says_100_percent() -> None:
     sim = running_sim()
     step_with(sim, POD_LOG)
-    sim.finish(
-        "wh-train-0", '{"task": "train", "status": "SUCCESS", "epoch": 30, "num_epochs": 30}'
-    )
-    sim.step()
+    sim.finish("wh-train-0", summary("train", epoch=30, num_epochs=30))
+    validation = Validation(epoch=30, mAP=0.6, mAP50=0.88)
+    final = line(30, 400, loss=9.0, validation=validation, eta_seconds=0, percent=100)
+    p = step_with(sim, POD_LOG + "\n" + final)
     tp = sim.status["trainingProgress"]
-    assert (tp["percent"], tp["eta"], tp["epochs"]) == (100, "0s", "30/30")
+    assert (tp["percent"], tp["eta"], tp["epochs"], tp["loss"]) == (100, "0s", "30/30", 9.0)
+    assert tp["validation"]["mAP50"] == 0.88
+    assert [e.message for e in p.events if e.reason == "Validated"] == [
+        "epoch 30/30: mAP50 0.8800, mAP 0.6000"
+    ]
+    assert sim.status["tasks"]["train"]["state"] == "Succeeded"
     RTDETRTrainingStatus.model_validate(sim.status)
+
+
+def test_leader_pod_is_read_while_running_and_once_finished_not_when_failed() -> None:
+    sim = running_sim()
+    pods = list(sim.pods.values())
+    leader = live.leader_pod(pods, "wh-train-0")
+    assert leader is not None and leader["metadata"]["name"] == "wh-train-0-0-abcde"
+    assert live.leader_pod(pods, "wh-train-1") is None
+    sim.finish("wh-train-0")
+    assert live.leader_pod(list(sim.pods.values()), "wh-train-0") is not None
+    job = sim.jobs["wh-train-0"]
+    failed = [pod(job, i, "Failed") for i in range(2)]
+    assert live.leader_pod(failed, "wh-train-0") is None
 
 
 def test_pending_pods_are_not_read_and_not_requeued_for_progress() -> None:
@@ -110,14 +127,6 @@ def test_pending_pods_are_not_read_and_not_requeued_for_progress() -> None:
     sim.step()
     p = step_with(sim, POD_LOG)
     assert "trainingProgress" not in sim.status and "Validated" not in reasons(p)
-
-
-def test_leader_pod_is_the_running_index_0_of_the_current_job() -> None:
-    sim = running_sim()
-    pods = list(sim.pods.values())
-    leader = live.leader_pod(pods, "wh-train-0")
-    assert leader is not None and leader["metadata"]["name"] == "wh-train-0-0-abcde"
-    assert live.leader_pod(pods, "wh-train-1") is None
 
 
 class FakeLogs:
@@ -138,13 +147,14 @@ def test_reader_reads_at_most_once_per_interval_per_training_and_tolerates_no_lo
     clock = [0.0]
     api = FakeLogs(POD_LOG)
     reader = live.LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
-    pod = {"metadata": {"name": "wh-train-0-0-abcde"}}
-    assert len(reader.read("ns", "wh", pod)) == 3
-    assert reader.read("ns", "wh", pod) == [] and api.calls == 1  # rate limited
-    assert len(reader.read("ns", "other", pod)) == 3 and api.calls == 2  # per training
+    leader = {"metadata": {"name": "wh-train-0-0-abcde"}}
+    assert len(reader.read("ns", "wh", leader)) == 3
+    assert reader.read("ns", "wh", leader) == [] and api.calls == 1  # rate limited
+    assert len(reader.read("ns", "other", leader)) == 3 and api.calls == 2  # per training
     clock[0] = 31
-    assert len(reader.read("ns", "wh", pod)) == 3 and api.calls == 3
+    assert len(reader.read("ns", "wh", leader)) == 3 and api.calls == 3
+    assert len(reader.read("ns", "wh", leader, final=True)) == 3 and api.calls == 4  # pod ended
     reader.forget("ns", "wh")
     assert reader.due("ns", "wh")
     broken = live.LogReader(FakeLogs(error=ApiError(500, "no kubelet")), 30)  # type: ignore[arg-type]
-    assert broken.read("ns", "wh", pod) == [] and broken.failures == 1
+    assert broken.read("ns", "wh", leader) == [] and broken.failures == 1

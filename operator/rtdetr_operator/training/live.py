@@ -33,7 +33,8 @@ FIELD = "trainingProgress"
 
 
 def leader_pod(pods: list[dict[str, Any]], job: str) -> dict[str, Any] | None:
-    """The running completion-index-0 pod of training Job ``job`` (rank 0 prints progress)."""
+    """The completion-index-0 pod of training Job ``job`` (rank 0 prints progress), while it
+    runs or once it succeeded (its last lines: the final epoch and validation)."""
     for pod in pods:
         meta = pod["metadata"]
         owners = {o.get("name") for o in meta.get("ownerReferences") or []}
@@ -41,7 +42,7 @@ def leader_pod(pods: list[dict[str, Any]], job: str) -> dict[str, Any] | None:
             job in owners
             and (meta.get("labels") or {}).get(LABEL_TASK) == "train"
             and (meta.get("annotations") or {}).get(ANNOTATION_COMPLETION_INDEX) == "0"
-            and (pod.get("status") or {}).get("phase") == "Running"
+            and (pod.get("status") or {}).get("phase") in ("Running", "Succeeded")
             and not meta.get("deletionTimestamp")
         ):
             return pod
@@ -66,12 +67,18 @@ class LogReader:
             last = self._last.get((namespace, name))
             return last is None or self.clock() - last >= self.interval
 
-    def read(self, namespace: str, name: str, pod: dict[str, Any]) -> list[ProgressReport]:
-        """The reports in ``pod``'s log tail ([] when not due or the log cannot be read)."""
+    def read(
+        self, namespace: str, name: str, pod: dict[str, Any], *, final: bool = False
+    ) -> list[ProgressReport]:
+        """The reports in ``pod``'s log tail ([] when not due or the log cannot be read).
+
+        ``final``: the pod has ended; read it now whatever the rate limit says (once: the
+        training's status then records the task as done and it is not read again).
+        """
         key = (namespace, name)
         with self._lock:
             last = self._last.get(key)
-            if last is not None and self.clock() - last < self.interval:
+            if not final and last is not None and self.clock() - last < self.interval:
                 return []
             self._last[key] = self.clock()
             self.reads += 1

@@ -216,6 +216,8 @@ class _Planner(PlannerBase):
         rec["state"] = "Succeeded"
         rec["completionTime"] = timestamp(self.now)
         if task == "train":
+            for reason, message in live.fold(self.st, self.w.progress, self.now):
+                self._event("Normal", reason, message)  # the last lines: final validation
             live.finished(self.st)
         self._event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
         gate = self.r.spec.evaluation.min_map50

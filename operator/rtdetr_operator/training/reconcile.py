@@ -61,11 +61,12 @@ class TrainingReconciler(Reconciler):
             return []
         train = ((training.get("status") or {}).get("tasks") or {}).get("train") or {}
         job = train.get("job")
-        pod = leader_pod(pods, job) if job else None
+        pod = leader_pod(pods, job) if job and train.get("state") != "Succeeded" else None
         if pod is None:
             self.reader.forget(namespace, name)
             return []
-        return self.reader.read(namespace, name, pod)
+        final = pod["status"]["phase"] == "Succeeded"
+        return self.reader.read(namespace, name, pod, final=final)
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:
         world = self.observe(namespace, name)
