@@ -158,3 +158,19 @@ def test_reader_reads_at_most_once_per_interval_per_training_and_tolerates_no_lo
     assert reader.due("ns", "wh")
     broken = live.LogReader(FakeLogs(error=ApiError(500, "no kubelet")), 30)  # type: ignore[arg-type]
     assert broken.read("ns", "wh", leader) == [] and broken.failures == 1
+
+
+def test_the_same_line_read_again_writes_nothing() -> None:
+    from datetime import UTC, datetime
+
+    sim = running_sim()
+    first = line(1, 10, time=datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC))
+    step_with(sim, first)
+    read_at = sim.status["trainingProgress"]["updateTime"]
+    assert sim.status["trainingProgress"]["reportTime"] == "2026-12-02T10:00:00Z"
+    sim.now = later(60)
+    step_with(sim, first)
+    assert sim.status["trainingProgress"]["updateTime"] == read_at
+    step_with(sim, first + "\n" + line(1, 20, time=datetime(2026, 12, 2, 10, 1, tzinfo=UTC)))
+    tp = sim.status["trainingProgress"]
+    assert tp["step"] == 20 and tp["updateTime"] != read_at

@@ -121,6 +121,8 @@ def fold(
             m = "n/a" if v.m_ap is None else f"{v.m_ap:.4f}"
             events.append(("Validated", f"epoch {v.epoch}/{r.num_epochs}: mAP50 {m50}, mAP {m}"))
     r = reports[-1]
+    if r.time is not None and old.get("reportTime") == timestamp(r.time):
+        return events  # the same line as last time: no status write for nothing new
     out: dict[str, Any] = {
         "epoch": r.epoch,
         "numEpochs": r.num_epochs,
