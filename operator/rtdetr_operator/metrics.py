@@ -216,7 +216,7 @@ class OperatorMetrics:
         """Report ``queue``'s depth and waits, and the statuses ``reconciler`` writes."""
         self.depth.labels(kind).set_function(lambda: float(len(queue)))
         queue.on_wait = self.wait.labels(kind).observe
-        queue.on_forget = lambda key: self.statuses.observe(kind, *key, None)
+        queue.on_forget = lambda key: self.statuses.observe(kind, key[0], key[1], None)
         reconciler.on_status = lambda ns, name, st: self.statuses.observe(kind, ns, name, st)
         reader = getattr(reconciler, "reader", None)
         if reader is not None:
