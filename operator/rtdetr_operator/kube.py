@@ -99,7 +99,8 @@ class KubeApi:
         body: dict[str, Any] | None = None,
         text: bool = False,
     ) -> Any:
-        headers = {"Accept": "text/plain" if text else "application/json"}
+        # The log endpoint answers text/plain but accepts only */* or API types as Accept.
+        headers = {"Accept": "*/*" if text else "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
