@@ -30,6 +30,9 @@ from rtdetr_operator.api.deployment import DEPLOYMENT_KIND, DEPLOYMENT_PLURAL
 
 #: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
 TIMEOUT = (5, 30)
+#: The same for a pod log read: the API server relays it from the node's kubelet, and an
+#: unreachable kubelet must not hold a reconcile worker for long (progress is best effort).
+LOG_TIMEOUT = (5, 10)
 COMPONENT = "rtdetr-operator"
 
 
@@ -98,6 +101,7 @@ class KubeApi:
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
         text: bool = False,
+        timeout: tuple[int, int] = TIMEOUT,
     ) -> Any:
         # The log endpoint answers text/plain but accepts only */* or API types as Accept.
         headers = {"Accept": "*/*" if text else "application/json"}
@@ -112,7 +116,7 @@ class KubeApi:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            resp = self.client.call_api(*req, _request_timeout=TIMEOUT)
+            resp = self.client.call_api(*req, _request_timeout=timeout)
             data = resp.read()
         except ApiException as e:
             raise ApiError(int(e.status or 0), str(e.reason or e)) from None
@@ -207,7 +211,7 @@ class KubeApi:
             ("limitBytes", str(limit_bytes)),
         ]
         path = self._path("Pod", namespace, name) + "/log"
-        return str(self._request("GET", path, query=query, text=True))
+        return str(self._request("GET", path, query=query, text=True, timeout=LOG_TIMEOUT))
 
     # -------------------------------------------------------------------------- events
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from urllib3.exceptions import ReadTimeoutError
+
 from rtdetr_operator.api import RTDETRTrainingStatus
 from rtdetr_operator.kube import ApiError
 from rtdetr_operator.training import live
@@ -132,7 +134,7 @@ def test_pending_pods_are_not_read_and_not_requeued_for_progress() -> None:
 class FakeLogs:
     """Pod log API stand-in: counts calls, fails like a kubelet without logs when told."""
 
-    def __init__(self, text: str = "", error: ApiError | None = None) -> None:
+    def __init__(self, text: str = "", error: Exception | None = None) -> None:
         self.text, self.error, self.calls = text, error, 0
 
     def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
@@ -158,6 +160,9 @@ def test_reader_reads_at_most_once_per_interval_per_training_and_tolerates_no_lo
     assert reader.due("ns", "wh")
     broken = live.LogReader(FakeLogs(error=ApiError(500, "no kubelet")), 30)  # type: ignore[arg-type]
     assert broken.read("ns", "wh", leader) == [] and broken.failures == 1
+    timeout = ReadTimeoutError(None, "/log", "read timed out")  # type: ignore[arg-type]
+    slow = live.LogReader(FakeLogs(error=timeout), 30)  # type: ignore[arg-type]
+    assert slow.read("ns", "wh", leader) == [] and slow.failures == 1
 
 
 def test_the_same_line_read_again_writes_nothing() -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from urllib3.exceptions import HTTPError
+
 from rtdetr_operator.conditions import timestamp
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, CONTAINER
 from rtdetr_operator.kube import ApiError, KubeApi
@@ -84,8 +86,9 @@ class LogReader:
             self.reads += 1
         try:
             text = self.api.pod_log(namespace, pod["metadata"]["name"], CONTAINER, MAX_SCAN_BYTES)
-        except ApiError as e:
-            # A pod without a kubelet log endpoint (a simulated node), or one just gone.
+        except (ApiError, HTTPError, OSError) as e:
+            # A node whose kubelet serves no logs or cannot be reached (a simulated node, a
+            # partition: the read times out), or a pod just gone.
             with self._lock:
                 self.failures += 1
             log.debug("no log from pod %s/%s: %s", namespace, pod["metadata"]["name"], e)
