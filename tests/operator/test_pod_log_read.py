@@ -1,7 +1,7 @@
 """``KubeApi.pod_log`` over HTTP: the request the API server's log endpoint accepts.
 
 The API server refuses ``Accept: text/plain`` on pods/log with 406 although it answers in plain
-text (found on the real node; tests/node covers the whole path). This server answers the way
+text (tests/node covers the whole path on a real node). This server answers the way
 kube-apiserver does for the headers and query it is given.
 """
 
