@@ -114,16 +114,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m rtdetr_operator.crdgen --check
-	$(BIN)/python -m rtdetr_operator.gitops --check
-	$(BIN)/python -m rtdetr_operator.apidoc --check
+	$(BIN)/python -m rtdetr_operator.codegen.crds --check
+	$(BIN)/python -m rtdetr_operator.codegen.gitops --check
+	$(BIN)/python -m rtdetr_operator.codegen.apidoc --check
 	$(MAKE) --no-print-directory checkov
 
 # Regenerate crds/ and the API reference in docs/ from the pydantic models (tests fail on drift).
 crds: venv
-	$(BIN)/python -m rtdetr_operator.crdgen
-	$(BIN)/python -m rtdetr_operator.apidoc
-	$(BIN)/python -m rtdetr_operator.gitops
+	$(BIN)/python -m rtdetr_operator.codegen.crds
+	$(BIN)/python -m rtdetr_operator.codegen.apidoc
+	$(BIN)/python -m rtdetr_operator.codegen.gitops
 
 # Regenerate the lock after editing dependencies in pyproject.toml.
 lock: venv

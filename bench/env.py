@@ -127,10 +127,6 @@ def _ram_gib() -> float:
     return float("nan")
 
 
-def load_average() -> tuple[float, float, float]:
-    return os.getloadavg()
-
-
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)

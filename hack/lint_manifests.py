@@ -6,7 +6,7 @@
   rendered with its default values, with ``watchNamespaces`` set and with the ServiceMonitor and
   dashboard on (Helm's Go SDK, offline, as tests/deploy renders it);
 * ``children/``: every kind of object the operator creates
-  (``python -m rtdetr_operator.manifest_samples``).
+  (``python -m rtdetr_operator.codegen.manifest_samples``).
 
 * ``deploy/``, ``examples/``: copies of the plain manifests and the examples (the dataset
   conversion Job; checkov skips the custom resources) — one folder, one checkov run.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import helm_python as helm
 
-from rtdetr_operator.manifest_samples import write
+from rtdetr_operator.codegen.manifest_samples import write
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "rtdetr-operator"

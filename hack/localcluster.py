@@ -84,9 +84,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_provisioner(args: argparse.Namespace) -> int:
-    from clusterkit import provisioner
+    from clusterkit import cluster, provisioner
 
-    return provisioner.main(Path(args.state_dir).resolve(), args.owner)
+    state_dir = Path(args.state_dir).resolve()
+    if provisioner.main(state_dir, args.owner):  # its owner is gone: nobody else will stop it
+        provisioner.log("stopping the cluster")
+        cluster.stop(state_dir, keep_logs=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

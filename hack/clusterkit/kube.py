@@ -129,9 +129,6 @@ class KubeClient:
                 return {}
             raise
 
-    def merge_patch(self, path: str, body: JSON) -> JSON:
-        return self.request("PATCH", path, body, "application/merge-patch+json")
-
     def delete(self, path: str, missing_ok: bool = True) -> JSON:
         try:
             return self.request("DELETE", path)

@@ -218,11 +218,12 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def main(state_dir: Path, owner: str | None = None) -> int:
+def main(state_dir: Path, owner: str | None = None) -> bool:
     """Entry point of the ``provisioner`` subcommand (runs as its own process).
 
-    ``owner`` is ``pid:start_ticks`` of the process the cluster belongs to (a test session);
-    when it disappears without stopping the cluster, this process stops the cluster instead.
+    ``owner`` is ``pid:start_ticks`` of the process the cluster belongs to (a test session).
+    Returns True when that process disappeared without stopping the cluster: the caller
+    (hack/localcluster.py, which may import the cluster module this one must not) then stops it.
     """
     info = json.loads((state_dir / "cluster.json").read_text())
     client = KubeClient.from_pki(info["server"], state_dir / "pki")
@@ -233,9 +234,4 @@ def main(state_dir: Path, owner: str | None = None) -> int:
     if owner:
         pid, ticks = owner.split(":")
         owner_id = (int(pid), int(ticks))
-    if Provisioner(client, volumes).run(owner=owner_id):
-        from .cluster import stop  # late import: cluster imports this module
-
-        log("stopping the cluster")
-        stop(state_dir, keep_logs=True)
-    return 0
+    return Provisioner(client, volumes).run(owner=owner_id)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rtdetr_operator.api import API_VERSION
+from rtdetr_operator.api.meta import API_VERSION
 
 MANAGED_BY = "rtdetr-operator"
 #: The extended resource of a whole GPU (the NVIDIA device plugin's).

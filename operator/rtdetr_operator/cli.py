@@ -26,15 +26,16 @@ import kopf
 from kubernetes import client, config
 
 from rtdetr_operator import handlers
-from rtdetr_operator.api import GROUP, KIND, PLURAL, VERSION
-from rtdetr_operator.api.deployment import DEPLOYMENT_PLURAL
+from rtdetr_operator.api.deployment import DEPLOYMENT
+from rtdetr_operator.api.meta import GROUP, VERSION
+from rtdetr_operator.api.training import TRAINING
 from rtdetr_operator.deployment import defaults as deployment_defaults
 from rtdetr_operator.deployment.index import SourceIndex
 from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
-from rtdetr_operator.metrics import DEPLOYMENT, TRAINING, OperatorMetrics, port
+from rtdetr_operator.metrics import DEPLOYMENT_KIND, TRAINING_KIND, OperatorMetrics, port
 from rtdetr_operator.scope import (
     DEFAULT_DENIED_NAMESPACES,
     NamespaceGate,
@@ -193,15 +194,15 @@ async def run(
     deployment_queue = WorkQueue(resync_period=args.resync)
     gate = NamespaceGate(args.deny_namespaces)
     metrics = metrics or OperatorMetrics()
-    metrics.watch(TRAINING, queue, reconciler)
+    metrics.watch(TRAINING_KIND, queue, reconciler)
     if deployments is not None:
-        metrics.watch(DEPLOYMENT, deployment_queue, deployments)
+        metrics.watch(DEPLOYMENT_KIND, deployment_queue, deployments)
 
     async def work(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
         if not gate.allows(namespace, "RTDETRTraining", name):
             return None
-        with metrics.reconciling(TRAINING):
+        with metrics.reconciling(TRAINING_KIND):
             return await asyncio.to_thread(reconciler.reconcile, namespace, name)
 
     async def work_deployment(key: object) -> float | None:
@@ -209,7 +210,7 @@ async def run(
         assert deployments is not None
         if not gate.allows(namespace, "RTDETRDeployment", name):
             return None
-        with metrics.reconciling(DEPLOYMENT):
+        with metrics.reconciling(DEPLOYMENT_KIND):
             return await asyncio.to_thread(deployments.reconcile, namespace, name)
 
     queue.start(work, args.workers)
@@ -224,7 +225,9 @@ async def run(
             namespaces=args.namespace,
             liveness_endpoint=args.liveness or None,
             identity=operator_identity(),
-            memo=kopf.Memo(queue=queue, deployments=deployment_queue, sources=SourceIndex()),
+            memo=kopf.Memo(
+                training_queue=queue, deployment_queue=deployment_queue, sources=SourceIndex()
+            ),
         )
     finally:
         await queue.stop()
@@ -264,18 +267,19 @@ def main(argv: list[str] | None = None) -> int:
         cause = str(e) if isinstance(e, config.ConfigException) else f"{where}: {e}"
         print(f"rtdetr-operator: no usable Kubernetes configuration: {cause}", file=sys.stderr)
         return 2
-    api = KubeApi(api_client, KIND)
+    api = KubeApi(api_client, TRAINING.kind)
     deployment_api = DeploymentKubeApi(api_client)
     try:
-        served = api.serves(PLURAL, DEPLOYMENT_PLURAL)
+        served = api.serves(TRAINING.plural, DEPLOYMENT.plural)
     except Exception as e:  # urllib3 raises its own types for refused/timed-out connections
         print(f"rtdetr-operator: cannot reach the Kubernetes API: {e}", file=sys.stderr)
         return 2
     if not served:
         # kopf would start, find nothing to watch, and idle: say so instead.
         print(
-            f"rtdetr-operator: the API server does not serve {GROUP}/{VERSION} {PLURAL} and "
-            f"{DEPLOYMENT_PLURAL}; install the CRDs first: kubectl apply --server-side -f crds/",
+            f"rtdetr-operator: the API server does not serve {GROUP}/{VERSION} "
+            f"{TRAINING.plural} and {DEPLOYMENT.plural}; install the CRDs first: "
+            "kubectl apply --server-side -f crds/",
             file=sys.stderr,
         )
         return 2

@@ -27,10 +27,10 @@ from rtdetr_operator.children import (
     scratch_mount,
 )
 from rtdetr_operator.conditions import parse_time
+from rtdetr_spec.reporting import TERMINATION_LOG, TERMINATION_LOG_ENV
 
 #: Container running our tool in every Job the operator creates.
 CONTAINER = "rtdetr"
-TERMINATION_LOG = "/dev/termination-log"
 #: Set by the Job controller on pods of Indexed Jobs (a training's NODE_RANK is read from it).
 ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 #: Container waiting reasons that never resolve by themselves.
@@ -68,7 +68,7 @@ def task_container(
         "command": command,
         "env": [
             *(env or []),
-            {"name": "RTDETR_TERMINATION_LOG", "value": TERMINATION_LOG},
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             *scratch_env(),
             *(extra_env or []),

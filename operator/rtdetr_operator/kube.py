@@ -25,8 +25,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rtdetr_operator.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from rtdetr_operator.api.deployment import DEPLOYMENT_KIND, DEPLOYMENT_PLURAL
+from rtdetr_operator.api.deployment import DEPLOYMENT
+from rtdetr_operator.api.meta import API_VERSION, GROUP, VERSION
+from rtdetr_operator.api.training import TRAINING
 
 #: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
 TIMEOUT = (5, 30)
@@ -73,8 +74,8 @@ COLLECTIONS: dict[str, tuple[str, str, str]] = {
         "policy",
         "poddisruptionbudgets",
     ),
-    KIND: _ours(PLURAL),
-    DEPLOYMENT_KIND: _ours(DEPLOYMENT_PLURAL),
+    TRAINING.kind: _ours(TRAINING.plural),
+    DEPLOYMENT.kind: _ours(DEPLOYMENT.plural),
 }
 
 
@@ -150,7 +151,7 @@ class KubeApi:
 
     def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         """An RTDETRTraining (reconciled, or read as a deployment's model source)."""
-        return self.get(KIND, namespace, name)
+        return self.get(TRAINING.kind, namespace, name)
 
     def replace_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Write ``status`` guarded by the object's resourceVersion (409 if it moved on)."""
@@ -167,8 +168,19 @@ class KubeApi:
 
     # ------------------------------------------------------------------------ children
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of ``kind`` matching ``selector``, each carrying its ``kind`` and apiVersion.
+
+        The API server omits both on a list's items (they are on the list, as ``JobList``);
+        filled in here, once, so every caller can hand an item back to :meth:`delete` or
+        :meth:`replace`, and log it, exactly like an object read with :meth:`get`.
+        """
         out = self._request("GET", self._path(kind, namespace), query=[("labelSelector", selector)])
-        return list(out.get("items") or [])
+        items = list(out.get("items") or [])
+        for item in items:
+            item.setdefault("kind", kind)
+            if out.get("apiVersion"):
+                item.setdefault("apiVersion", out["apiVersion"])
+        return items
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -193,7 +205,7 @@ class KubeApi:
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if meta.get("uid"):
             body["preconditions"] = {"uid": meta["uid"]}
-        path = self._path(obj.get("kind", "Job"), meta["namespace"], meta["name"])
+        path = self._path(obj["kind"], meta["namespace"], meta["name"])
         try:
             self._request("DELETE", path, body=body)
         except ApiError as e:

@@ -22,16 +22,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from rtdetr_operator.api import PHASES
-from rtdetr_operator.api.deployment_status import DEPLOYMENT_PHASES
+from rtdetr_operator.api.deployment import DEPLOYMENT
+from rtdetr_operator.api.deployment_status import DeploymentPhase
+from rtdetr_operator.api.training import TRAINING
+from rtdetr_operator.api.training_status import PHASES
 
-TRAINING, DEPLOYMENT = "RTDETRTraining", "RTDETRDeployment"
+DEPLOYMENT_PHASES: tuple[str, ...] = get_args(DeploymentPhase)
+#: The ``kind`` label of each kind's series.
+TRAINING_KIND, DEPLOYMENT_KIND = TRAINING.kind, DEPLOYMENT.kind
 #: Reconcile durations span a cached no-op (ms) to a slow API server (tens of seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -70,8 +74,8 @@ class StatusCollector(Collector):
             "Served objects per kind and phase",
             labels=["kind", "phase"],
         )
-        counts = {(TRAINING, p): 0 for p in PHASES} | {
-            (DEPLOYMENT, p): 0 for p in DEPLOYMENT_PHASES
+        counts = {(TRAINING_KIND, p): 0 for p in PHASES} | {
+            (DEPLOYMENT_KIND, p): 0 for p in DEPLOYMENT_PHASES
         }
         for (kind, _, _), st in items:
             key = (kind, str(st.get("phase") or "Pending"))
@@ -79,8 +83,8 @@ class StatusCollector(Collector):
         for (kind, phase), n in sorted(counts.items()):
             phases.add_metric([kind, phase], n)
         yield phases
-        yield from _training_gauges([(k[1], k[2], st) for k, st in items if k[0] == TRAINING])
-        yield from _pool_gauges([(k[1], k[2], st) for k, st in items if k[0] == DEPLOYMENT])
+        yield from _training_gauges([(k[1], k[2], st) for k, st in items if k[0] == TRAINING_KIND])
+        yield from _pool_gauges([(k[1], k[2], st) for k, st in items if k[0] == DEPLOYMENT_KIND])
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
@@ -188,7 +192,7 @@ class OperatorMetrics:
         )
         self.statuses = StatusCollector()
         r.register(self.statuses)
-        for kind in (TRAINING, DEPLOYMENT):  # every series exists from the first scrape on
+        for kind in (TRAINING_KIND, DEPLOYMENT_KIND):  # every series exists from the start
             for result in ("success", "error"):
                 self.reconciles.labels(kind, result)
             self.errors.labels(kind)

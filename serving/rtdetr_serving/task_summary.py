@@ -2,10 +2,11 @@
 
 Run as Jobs by the operator (RTDETRDeployment), both commands end by writing a compact JSON
 summary as the container's termination message, exactly as the trainer's tasks write their
-``rtdetr_spec.artifacts.TaskSummary``: to ``$RTDETR_TERMINATION_LOG`` if set, else to
+``rtdetr_spec.reporting.TaskSummary``: to ``$RTDETR_TERMINATION_LOG`` if set, else to
 ``/dev/termination-log`` inside a pod. The operator reads it from the pod status; no shared
 volume is needed to learn the result. The shape is TaskSummary's (``task``, ``status``,
-``message``, ``artifacts``) plus what serving knows: the model revision (the ONNX's sha256,
+``message``, ``artifacts``; :class:`rtdetr_spec.reporting.TaskReport` is the base of both) plus
+what serving knows: the model revision (the ONNX's sha256,
 shortened) and, for an engine, the facts of its sidecar that decide whether Triton may load it
 (TensorRT version, compute capability, plan sha256).
 
@@ -15,19 +16,14 @@ fault, so the operator can put it verbatim in the RTDETRDeployment's Stalled con
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtdetr_serving.engine_spec import EngineSidecar
-from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.reporting import TaskReport, write_termination_message
 
-TERMINATION_LOG_ENV = "RTDETR_TERMINATION_LOG"
-K8S_TERMINATION_LOG = "/dev/termination-log"
-#: Kubernetes keeps at most 4096 bytes of a termination message.
-MESSAGE_LIMIT = 4096
 #: Hex digits of the ONNX sha256 that name a model revision (a repository folder).
 REVISION_LENGTH = 12
 
@@ -59,14 +55,10 @@ class EngineFacts(BaseModel):
         return cls.model_validate(sidecar.model_dump())
 
 
-class ServingTaskSummary(BaseModel):
-    """The termination message of a repository or engine build Job."""
-
-    model_config = ConfigDict(extra="ignore")
+class ServingTaskSummary(TaskReport):
+    """The termination message of a repository or engine build Job (cut to fit: its message)."""
 
     task: Literal["repository", "gen_trt_engine"]
-    status: Literal["SUCCESS", "FAILURE"]
-    message: str | None = None
     #: Model revision (repository: the one written; engine: the one built for).
     revision: str | None = None
     onnx_sha256: str | None = None
@@ -78,37 +70,7 @@ class ServingTaskSummary(BaseModel):
     #: The engine was already there (same ONNX, GPU, TensorRT, profile): not rebuilt.
     reused: bool = False
 
-    def to_message(self, limit: int = MESSAGE_LIMIT) -> str:
-        """Compact JSON within ``limit`` bytes (a long message is cut first)."""
-        text = self.model_dump_json(exclude_none=True)
-        overflow = len(text.encode()) - limit
-        if overflow > 0 and self.message:
-            keep = max(0, len(self.message.encode()) - overflow - 3)
-            short = self.message.encode()[:keep].decode(errors="ignore") + "..."
-            text = self.model_copy(update={"message": short}).model_dump_json(exclude_none=True)
-        return text.encode()[:limit].decode(errors="ignore")
-
-
-def termination_log_path() -> Path | None:
-    """Where the summary goes: ``$RTDETR_TERMINATION_LOG``, else the pod's termination log."""
-    explicit = os.environ.get(TERMINATION_LOG_ENV)
-    if explicit:
-        return Path(explicit)
-    default = Path(K8S_TERMINATION_LOG)
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.access(default, os.W_OK):
-        return default
-    return None
-
 
 def write_summary(summary: ServingTaskSummary) -> Path | None:
-    """Write ``summary`` where Kubernetes reads it; returns the path (None outside a pod)."""
-    path = termination_log_path()
-    if path is None:
-        return None
-    text = summary.to_message()
-    if path == Path(K8S_TERMINATION_LOG):
-        # A device-like file the kubelet bind-mounts: write in place, never rename over it.
-        path.write_text(text)
-    else:
-        atomic_write_text(path, text)
-    return path
+    """Write ``summary`` where Kubernetes reads it (:mod:`rtdetr_spec.reporting`)."""
+    return write_termination_message(summary)

@@ -232,35 +232,3 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
             raise
         raise err from e
     fsync_dir(p.parent)
-
-
-class TaskSummary(BaseModel):
-    """What a finished task reports to its orchestrator, e.g. as a container termination message.
-
-    Kubernetes keeps at most 4 KiB of ``/dev/termination-log``; this is kept small on purpose
-    (metrics and artifact paths, not logs). The operator parses it into ``RTDETRTraining.status``.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    task: Literal["train", "evaluate", "inference", "export", "gen_trt_engine"]
-    status: Literal["SUCCESS", "FAILURE"]
-    message: str | None = None
-    epoch: int | None = None
-    num_epochs: int | None = None
-    #: e.g. {"mAP": 0.51, "mAP50": 0.83, "per_class_AP50": {"person": 0.9, ...}}
-    metrics: dict[str, float | dict[str, float | None] | None] = Field(default_factory=dict)
-    #: e.g. {"checkpoint": "/results/train/model_epoch_029.pth", "onnx": "/results/export/m.onnx"}
-    artifacts: dict[str, str] = Field(default_factory=dict)
-
-    def to_message(self, limit: int = 4096) -> str:
-        """Compact JSON within ``limit`` bytes (per-class metrics dropped first if needed)."""
-        text = self.model_dump_json(exclude_none=True)
-        if len(text.encode()) > limit:
-            slim = self.model_copy(
-                update={
-                    "metrics": {k: v for k, v in self.metrics.items() if not isinstance(v, dict)}
-                }
-            )
-            text = slim.model_dump_json(exclude_none=True)
-        return text.encode()[:limit].decode(errors="ignore")

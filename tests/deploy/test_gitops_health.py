@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rtdetr_operator import gitops
+from rtdetr_operator.codegen import gitops
 
 
 def cond(type_: str, status: str, reason: str = "R", message: str = "") -> dict[str, Any]:

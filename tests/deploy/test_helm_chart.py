@@ -13,7 +13,8 @@ import helm_python as helm
 import pytest
 import yaml
 
-from rtdetr_operator import gitops, handlers
+from rtdetr_operator import handlers
+from rtdetr_operator.codegen import gitops
 from rtdetr_operator.deployment import autoscaling, defaults
 from rtdetr_operator.deployment.kube import VERBS
 from rtdetr_operator.kube import COLLECTIONS

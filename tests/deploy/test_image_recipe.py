@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ import pytest
 from tests.deploy.test_images import instructions, lock_names, stages
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
 from imagekit import recipe as R  # noqa: E402 - lives in hack/, which is not an installed package
 
 RECIPES = list(R.RECIPES.values())

@@ -13,14 +13,12 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
 from imagekit import keys, oci, recipe, userland  # noqa: E402 - hack/ is not a package
 from imagekit.build import BuiltImage  # noqa: E402
 

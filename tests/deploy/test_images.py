@@ -23,7 +23,6 @@ DOCKERFILES = {
     "triton-cpu": ROOT / "Dockerfile.triton-cpu",
 }
 LOCKS = ROOT / "requirements"
-sys.path.insert(0, str(ROOT / "docker"))
 import filter_lock  # noqa: E402 - a build-time script, not a package
 
 
@@ -162,8 +161,8 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in blocked:
             raise ImportError(f'{{name}} is not in requirements/operator.lock')
 sys.meta_path.insert(0, Block())
-import rtdetr_operator.cli, rtdetr_operator.deployment.reconcile, rtdetr_operator.gitops
-import rtdetr_operator.training.reconcile, rtdetr_operator.crdgen
+import rtdetr_operator.cli, rtdetr_operator.deployment.reconcile, rtdetr_operator.codegen.gitops
+import rtdetr_operator.training.reconcile, rtdetr_operator.codegen.training_crd
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 from tests.deploy.test_images import lock_names
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
 import images  # noqa: E402 - lives in hack/, which is not an installed package
 from imagekit.containerd import PrivateContainerd, images_in  # noqa: E402
 from imagekit.recipe import OPERATOR, TRITON_BIN, TRITON_LIBS  # noqa: E402

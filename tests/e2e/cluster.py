@@ -32,7 +32,6 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "hack"))
 
 import localcluster  # noqa: E402 - lives in hack/, which is not an installed package
 

@@ -4,7 +4,8 @@ kwok plays the kubelet (docs/local-cluster.md), so the repository and engine Job
 their containers "exit" with the termination message the real `rtdetr-serve repository` /
 `rtdetr-serve build-engine` would write, given through the API's own pod-metadata fields
 (``spec.build.podMetadata`` for every build pod, ``spec.pools[].engineBuild.podMetadata`` for
-one GPU type's engine). The messages are real ``ServingTaskSummary`` JSON. A model "version" is
+one GPU type's engine). The messages are real ``ServingTaskSummary`` JSON, built by
+:mod:`tests.builders` as in the unit tests. A model "version" is
 the sha256 of an ONNX: a test serving version ``v2`` puts ``sha("v2")`` in the summaries and
 re-runs the source training (a new RTDETRTraining object), exactly the change the operator
 watches for.
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 
 from rtdetr_serving.catalog import load_catalog
-from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
+from tests.builders import engine_summary, failed_serving_summary, repository_summary
 from tests.e2e.training_support import KWOK, REPO, OperatorProcess, example_training
 
 EXAMPLE = REPO / "examples" / "deployment.yaml"
@@ -36,58 +37,21 @@ def onnx_sha(version: str) -> str:
 
 
 def repo_message(version: str, gpus: tuple[str, ...] = GPUS) -> str:
-    sha = onnx_sha(version)
-    rev = revision_of(sha)
-    return ServingTaskSummary(
-        task="repository",
-        status="SUCCESS",
-        message=f"prepared /models/{rev}/rtdetr",
-        revision=rev,
-        onnx_sha256=sha,
-        gpus=sorted(gpus),
-        artifacts={
-            "repository": f"/models/{rev}",
-            "model": f"/models/{rev}/rtdetr",
-            "onnx": f"/models/{rev}/rtdetr/model.onnx",
-            "index": f"/models/{rev}/rtdetr/repository.json",
-        },
-    ).to_message()
+    return repository_summary(onnx_sha(version), gpus)
 
 
 def engine_message(version: str, gpu: str, tensorrt: str = TENSORRT) -> str:
-    sha = onnx_sha(version)
-    rev = revision_of(sha)
-    plan = f"/models/{rev}/rtdetr/1/model.{gpu}.plan"
-    return ServingTaskSummary(
-        task="gen_trt_engine",
-        status="SUCCESS",
-        message=f"built {plan}",
-        revision=rev,
-        onnx_sha256=sha,
-        gpus=[gpu],
-        artifacts={"plan": plan, "sidecar": plan + ".json"},
-        engine=EngineFacts(
-            gpu=gpu,
-            tensorrt_version=tensorrt,
-            compute_capability=CATALOG.get(gpu).compute_capability,
-            gpu_device_name=f"NVIDIA {gpu}",
-            precision="fp16",
-            onnx_sha256=sha,
-            plan_file=f"model.{gpu}.plan",
-            plan_sha256=hashlib.sha256(f"plan {gpu} {rev}".encode()).hexdigest(),
-            plan_bytes=71_000_000,
-            build_seconds=95.0,
-            builder="tensorrt-python",
-        ),
-    ).to_message()
+    return engine_summary(
+        onnx_sha(version), gpu, tensorrt=tensorrt, plan_bytes=71_000_000, build_seconds=95.0,
+        sidecar=True,
+    )  # fmt: skip
 
 
 def failed_engine_annotations(message: str, exit_code: int = 1) -> dict[str, str]:
-    summary = ServingTaskSummary(task="gen_trt_engine", status="FAILURE", message=message)
     return {
         f"{KWOK}/fail": "true",
         f"{KWOK}/exit-code": str(exit_code),
-        f"{KWOK}/termination-message": summary.to_message(),
+        f"{KWOK}/termination-message": failed_serving_summary("gen_trt_engine", message),
     }
 
 

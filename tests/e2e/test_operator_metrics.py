@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtdetr_operator.metrics import TRAINING
+from rtdetr_operator.metrics import TRAINING_KIND as TRAINING
 from tests.e2e.training_support import apply_example, example_training, training_status, wait_phase
 from tests.operator.metrics_support import dashboard_metrics, scrape
 

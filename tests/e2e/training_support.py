@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from rtdetr_spec.artifacts import TaskSummary
+from rtdetr_spec.reporting import TaskSummary
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "training.yaml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "hack"))
 
 import localstack  # noqa: E402 - lives in hack/, which is not an installed package
 from clusterkit import nodehost  # noqa: E402, F401 - re-exported for conftest

@@ -3,7 +3,7 @@
 The API server evaluates each rule with ``self`` bound to the object at the rule's place in
 the schema; ``cel-python`` (the interpreter the GitOps health tests use) does the same here, so
 a unit test can say which rules refuse a pool or a spec without an API server. Rules are read
-from the schema :mod:`rtdetr_operator.crdgen_deployment` writes, never restated.
+from the schema :mod:`rtdetr_operator.codegen.deployment_crd` writes, never restated.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import celpy
 
-from rtdetr_operator import crdgen_deployment
+from rtdetr_operator.codegen import deployment_crd
 
 
 def deployment_rules(where: str) -> list[dict[str, Any]]:
     """Rules of the RTDETRDeployment CRD at ``where``: ``spec`` or ``pool``."""
-    spec = crdgen_deployment.openapi_schema()["properties"]["spec"]
+    spec = deployment_crd.openapi_schema()["properties"]["spec"]
     node = spec if where == "spec" else spec["properties"]["pools"]["items"]
     return list(node["x-kubernetes-validations"])
 

@@ -4,13 +4,13 @@
 replaces) and plays the controllers the planner reacts to: the Job controller (a test finishes a
 Job with the termination message its command would write) and the Deployment controller
 (:meth:`DeploymentSim.roll_out` brings a Deployment's status up to its template, as kwok's ready
-pods would). Summaries are the real ``ServingTaskSummary`` model, serialised as the CLI does.
+pods would). Summaries come from :mod:`tests.builders` (the real ``ServingTaskSummary``, as the
+CLI writes it).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,15 +19,13 @@ from rtdetr_operator.conditions import condition
 from rtdetr_operator.deployment.plan import Settings, World, plan
 from rtdetr_operator.planning import Plan
 from rtdetr_serving.catalog import load_catalog
-from rtdetr_serving.task_summary import EngineFacts, ServingTaskSummary, revision_of
+from rtdetr_serving.task_summary import revision_of
+from tests.builders import engine_summary
+from tests.builders import repository_summary as repo_summary
 from tests.operator.factories import T0, finish_job, job_from
 
 CATALOG = load_catalog(use_env=False)
 CC = {g.name: g.compute_capability for g in CATALOG.gpus}
-
-
-def sha(tag: str) -> str:
-    return hashlib.sha256(tag.encode()).hexdigest()
 
 
 def deployment(name: str = "wh", *, generation: int = 1, **spec: Any) -> dict[str, Any]:
@@ -86,57 +84,6 @@ def trained(
             },
         },
     }
-
-
-def repo_summary(onnx_sha: str, gpus: list[str], model: str = "rtdetr") -> str:
-    rev = revision_of(onnx_sha)
-    return ServingTaskSummary(
-        task="repository",
-        status="SUCCESS",
-        message=f"prepared /models/{rev}/{model}",
-        revision=rev,
-        onnx_sha256=onnx_sha,
-        gpus=sorted(gpus),
-        artifacts={
-            "repository": f"/models/{rev}",
-            "model": f"/models/{rev}/{model}",
-            "onnx": f"/models/{rev}/{model}/warehouse-r50.onnx",
-            "index": f"/models/{rev}/{model}/repository.json",
-        },
-    ).to_message()
-
-
-def engine_summary(
-    onnx_sha: str, gpu: str, *, tensorrt: str = "10.13.3", cc: str | None = None
-) -> str:
-    rev = revision_of(onnx_sha)
-    plan_file = f"model.{gpu}.plan"
-    return ServingTaskSummary(
-        task="gen_trt_engine",
-        status="SUCCESS",
-        message=f"built /models/{rev}/rtdetr/1/{plan_file}",
-        revision=rev,
-        onnx_sha256=onnx_sha,
-        gpus=[gpu],
-        artifacts={"plan": f"/models/{rev}/rtdetr/1/{plan_file}"},
-        engine=EngineFacts(
-            gpu=gpu,
-            tensorrt_version=tensorrt,
-            compute_capability=cc or CC[gpu],
-            gpu_device_name=f"NVIDIA {gpu}",
-            precision="fp16",
-            onnx_sha256=onnx_sha,
-            plan_file=plan_file,
-            plan_sha256=sha(f"plan-{gpu}-{rev}"),
-            plan_bytes=123456,
-            build_seconds=42.0,
-            builder="tensorrt-python",
-        ),
-    ).to_message()
-
-
-def failed_summary(task: str, message: str) -> str:
-    return ServingTaskSummary(task=task, status="FAILURE", message=message).to_message()  # type: ignore[arg-type]
 
 
 def _finished_pod(job: dict[str, Any], ok: bool, message: str | None, exit_code: int) -> dict:

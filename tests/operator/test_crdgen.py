@@ -8,8 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from rtdetr_operator import crd, crdgen
-from rtdetr_operator.structural import problems, to_structural
+from rtdetr_operator.codegen import crd, crds, training_crd
+from rtdetr_operator.codegen.structural import problems, to_structural
 from tests.operator.cel_rules import refusals
 
 
@@ -25,19 +25,19 @@ def _walk(node: Any, path: str = ""):
 
 
 def test_crds_dir_matches_the_models() -> None:
-    """Fails when crds/ drifts: run `python -m rtdetr_operator.crdgen`."""
-    assert crdgen.default_output().read_text() == crdgen.render()
-    assert crdgen.main(["--check"]) == 0
+    """Fails when crds/ drifts: run `python -m rtdetr_operator.codegen.crds`."""
+    assert crds.default_output().read_text() == training_crd.render()
+    assert crds.main(["--check"]) == 0
 
 
 def test_check_reports_drift(tmp_path) -> None:
     stale = tmp_path / "crd.yaml"
-    stale.write_text(crdgen.render().replace("rtt", "rtx"))
-    assert crdgen.main(["--check", "--output", str(stale)]) == 1
+    stale.write_text(training_crd.render().replace("rtt", "rtx"))
+    assert crds.main(["--check", "--output", str(stale)]) == 1
 
 
 def test_schema_is_structural() -> None:
-    schema = crdgen.openapi_schema()
+    schema = training_crd.openapi_schema()
     assert problems(schema) == []
     assert "$ref" not in json.dumps(schema)
     for path, node in _walk(schema):
@@ -51,7 +51,7 @@ def test_schema_is_structural() -> None:
 def test_preserve_unknown_fields_only_where_unavoidable() -> None:
     free = [
         p
-        for p, n in _walk(crdgen.openapi_schema())
+        for p, n in _walk(training_crd.openapi_schema())
         if n.get("x-kubernetes-preserve-unknown-fields")
     ]
     assert sorted(free) == sorted(
@@ -71,11 +71,11 @@ def test_preserve_unknown_fields_only_where_unavoidable() -> None:
 
 
 def test_size_within_api_server_and_kubectl_limits() -> None:
-    assert len(crdgen.render().encode()) < crd.MAX_CRD_BYTES
+    assert len(training_crd.render().encode()) < crd.MAX_CRD_BYTES
 
 
 def test_names_columns_and_status_subresource() -> None:
-    crd = yaml.safe_load(crdgen.render())
+    crd = yaml.safe_load(training_crd.render())
     names = crd["spec"]["names"]
     assert names["kind"] == "RTDETRTraining" and names["plural"] == "rtdetrtrainings"
     assert "rtt" in names["shortNames"] and names["categories"] == ["rtdetr"]
@@ -97,7 +97,7 @@ def test_names_columns_and_status_subresource() -> None:
 
 
 def test_experiment_constraints_come_from_rtdetr_spec() -> None:
-    exp = crdgen.openapi_schema()["properties"]["spec"]["properties"]["experiment"]
+    exp = training_crd.openapi_schema()["properties"]["spec"]["properties"]["experiment"]
     model = exp["properties"]["model"]["properties"]
     assert "resnet50" in model["backbone"]["enum"] and "resnet_50" in model["backbone"]["enum"]
     assert "efficientvit_l2" not in model["backbone"]["enum"]
@@ -108,7 +108,7 @@ def test_experiment_constraints_come_from_rtdetr_spec() -> None:
 
 
 def test_cel_rules_and_immutability() -> None:
-    spec = crdgen.openapi_schema()["properties"]["spec"]
+    spec = training_crd.openapi_schema()["properties"]["spec"]
     rules = spec["x-kubernetes-validations"]
     by_path = {r.get("fieldPath"): r["message"] for r in rules if "oldSelf" not in r["rule"]}
     assert by_path[".resources.gpus"].startswith("must equal spec.experiment.train.num_gpus")
@@ -117,14 +117,14 @@ def test_cel_rules_and_immutability() -> None:
     immutable = {r["fieldPath"] for r in rules if "oldSelf" in r["rule"]}
     assert ".experiment" in immutable and ".image" in immutable and ".storage" in immutable
     assert not immutable & {".suspend", ".maxRestarts", ".activeDeadlineSeconds"}
-    root = crdgen.openapi_schema()["x-kubernetes-validations"]
+    root = training_crd.openapi_schema()["x-kubernetes-validations"]
     assert "metadata.name" in root[0]["message"]
     env_rule = spec["properties"]["env"]["x-kubernetes-validations"][0]
     assert "'NODE_RANK'" in env_rule["rule"]
 
 
 def test_the_api_server_refuses_the_checkpoint_trust_opt_in_in_spec_env() -> None:
-    rules = crdgen.openapi_schema()["properties"]["spec"]["properties"]["env"][
+    rules = training_crd.openapi_schema()["properties"]["spec"]["properties"]["env"][
         "x-kubernetes-validations"
     ]
     ok = [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
@@ -136,14 +136,14 @@ def test_the_api_server_refuses_the_checkpoint_trust_opt_in_in_spec_env() -> Non
 
 
 def test_defaults_of_the_operator_fields_are_carried() -> None:
-    spec = crdgen.openapi_schema()["properties"]["spec"]["properties"]
+    spec = training_crd.openapi_schema()["properties"]["spec"]["properties"]
     assert spec["maxRestarts"]["default"] == 3
     assert spec["export"]["default"] == {}
     assert spec["export"]["properties"]["fp16"]["default"] is True
     assert spec["storage"]["properties"]["results"]["properties"]["mountPath"]["default"] == (
         "/results"
     )
-    status = crdgen.openapi_schema()["properties"]["status"]
+    status = training_crd.openapi_schema()["properties"]["status"]
     assert "default" not in status["properties"]["phase"]
 
 
@@ -189,8 +189,8 @@ def test_problems_detects_non_structural() -> None:
 
 
 def test_api_reference_in_docs_is_current() -> None:
-    """docs/operator.md's generated block: run `python -m rtdetr_operator.apidoc` if this fails."""
-    from rtdetr_operator import apidoc
+    """docs/operator.md's generated block: `python -m rtdetr_operator.codegen.apidoc` fixes it."""
+    from rtdetr_operator.codegen import apidoc
 
     assert apidoc.main(["--check"]) == 0
     assert "| `spec.experiment` | object | yes |" in apidoc.render()

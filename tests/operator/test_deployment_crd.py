@@ -7,38 +7,40 @@ from pathlib import Path
 
 import yaml
 
-from rtdetr_operator import crd, crdgen, crdgen_deployment
-from rtdetr_operator.structural import problems
+from rtdetr_operator.codegen import crd, crds, deployment_crd
+from rtdetr_operator.codegen.structural import problems
 from rtdetr_serving.catalog import load_catalog
 
 
 def test_every_generated_file_is_in_sync_including_the_charts_copies() -> None:
-    files = crdgen.generated_files()
+    files = crds.generated_files()
     assert {p.name for p in files} == {
         "rtdetr.dev_rtdetrtrainings.yaml",
         "rtdetr.dev_rtdetrdeployments.yaml",
     }
     assert len(files) == 4
     for path, text in files.items():
-        assert path.read_text() == text, f"{path} is stale: run python -m rtdetr_operator.crdgen"
-    assert crdgen.main(["--check"]) == 0
+        assert path.read_text() == text, (
+            f"{path} is stale: run python -m rtdetr_operator.codegen.crds"
+        )
+    assert crds.main(["--check"]) == 0
 
 
 def test_check_catches_a_stale_chart_copy(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(crdgen, "chart_crds_dir", lambda: tmp_path)
-    (tmp_path / crdgen_deployment.CRD_FILE).write_text("stale\n")
-    assert crdgen.main(["--check"]) == 1
+    monkeypatch.setattr(crds, "chart_crds_dir", lambda: tmp_path)
+    (tmp_path / deployment_crd.CRD_FILE).write_text("stale\n")
+    assert crds.main(["--check"]) == 1
 
 
 def test_schema_is_structural_and_small() -> None:
-    schema = crdgen_deployment.openapi_schema()
+    schema = deployment_crd.openapi_schema()
     assert problems(schema) == []
     assert "$ref" not in json.dumps(schema)
-    assert len(crdgen_deployment.render().encode()) < crd.MAX_CRD_BYTES
+    assert len(deployment_crd.render().encode()) < crd.MAX_CRD_BYTES
 
 
 def test_gpu_enum_is_the_catalogs_pinnable_types_and_cpu() -> None:
-    schema = crdgen_deployment.openapi_schema()
+    schema = deployment_crd.openapi_schema()
     gpu = schema["properties"]["spec"]["properties"]["pools"]["items"]["properties"]["gpu"]
     cat = load_catalog(use_env=False)
     assert gpu["enum"] == [g.name for g in cat.gpus if g.gpu_product_labels] + ["CPU"]
@@ -65,14 +67,14 @@ def test_a_user_catalog_extends_the_enum(tmp_path: Path) -> None:
             }
         )
     )
-    crd = yaml.safe_load(crdgen_deployment.render([extra]))
+    crd = yaml.safe_load(deployment_crd.render([extra]))
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     enum = schema["properties"]["spec"]["properties"]["pools"]["items"]["properties"]["gpu"]["enum"]
     assert enum[-2:] == ["X1", "CPU"]
 
 
 def test_names_columns_and_rules() -> None:
-    crd = yaml.safe_load(crdgen_deployment.render())
+    crd = yaml.safe_load(deployment_crd.render())
     names = crd["spec"]["names"]
     assert (names["kind"], names["plural"]) == ("RTDETRDeployment", "rtdetrdeployments")
     assert "rtd" in names["shortNames"] and names["categories"] == ["rtdetr"]

@@ -10,7 +10,9 @@ from rtdetr_operator.conditions import Health
 from rtdetr_operator.deployment.conditions import deployment_conditions
 from rtdetr_operator.deployment.observe import failure, reported, rollout_view, stuck_pod
 from rtdetr_operator.jobs import job_view
-from tests.operator.deployment_sim import engine_summary, failed_summary, repo_summary, sha
+from tests.builders import engine_summary, sha
+from tests.builders import failed_serving_summary as failed_summary
+from tests.builders import repository_summary as repo_summary
 from tests.operator.factories import T0, finish_job, job_from, later
 
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from tests.operator.deployment_sim import (
-    DeploymentSim,
-    deployment,
-    engine_summary,
-    failed_summary,
-    repo_summary,
-    sha,
-    trained,
-)
+from tests.builders import engine_summary, sha
+from tests.builders import failed_serving_summary as failed_summary
+from tests.builders import repository_summary as repo_summary
+from tests.operator.deployment_sim import DeploymentSim, deployment, trained
 from tests.operator.factories import later
 
 V1, V2 = sha("onnx-v1"), sha("onnx-v2")

@@ -7,14 +7,9 @@ exist. Its status has no capacity figure, and ``capacityStreams`` counts only GP
 
 from __future__ import annotations
 
-from tests.operator.deployment_sim import (
-    DeploymentSim,
-    deployment,
-    engine_summary,
-    repo_summary,
-    sha,
-    trained,
-)
+from tests.builders import engine_summary, sha
+from tests.builders import repository_summary as repo_summary
+from tests.operator.deployment_sim import DeploymentSim, deployment, trained
 
 V1, V2 = sha("onnx-v1"), sha("onnx-v2")
 R1, R2 = V1[:12], V2[:12]

@@ -28,29 +28,34 @@ def test_source_index_follows_spec_changes_and_deletion() -> None:
 
 def test_training_events_requeue_the_deployments_serving_it() -> None:
     async def scenario() -> set:
-        memo = SimpleNamespace(deployments=WorkQueue(), sources=SourceIndex())
+        memo = SimpleNamespace(deployment_queue=WorkQueue(), sources=SourceIndex())
         await handlers.on_deployment_event("ADDED", "wh", "ml", deployment("wh"), memo)
-        drained = await _drain(memo.deployments)
+        drained = await _drain(memo.deployment_queue)
         await handlers.on_source_training_event("warehouse-r50", "ml", memo)
         await handlers.on_source_training_event("unrelated", "ml", memo)
-        drained |= await _drain(memo.deployments)
+        drained |= await _drain(memo.deployment_queue)
         ref = {"apiVersion": "rtdetr.dev/v1alpha1", "kind": "RTDETRDeployment", "name": "wh"}
         child = {"metadata": {"ownerReferences": [ref]}}
         await handlers.on_deployment_child_event(child, "ml", memo)
-        drained |= await _drain(memo.deployments)
+        drained |= await _drain(memo.deployment_queue)
         await handlers.on_deployment_event("DELETED", "wh", "ml", deployment("wh"), memo)
-        assert ("ml", "wh") not in memo.deployments.known
+        assert ("ml", "wh") not in memo.deployment_queue.known
         return drained
 
     assert asyncio.run(scenario()) == {("ml", "wh")}
 
 
 async def _drain(queue: WorkQueue) -> set:
+    """The keys queued so far, taken by a worker of the queue itself."""
     out = set()
-    while len(queue):
-        key = await queue._queue.get()
-        queue._queued.discard(key)
+
+    async def record(key: tuple[str, str]) -> None:
         out.add(key)
+
+    queue.start(record, 1)
+    while len(queue):  # a worker records a key in the same step it dequeues it
+        await asyncio.sleep(0)
+    await queue.stop()
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from rtdetr_operator.manifest_samples import samples, write
+from rtdetr_operator.codegen.manifest_samples import samples, write
 
 SAMPLES = samples()
 WORKLOADS = {k: v for k, v in SAMPLES.items() if v["kind"] in ("Job", "Deployment")}

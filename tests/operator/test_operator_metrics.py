@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from rtdetr_operator.metrics import DEPLOYMENT, TRAINING, OperatorMetrics
+from rtdetr_operator.metrics import DEPLOYMENT_KIND as DEPLOYMENT
+from rtdetr_operator.metrics import TRAINING_KIND as TRAINING
+from rtdetr_operator.metrics import OperatorMetrics
 from rtdetr_operator.workqueue import WorkQueue
 from tests.operator.metrics_support import dashboard_metrics, scrape
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from urllib3.exceptions import ReadTimeoutError
 
-from rtdetr_operator.api import RTDETRTrainingStatus
+from rtdetr_operator.api.training_status import RTDETRTrainingStatus
 from rtdetr_operator.kube import ApiError
 from rtdetr_operator.training import live
 from rtdetr_operator.training.plan import Settings, World, plan

@@ -1,14 +1,25 @@
-"""The work queue: coalescing, per-key serialisation, delayed requeue, backoff, forget."""
+"""The work queue: coalescing, per-key serialisation, delayed requeue, backoff, forget.
+
+Tests wait for the condition they check (:func:`until`), not for a fixed time; only asserting
+that something does *not* happen needs a pause, and that pause outlasts the delay in question.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from rtdetr_operator.workqueue import WorkQueue
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=5))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the workers until ``condition`` holds (``run``'s timeout bounds the wait)."""
+    while not condition():
+        await asyncio.sleep(0.001)
 
 
 def test_adds_coalesce_while_queued() -> None:
@@ -24,7 +35,8 @@ def test_adds_coalesce_while_queued() -> None:
             q.add("a")
         q.add("b")
         q.start(work, 2)
-        await asyncio.sleep(0.05)
+        await until(lambda: len(seen) == 2 and len(q) == 0)
+        await asyncio.sleep(0.02)  # nothing else was queued: no third call comes
         await q.stop()
         return seen
 
@@ -51,7 +63,7 @@ def test_a_key_is_never_processed_twice_at_once_and_dirty_keys_rerun() -> None:
 
         q.add("a")
         q.start(work, 4)
-        await asyncio.sleep(0.2)
+        await until(lambda: calls == 2 and running == 0)
         await q.stop()
         return peak, calls
 
@@ -77,7 +89,8 @@ def test_requeue_after_and_backoff_on_errors() -> None:
         q.add("later")
         q.add("broken")
         q.start(work, 2)
-        await asyncio.sleep(1.2)
+        await until(lambda: [k for k, _ in log].count("broken") == 3)
+        await until(lambda: [k for k, _ in log].count("later") == 2)
         await q.stop()
         return log
 
@@ -100,9 +113,9 @@ def test_forget_cancels_pending_requeues() -> None:
 
         q.add("gone")
         q.start(work, 1)
-        await asyncio.sleep(0.02)
+        await until(lambda: calls == 1)
         q.forget("gone")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # four times the requeue delay: no second call
         await q.stop()
         return calls
 
@@ -121,7 +134,7 @@ def test_resync_requeues_known_keys() -> None:
 
         q.add("x")
         q.start(work, 1)
-        await asyncio.sleep(0.28)
+        await until(lambda: calls >= 4)
         await q.stop()
         return calls
 

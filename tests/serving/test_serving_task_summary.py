@@ -21,13 +21,9 @@ from rtdetr_serving.engine_spec import (
 )
 from rtdetr_serving.errors import TensorRTVersionError
 from rtdetr_serving.repository import RepositoryIndex
-from rtdetr_serving.task_summary import (
-    MESSAGE_LIMIT,
-    ServingTaskSummary,
-    revision_of,
-    termination_log_path,
-)
+from rtdetr_serving.task_summary import ServingTaskSummary, revision_of
 from rtdetr_spec.artifacts import ExportManifest, sha256_file
+from rtdetr_spec.reporting import MESSAGE_LIMIT, termination_log_path
 from tests.serving.conftest import ExportedModel
 
 HAS_CUDA_DRIVER = ctypes.util.find_library("cuda") is not None

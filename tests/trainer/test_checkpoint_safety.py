@@ -210,6 +210,6 @@ def test_our_own_checkpoint_loads_through_every_reader(tmp_path: Path) -> None:
 
 
 def test_the_operator_refuses_the_same_variable_name() -> None:
-    from rtdetr_operator.api import FORBIDDEN_ENV
+    from rtdetr_operator.api.training import FORBIDDEN_ENV
 
     assert TRUST_ENV in FORBIDDEN_ENV

@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 
 from rtdetr_trainer.data.classmap import build_class_map, merge_categories
-from rtdetr_trainer.data.coco import build_index, coco_ground_truth, read_source
+from rtdetr_trainer.data.coco import build_index, read_source
 from rtdetr_trainer.data.h5 import H5Reader, decode_frame, parse_h5_uri
 from rtdetr_trainer.data.images import ImageLoader
 from rtdetr_trainer.errors import DataError
+from rtdetr_trainer.evaluation.ground_truth import coco_ground_truth
 from tests.trainer.trainer_fixtures import SEVEN, rgb_array, write_coco, write_image
 
 CATS = {i + 1: n for i, n in enumerate(SEVEN)}

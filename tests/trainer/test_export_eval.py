@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from rtdetr_spec import WAREHOUSE_CLASSES, load_experiment
-from rtdetr_spec.artifacts import ExportManifest, TaskSummary
+from rtdetr_spec.artifacts import ExportManifest
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.cli import main
 from rtdetr_trainer.evaluation.run import run_evaluate
 from rtdetr_trainer.inference.run import run_inference

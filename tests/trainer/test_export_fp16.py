@@ -17,8 +17,8 @@ import yaml
 
 from rtdetr_spec import WAREHOUSE_CLASSES
 from rtdetr_spec.artifacts import ExportManifest, sha256_file
+from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
 from rtdetr_trainer.export import run
-from rtdetr_trainer.export.predictor import OnnxPredictor
 from rtdetr_trainer.export.verify import FP16_TOLERANCE, probe_batch, query_agreement, run_onnx
 from tests.trainer._export_support import (
     ALL_ANCHORS_128,

@@ -8,8 +8,8 @@ import onnx
 import pytest
 import torch
 
+from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
 from rtdetr_trainer.export import run
-from rtdetr_trainer.export.predictor import OnnxPredictor
 from rtdetr_trainer.export.verify import FP32_TOLERANCE, probe_batch, query_agreement, run_onnx
 from tests.trainer._export_support import SIZE, make_checkpoint, small_spec, warehouse_class_map
 

@@ -16,12 +16,13 @@ import yaml
 
 from rtdetr_serving.preprocess import to_model_input
 from rtdetr_spec import WAREHOUSE_CLASSES
-from rtdetr_spec.artifacts import ExportManifest, TaskSummary, sha256_file
+from rtdetr_spec.artifacts import ExportManifest, sha256_file
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.synth import SynthConfig, render_scene
+from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
 from rtdetr_trainer.export import ExportInputError, run
 from rtdetr_trainer.export.fp16 import FP16ConversionError
 from rtdetr_trainer.export.graph import BACKGROUND_LOGIT
-from rtdetr_trainer.export.predictor import OnnxPredictor
 from rtdetr_trainer.export.verify import FP32_TOLERANCE, probe_batch, query_agreement, run_onnx
 from rtdetr_trainer.model import build_postprocessor
 from rtdetr_trainer.model.rtdetr import RTDETR

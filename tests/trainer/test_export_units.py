@@ -16,14 +16,15 @@ from torch import nn
 
 from rtdetr_spec import WAREHOUSE_CLASSES, SpecError, load_experiment
 from rtdetr_spec.artifacts import ClassMap, ExportManifest
-from rtdetr_trainer.export import ExportInputError, ModelFileError, nvdsinfer
+from rtdetr_trainer.errors import ModelFileError
+from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
+from rtdetr_trainer.export import ExportInputError, nvdsinfer
 from rtdetr_trainer.export.classes import (
     class_map_from_categories,
     layout_for,
     resolve_class_map,
 )
 from rtdetr_trainer.export.manifest import build_manifest
-from rtdetr_trainer.export.predictor import OnnxPredictor
 from rtdetr_trainer.export.staging import StagedFiles, check_writable
 from rtdetr_trainer.export.task import check_export_config, plan_paths
 from rtdetr_trainer.export.verify import FP32_TOLERANCE, Tolerance, query_agreement

@@ -20,21 +20,19 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import import_module
 
 from rtdetr_spec import ExperimentSpec, SpecError
-from rtdetr_spec.artifacts import TaskSummary
 from rtdetr_spec.redact import redact_text
+from rtdetr_spec.reporting import TaskSummary, write_termination_message
 from rtdetr_trainer.data.cli import add_dataset_parser, run_dataset_tool
 from rtdetr_trainer.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_RUNTIME,
-    ExportUnavailableError,
     TrainerError,
     storage_failure,
 )
-from rtdetr_trainer.results import check_results_dir, write_termination_message
+from rtdetr_trainer.results import check_results_dir
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
 
 log = logging.getLogger("rtdetr_trainer")
@@ -66,18 +64,9 @@ def run_task(task: str, spec: ExperimentSpec) -> TaskSummary:
         from rtdetr_trainer.inference.run import run_inference
 
         return run_inference(spec)
-    try:
-        export = import_module("rtdetr_trainer.export")
-    except ModuleNotFoundError as e:
-        if e.name and "rtdetr_trainer.export".startswith(e.name):
-            raise ExportUnavailableError(
-                "export is not available in this build (rtdetr_trainer.export is missing)"
-            ) from None
-        raise
-    result = export.run(spec)
-    if isinstance(result, TaskSummary):
-        return result
-    return TaskSummary(task="export", status="SUCCESS", artifacts=dict(result or {}))
+    from rtdetr_trainer.export import run as run_export
+
+    return run_export(spec)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,8 +74,8 @@ class RendezvousError(TrainerError):
     """The nodes could not meet (MASTER_ADDR:MASTER_PORT unreachable within the timeout)."""
 
 
-class ExportUnavailableError(UserInputError):
-    """``rtdetr export`` was asked for, but this build carries no export module."""
+class ModelFileError(UserInputError, ValueError):
+    """An exported model file that evaluate/inference refuse to run; the message names it."""
 
 
 class StorageError(TrainerError):

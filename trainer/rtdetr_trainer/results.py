@@ -11,10 +11,9 @@
   state. TAO's own tools (and the TAO API) read this format;
 * ``metrics.jsonl`` (training): one JSON object per logged step/epoch.
 
-A finished task also writes a compact :class:`rtdetr_spec.artifacts.TaskSummary` as the
-container's termination message (<= 4 KiB), which the operator reads from the pod status: to
-``$RTDETR_TERMINATION_LOG`` if set, else to ``/dev/termination-log`` when running in Kubernetes
-and that file is writable. Torch-free.
+A finished task also writes a compact :class:`rtdetr_spec.reporting.TaskSummary` as the
+container's termination message, which the operator reads from the pod status
+(:func:`rtdetr_spec.reporting.write_termination_message`: where, how much, how). Torch-free.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rtdetr_spec import ExperimentSpec, dump_experiment
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import atomic_write_text
 from rtdetr_spec.redact import redact_text
 from rtdetr_spec.storage import (
     OutputWriteError,
@@ -43,9 +42,6 @@ from rtdetr_spec.storage import (
 from rtdetr_trainer.errors import UserInputError
 
 log = logging.getLogger(__name__)
-
-TERMINATION_LOG_ENV = "RTDETR_TERMINATION_LOG"
-K8S_TERMINATION_LOG = "/dev/termination-log"
 
 
 class TaskResults:
@@ -183,30 +179,6 @@ def last_status(path: str | Path) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             continue
     return None
-
-
-def termination_log_path() -> Path | None:
-    """Where the termination message goes, or None when there is nowhere to put it."""
-    explicit = os.environ.get(TERMINATION_LOG_ENV)
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.access(K8S_TERMINATION_LOG, os.W_OK):
-        return Path(K8S_TERMINATION_LOG)
-    return None
-
-
-def write_termination_message(summary: TaskSummary) -> Path | None:
-    """Write the summary (<= 4 KiB JSON) for the orchestrator; never fails the task."""
-    path = termination_log_path()
-    if path is None:
-        return None
-    try:
-        with open(path, "w") as f:
-            f.write(summary.to_message())
-    except OSError as e:
-        log.warning("could not write the termination message to %s: %s", path, e)
-        return None
-    return path
 
 
 @contextmanager

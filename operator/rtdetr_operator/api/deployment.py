@@ -32,7 +32,9 @@ from rtdetr_operator.api.deployment_rules import (
 )
 from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
 from rtdetr_operator.api.meta import (
+    API_VERSION,
     ApiModel,
+    KindNames,
     LocalObjectReference,
     PassThrough,
     PodMetadata,
@@ -40,7 +42,7 @@ from rtdetr_operator.api.meta import (
     Toleration,
     defaulted,
 )
-from rtdetr_operator.api.spec import VolumeSource
+from rtdetr_operator.api.training import VolumeSource
 
 INT_OR_PERCENT_PATTERN = r"^[0-9]+%?$"
 _INT_OR_PERCENT = re.compile(INT_OR_PERCENT_PATTERN)
@@ -302,10 +304,12 @@ class RTDETRDeploymentSpec(ApiModel):
     """Tolerations of every pod (GPU pods always tolerate nvidia.com/gpu; CPU pods do not)."""
 
 
-DEPLOYMENT_KIND = "RTDETRDeployment"
-DEPLOYMENT_PLURAL = "rtdetrdeployments"
-DEPLOYMENT_SINGULAR = "rtdetrdeployment"
-DEPLOYMENT_SHORT_NAMES: tuple[str, ...] = ("rtd", "rtdetrdeploy")
+DEPLOYMENT = KindNames(
+    kind="RTDETRDeployment",
+    plural="rtdetrdeployments",
+    singular="rtdetrdeployment",
+    short_names=("rtd", "rtdetrdeploy"),
+)
 
 
 class RTDETRDeployment(ApiModel):
@@ -313,8 +317,8 @@ class RTDETRDeployment(ApiModel):
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
-    api_version: str = "rtdetr.dev/v1alpha1"
-    kind: str = DEPLOYMENT_KIND
+    api_version: str = API_VERSION
+    kind: str = DEPLOYMENT.kind
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: RTDETRDeploymentSpec
     status: RTDETRDeploymentStatus = Field(default_factory=RTDETRDeploymentStatus)

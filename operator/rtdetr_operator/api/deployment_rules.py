@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtdetr_operator.api.rules import name_rule, rule
+from rtdetr_operator.api.training_rules import name_rule, rule
 from rtdetr_serving.catalog import CPU_DEVICE
 
 _CPU = f"self.gpu == '{CPU_DEVICE}'"

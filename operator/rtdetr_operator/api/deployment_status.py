@@ -21,14 +21,6 @@ from rtdetr_operator.api.meta import ApiModel, Conditions
 DeploymentPhase = Literal[
     "Pending", "Preparing", "BuildingEngines", "RollingOut", "Ready", "Stalled"
 ]
-DEPLOYMENT_PHASES: tuple[str, ...] = (
-    "Pending",
-    "Preparing",
-    "BuildingEngines",
-    "RollingOut",
-    "Ready",
-    "Stalled",
-)
 JobState = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 

@@ -9,11 +9,42 @@ would blow the etcd object size budget). Where the operator only passes a value 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
+
+GROUP = "rtdetr.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+#: ``kubectl get rtdetr`` lists both kinds.
+CATEGORIES: tuple[str, ...] = ("rtdetr",)
+
+
+@dataclass(frozen=True)
+class KindNames:
+    """Everything that names one of our kinds: in the API, on the command line, in RBAC.
+
+    Each kind's module holds one (:data:`rtdetr_operator.api.training.TRAINING`,
+    :data:`rtdetr_operator.api.deployment.DEPLOYMENT`); the CRD generator, the REST client, the
+    watches and the owner references all read the names from it.
+    """
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+
+    @property
+    def api_version(self) -> str:
+        return API_VERSION
+
+    @property
+    def group(self) -> str:
+        return GROUP
+
 
 #: Kubernetes' resource.Quantity grammar (the same pattern core/v1 CRDs carry).
 QUANTITY_PATTERN = (
@@ -22,7 +53,7 @@ QUANTITY_PATTERN = (
 )
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 
-#: Keys under which ``crdgen`` finds a pass-through object (free-form, kept as written).
+#: Keys under which the CRD generator finds a pass-through object (free-form, kept as written).
 PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 

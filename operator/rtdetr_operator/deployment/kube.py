@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
+from rtdetr_operator.api.deployment import DEPLOYMENT
 from rtdetr_operator.kube import KubeApi
 
 #: Every call of the deployment reconciler, per kind (Jobs are never changed once created).
@@ -23,7 +23,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "Deployment": ("list", "create", "update", "delete"),
     "HorizontalPodAutoscaler": ("list", "create", "update", "delete"),
     "PodDisruptionBudget": ("list", "create", "update", "delete"),
-    DEPLOYMENT_KIND: ("get",),
+    DEPLOYMENT.kind: ("get",),
 }
 
 
@@ -31,7 +31,7 @@ class DeploymentKubeApi(KubeApi):
     """RTDETRDeployments, their source RTDETRTrainings, their children and Events."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        super().__init__(api_client, DEPLOYMENT_KIND)
+        super().__init__(api_client, DEPLOYMENT.kind)
 
     @staticmethod
     def _allowed(kind: str, verb: str) -> None:
@@ -39,16 +39,12 @@ class DeploymentKubeApi(KubeApi):
             raise ValueError(f"the deployment reconciler does not {verb} {kind} objects")
 
     def get_reconciled(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self._allowed(DEPLOYMENT_KIND, "get")
+        self._allowed(DEPLOYMENT.kind, "get")
         return super().get_reconciled(namespace, name)
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """Objects of ``kind`` matching ``selector``, each with its ``kind`` (lists omit it)."""
         self._allowed(kind, "list")
-        items = super().list(kind, namespace, selector)
-        for item in items:
-            item.setdefault("kind", kind)
-        return items
+        return super().list(kind, namespace, selector)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._allowed(obj["kind"], "create")

@@ -22,7 +22,7 @@ import hashlib
 import json
 from typing import Any
 
-from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
+from rtdetr_operator.api.deployment import DEPLOYMENT
 from rtdetr_operator.children import (
     ENGINE_BUILD,
     GPU_PRODUCT_LABEL,
@@ -59,7 +59,7 @@ def object_meta(r: ResolvedDeployment, name: str, lab: dict[str, str]) -> dict[s
         "name": name,
         "namespace": r.namespace,
         "labels": lab,
-        "ownerReferences": [owner_reference(DEPLOYMENT_KIND, r.name, r.uid)],
+        "ownerReferences": [owner_reference(DEPLOYMENT.kind, r.name, r.uid)],
     }
 
 

@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from rtdetr_operator.api.deployment import DEPLOYMENT_KIND
+from rtdetr_operator.api.deployment import DEPLOYMENT
 from rtdetr_operator.children import app_labels, controller_name
 
 LABEL_DEPLOYMENT = "rtdetr.dev/deployment"
@@ -92,4 +92,4 @@ def pool_selector(name: str, gpu: str) -> dict[str, str]:
 
 def deployment_of(obj: dict[str, Any]) -> str | None:
     """Name of the RTDETRDeployment controlling ``obj`` (by owner reference, else by label)."""
-    return controller_name(obj, DEPLOYMENT_KIND, LABEL_DEPLOYMENT)
+    return controller_name(obj, DEPLOYMENT.kind, LABEL_DEPLOYMENT)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtdetr_operator.api import KIND, PodMetadata
+from rtdetr_operator.api.meta import PodMetadata
+from rtdetr_operator.api.training import TRAINING
 from rtdetr_operator.children import (
     GPU_PRODUCT_LABEL,
     TASK_SCRATCH_SIZE,
@@ -49,7 +50,7 @@ def _meta(r: ResolvedTraining, name: str, task: str | None = None, attempt: int 
         "name": name,
         "namespace": r.namespace,
         "labels": labels(r.name, task, attempt),
-        "ownerReferences": [owner_reference(KIND, r.name, r.uid)],
+        "ownerReferences": [owner_reference(TRAINING.kind, r.name, r.uid)],
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rtdetr_operator.api import KIND
+from rtdetr_operator.api.training import TRAINING
 from rtdetr_operator.children import app_labels, controller_name
 
 LABEL_TRAINING = "rtdetr.dev/training"
@@ -65,4 +65,4 @@ def labels(training: str, task: str | None = None, attempt: int | None = None) -
 
 def parent_of(obj: dict[str, Any]) -> str | None:
     """Name of the RTDETRTraining controlling ``obj`` (by owner reference, else by label)."""
-    return controller_name(obj, KIND, LABEL_TRAINING)
+    return controller_name(obj, TRAINING.kind, LABEL_TRAINING)

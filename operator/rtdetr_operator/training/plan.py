@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.api import TERMINAL_PHASES
+from rtdetr_operator.api.training_status import TERMINAL_PHASES
 from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view

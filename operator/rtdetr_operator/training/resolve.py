@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rtdetr_operator.api import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
+from rtdetr_operator.api.training import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
 from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.names import Names

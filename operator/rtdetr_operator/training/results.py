@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from rtdetr_operator.jobs import PodView
-from rtdetr_spec.artifacts import TaskSummary
+from rtdetr_spec.reporting import TaskSummary
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import TaskSummary
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.datasets import Batch, TrainDataset, TrainSampler, collate
 from rtdetr_trainer.data.pipeline import TrainData
 from rtdetr_trainer.data.transforms import TrainTransform

@@ -1,6 +1,6 @@
 """What training reports, per epoch and at the end: TAO status lines, metrics, the summary.
 
-Only global rank 0 writes. The final :class:`rtdetr_spec.artifacts.TaskSummary` goes to
+Only global rank 0 writes. The final :class:`rtdetr_spec.reporting.TaskSummary` goes to
 ``<results>/train/summary.json``; the launcher turns it into the container's termination message.
 Its ``epoch`` counts epochs completed (``status.json`` keeps TAO's 0-based epoch index).
 """
@@ -13,7 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.evaluation.coco_eval import EvalMetrics, format_table
 from rtdetr_trainer.results import TaskResults
 

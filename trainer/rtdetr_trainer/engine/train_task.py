@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rtdetr_spec import ExperimentSpec, dump_experiment
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.pipeline import TrainData, prepare_train_data
 from rtdetr_trainer.engine.launcher import LaunchPlan, check_master, plan_launch
 from rtdetr_trainer.engine.worker import DATA_FILE, LAUNCHER_PID_ENV, SPEC_FILE, outcome_path

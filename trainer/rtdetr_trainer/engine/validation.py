@@ -17,11 +17,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from rtdetr_spec.artifacts import ClassMap
-from rtdetr_trainer.data.coco import coco_ground_truth
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.index import DetectionIndex
 from rtdetr_trainer.engine.distributed import DistContext
 from rtdetr_trainer.evaluation.coco_eval import EvalMetrics, coco_evaluate, detections_to_coco
+from rtdetr_trainer.evaluation.ground_truth import coco_ground_truth
 from rtdetr_trainer.evaluation.predictor import TorchPredictor
 
 

@@ -7,15 +7,15 @@
 
 Decoding is :func:`rtdetr_serving.preprocess.decode_detections`, the same function serving uses,
 so a PyTorch checkpoint, an exported ONNX file and the Triton deployment score identically.
-:class:`TorchPredictor` runs a checkpoint; an ONNX predictor (``rtdetr_trainer.export.predictor.
-OnnxPredictor``, shipped with the export package) only needs to implement :meth:`forward`.
+:class:`TorchPredictor` runs a checkpoint; :class:`~rtdetr_trainer.evaluation.onnx_predictor.
+OnnxPredictor` an exported file; :func:`rtdetr_trainer.evaluation.model_file.load_predictor`
+picks one for a path. Subclasses only implement :meth:`forward`.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from torch import nn
 from rtdetr_serving.preprocess import decode_detections
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ClassMap
-from rtdetr_trainer.errors import CheckpointError, UserInputError
+from rtdetr_trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -155,20 +155,3 @@ def load_torch_predictor(
     return TorchPredictor(
         model, size, device=device, class_map=class_map, num_select=spec.model.num_select
     )
-
-
-def load_predictor(
-    path: str | Path, spec: ExperimentSpec, task: str, device: torch.device
-) -> Predictor:
-    """A predictor for a ``.pth`` checkpoint, or for an exported ``.onnx`` model."""
-    if str(path).endswith(".onnx"):
-        try:
-            module = import_module("rtdetr_trainer.export.predictor")
-        except ImportError:
-            raise UserInputError(
-                f"{task}.checkpoint: {path} is an ONNX model, and ONNX evaluation needs the "
-                "export package (rtdetr_trainer.export), which is not available in this build"
-            ) from None
-        predictor: Predictor = module.OnnxPredictor(path, spec, task)
-        return predictor
-    return load_torch_predictor(path, spec, task, device)

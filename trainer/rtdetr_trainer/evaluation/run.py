@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
-from rtdetr_trainer.data.coco import coco_ground_truth
+from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.pipeline import prepare_eval_data
 from rtdetr_trainer.errors import DataError
@@ -33,7 +33,9 @@ from rtdetr_trainer.evaluation.coco_eval import (
     detections_to_coco,
     format_table,
 )
-from rtdetr_trainer.evaluation.predictor import Predictor, load_predictor
+from rtdetr_trainer.evaluation.ground_truth import coco_ground_truth
+from rtdetr_trainer.evaluation.model_file import load_predictor
+from rtdetr_trainer.evaluation.predictor import Predictor
 from rtdetr_trainer.results import TaskResults, failure_recorded
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """``rtdetr export``: TAO-compatible ONNX, FP16 ONNX, DeepStream files and a manifest per file.
 
-Entry point for the CLI: :func:`run`. The ONNX predictor that lets ``rtdetr evaluate`` and
-``rtdetr inference`` run an exported file is :class:`rtdetr_trainer.export.predictor.
-OnnxPredictor`. Heavy imports (torch, onnx, Model Optimizer) happen on first use, so importing
-this package is cheap.
+Entry point for the CLI: :func:`run`. ``rtdetr evaluate`` and ``rtdetr inference`` run an
+exported file with :class:`rtdetr_trainer.evaluation.onnx_predictor.OnnxPredictor`, which reads
+what this package writes and imports nothing from it. Heavy imports (torch, onnx, Model
+Optimizer) happen on first use, so importing this package is cheap.
 
 Outputs (``<results_dir>/export/`` unless ``export.onnx_file`` is absolute)::
 
@@ -23,18 +23,16 @@ from rtdetr_trainer.export.errors import (
     ExportError,
     ExportInputError,
     ExportVerificationError,
-    ModelFileError,
 )
 
 if TYPE_CHECKING:
     from rtdetr_spec import ExperimentSpec
-    from rtdetr_spec.artifacts import TaskSummary
+    from rtdetr_spec.reporting import TaskSummary
 
 __all__ = [
     "ExportError",
     "ExportInputError",
     "ExportVerificationError",
-    "ModelFileError",
     "run",
 ]
 

@@ -3,8 +3,6 @@
 * :class:`ExportInputError` (exit 2): something the user gave is wrong - a checkpoint that does
   not fit the spec, an output path that cannot be written, a spec value export cannot honour.
   The message names the spec key or the file.
-* :class:`ModelFileError` (exit 2): an exported ONNX given to evaluate/inference that cannot be
-  trusted (no manifest next to it, or the file changed since the manifest was written).
 * :class:`ExportVerificationError` (exit 1): the exported graph does not compute what the
   PyTorch model computes. That is a defect of the exporter or the runtime, not of the input.
 """
@@ -20,10 +18,6 @@ class ExportError(TrainerError):
 
 class ExportInputError(UserInputError, ExportError, ValueError):
     """A spec value, checkpoint or path that export cannot use; the message names it."""
-
-
-class ModelFileError(UserInputError, ExportError, ValueError):
-    """An exported model file that evaluate/inference refuse to run; the message names it."""
 
 
 class ExportVerificationError(ExportError, RuntimeError):

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import ExportManifest, TaskSummary, TensorSpec
+from rtdetr_spec.artifacts import ExportManifest, TensorSpec
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_spec.tasks import ExportConfig
 from rtdetr_trainer.export import nvdsinfer
 from rtdetr_trainer.export.checkpoint import (

@@ -27,11 +27,12 @@ from PIL import Image, ImageColor
 
 from rtdetr_serving.annotate import draw_boxes, palette_colors
 from rtdetr_spec import ExperimentSpec
-from rtdetr_spec.artifacts import ClassMap, TaskSummary, atomic_write, atomic_write_text
+from rtdetr_spec.artifacts import ClassMap, atomic_write, atomic_write_text
+from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.classmap import class_map_from_names
 from rtdetr_trainer.data.pipeline import read_classmap_file
 from rtdetr_trainer.errors import UserInputError
-from rtdetr_trainer.evaluation.predictor import load_predictor
+from rtdetr_trainer.evaluation.model_file import load_predictor
 from rtdetr_trainer.evaluation.run import device_for, loader_for
 from rtdetr_trainer.inference.sources import InferDataset, InferInput, InferLoader, list_inputs
 from rtdetr_trainer.results import TaskResults, failure_recorded

@@ -23,7 +23,9 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rtdetr_trainer.data.synth import ASPECTS, HEIGHT_SCALE, RENDERERS, _background
+from rtdetr_trainer.data.synth import ASPECTS, HEIGHT_SCALE
+from rtdetr_trainer.data.synth_draw import RENDERERS
+from rtdetr_trainer.data.synth_draw import background as draw_background
 
 #: scene object types (as the MTMC ground truth names them) -> model card class.
 SCENE_TYPES: dict[str, str] = {
@@ -194,7 +196,7 @@ def render_frame(
 
 
 def _write_video(path: Path, cfg: SceneConfig, cam: int, tracks: list[_Track]) -> None:
-    background = _background(cfg.width, cfg.height, np.random.default_rng([cfg.seed, cam, 99]))
+    background = draw_background(cfg.width, cfg.height, np.random.default_rng([cfg.seed, cam, 99]))
     with av.open(str(path), mode="w") as out:
         stream = out.add_stream("libx264", rate=cfg.fps)
         stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, "yuv420p"

@@ -1,7 +1,8 @@
 """The RTDETRDeployment CRD, generated from :mod:`rtdetr_operator.api.deployment`.
 
-Written by ``python -m rtdetr_operator.crdgen`` next to the RTDETRTraining CRD (the same generator,
-:mod:`rtdetr_operator.crd`, and the same drift check). One addition the models cannot carry:
+Written by ``python -m rtdetr_operator.codegen.crds`` next to the RTDETRTraining CRD (the same
+generator, :mod:`rtdetr_operator.codegen.crd`, and the same drift check). One addition the models
+cannot carry:
 ``pools[].gpu`` is an enum of the GPU catalog's types that can be pinned to nodes (those with
 ``nvidia.com/gpu.product`` values) and the catalog's CPU device type, so an unknown GPU type is
 refused by ``kubectl apply``. The enum comes from the built-in catalog; ``--catalog FILE``
@@ -14,17 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rtdetr_operator import crd
-from rtdetr_operator.api.deployment import (
-    DEPLOYMENT_KIND,
-    DEPLOYMENT_PLURAL,
-    DEPLOYMENT_SHORT_NAMES,
-    DEPLOYMENT_SINGULAR,
-    RTDETRDeploymentSpec,
-)
+from rtdetr_operator.api.deployment import DEPLOYMENT, RTDETRDeploymentSpec
 from rtdetr_operator.api.deployment_rules import DEPLOYMENT_ROOT_RULES
 from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
-from rtdetr_operator.structural import Schema, to_structural
+from rtdetr_operator.codegen import crd
+from rtdetr_operator.codegen.structural import Schema, to_structural
 from rtdetr_serving.catalog import GpuCatalog, load_catalog
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -51,18 +46,15 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
 ]
 
-DEPLOYMENT = crd.CrdKind(
-    kind=DEPLOYMENT_KIND,
-    plural=DEPLOYMENT_PLURAL,
-    singular=DEPLOYMENT_SINGULAR,
-    short_names=DEPLOYMENT_SHORT_NAMES,
+DEPLOYMENT_CRD = crd.CrdKind(
+    names=DEPLOYMENT,
     description="RTDETRDeployment serves an exported RT-DETR with Triton Inference Server "
     "on GPU pools, with a TensorRT engine built per GPU type, and on CPU pools with onnxruntime.",
     printer_columns=PRINTER_COLUMNS,
     root_rules=DEPLOYMENT_ROOT_RULES,
     source="rtdetr_operator.api.deployment",
 )
-CRD_FILE = DEPLOYMENT.file_name
+CRD_FILE = DEPLOYMENT_CRD.file_name
 
 
 def servable_gpus(catalog: GpuCatalog) -> list[str]:
@@ -81,11 +73,11 @@ def spec_schema(catalog: GpuCatalog) -> Schema:
 def openapi_schema(catalog: GpuCatalog | None = None) -> Schema:
     catalog = catalog or load_catalog(use_env=False)
     status = crd.status_schema(RTDETRDeploymentStatus)
-    return crd.openapi_schema(DEPLOYMENT, spec_schema(catalog), status)
+    return crd.openapi_schema(DEPLOYMENT_CRD, spec_schema(catalog), status)
 
 
 def render(catalog_files: Iterable[str | Path] = ()) -> str:
     """The CRD, its GPU enum from the built-in catalog merged with ``catalog_files``."""
     files = list(catalog_files)
     catalog = load_catalog(files, use_env=False) if files else None
-    return crd.render(DEPLOYMENT, openapi_schema(catalog))
+    return crd.render(DEPLOYMENT_CRD, openapi_schema(catalog))

@@ -1,6 +1,6 @@
 """Every kind of object the operator creates, rendered from the examples, for static checks.
 
-    python -m rtdetr_operator.manifest_samples OUTDIR
+    python -m rtdetr_operator.codegen.manifest_samples OUTDIR
 
 writes one YAML file per child (``training-*.yaml``, ``deployment-*.yaml``) built by the same
 pure builders the reconcilers use, from ``examples/training.yaml`` and
@@ -29,7 +29,7 @@ from rtdetr_operator.training import manifests as training_manifests
 from rtdetr_operator.training.resolve import resolve as resolve_training
 from rtdetr_serving.catalog import load_catalog
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 NAMESPACE = "ml"
 REVISION = "0123456789ab"
 
@@ -118,7 +118,7 @@ def write(outdir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rtdetr_operator.manifest_samples")
+    p = argparse.ArgumentParser(prog="python -m rtdetr_operator.codegen.manifest_samples")
     p.add_argument("outdir", type=Path, help="folder to write the YAML files into")
     args = p.parse_args(argv)
     paths = write(args.outdir)

@@ -26,8 +26,8 @@ import numpy as np
 
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ClassEntry, ClassMap, ExportManifest, sha256_file
+from rtdetr_trainer.errors import ModelFileError
 from rtdetr_trainer.evaluation.predictor import Predictor
-from rtdetr_trainer.export.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Markdown API reference of RTDETRTraining, generated from the CRD schema (hence the models).
 
-    python -m rtdetr_operator.apidoc            # rewrite the reference block in docs/operator.md
-    python -m rtdetr_operator.apidoc --check    # exit 1 if docs/operator.md is out of date
+    python -m rtdetr_operator.codegen.apidoc          # rewrite the reference block in docs/
+    python -m rtdetr_operator.codegen.apidoc --check  # exit 1 if docs/ is out of date
 
 RTDETRDeployment's reference is generated the same way into docs/deployment.md.
 
@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rtdetr_operator import crdgen
+from rtdetr_operator.codegen import deployment_crd, training_crd
 
-BEGIN = "<!-- BEGIN GENERATED API REFERENCE (python -m rtdetr_operator.apidoc) -->"
+BEGIN = "<!-- BEGIN GENERATED API REFERENCE (python -m rtdetr_operator.codegen.apidoc) -->"
 END = "<!-- END GENERATED API REFERENCE -->"
-DOC = Path(__file__).resolve().parents[2] / "docs" / "operator.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "operator.md"
 DEPLOYMENT_DOC = DOC.with_name("deployment.md")
 
 
@@ -58,7 +58,7 @@ def _rows(node: dict[str, Any], path: str, required: set[str]) -> list[str]:
 
 
 def render(schema: dict[str, Any] | None = None) -> str:
-    schema = schema or crdgen.openapi_schema()
+    schema = schema or training_crd.openapi_schema()
     lines = [BEGIN, ""]
     for part in ("spec", "status"):
         node = schema["properties"][part]
@@ -84,13 +84,11 @@ def updated(text: str, block: str | None = None) -> str:
 
 def blocks() -> dict[Path, str]:
     """Each document with a generated reference, and the reference it must contain."""
-    from rtdetr_operator import crdgen_deployment
-
-    return {DOC: render(), DEPLOYMENT_DOC: render(crdgen_deployment.openapi_schema())}
+    return {DOC: render(), DEPLOYMENT_DOC: render(deployment_crd.openapi_schema())}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rtdetr_operator.apidoc")
+    parser = argparse.ArgumentParser(prog="python -m rtdetr_operator.codegen.apidoc")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     stale = False
@@ -100,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         if new == text:
             continue
         if args.check:
-            print(f"{doc} is out of date; run `python -m rtdetr_operator.apidoc`", file=sys.stderr)
+            print(
+                f"{doc} is out of date; run `python -m rtdetr_operator.codegen.apidoc`",
+                file=sys.stderr,
+            )
             stale = True
         else:
             from rtdetr_spec.artifacts import atomic_write_text

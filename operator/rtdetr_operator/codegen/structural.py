@@ -13,7 +13,7 @@ is int-or-string or preserves unknown fields, no ``$ref``, no ``additionalProper
 * maps ``const`` to a one-value ``enum``, numeric ``exclusiveMinimum`` to OpenAPI 3.0's boolean;
 * drops what Kubernetes rejects or ignores (``title``, ``$defs``, ``additionalProperties: false``,
   ``default: null``);
-* folds descriptions onto one line and optionally drops defaults (see crdgen).
+* folds descriptions onto one line and optionally drops defaults (see training_crd).
 
 :func:`problems` lists every structural violation so tests can assert there are none.
 """

@@ -19,8 +19,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rtdetr_operator.api.meta import (
+    API_VERSION,
     ApiModel,
     EnvVar,
+    KindNames,
     LocalObjectReference,
     PassThrough,
     PodMetadata,
@@ -28,7 +30,7 @@ from rtdetr_operator.api.meta import (
     Toleration,
     defaulted,
 )
-from rtdetr_operator.api.rules import (
+from rtdetr_operator.api.training_rules import (
     RESULTS_RULES,
     SPEC_RULES,
     STORAGE_RULES,
@@ -36,7 +38,9 @@ from rtdetr_operator.api.rules import (
     immutability_rules,
     reserved_env_rule,
 )
+from rtdetr_operator.api.training_status import RTDETRTrainingStatus
 from rtdetr_spec import ExperimentSpec
+from rtdetr_spec.reporting import TERMINATION_LOG_ENV
 
 #: Environment variables the operator sets on training pods (TAO's and torchrun's contract).
 RESERVED_ENV: tuple[str, ...] = (
@@ -51,7 +55,7 @@ RESERVED_ENV: tuple[str, ...] = (
     "PET_NODE_RANK",
     "PET_MASTER_ADDR",
     "PET_MASTER_PORT",
-    "RTDETR_TERMINATION_LOG",
+    TERMINATION_LOG_ENV,
 )
 #: Environment variables a CR may never set: the trainer's opt-in to unpickle a checkpoint fully
 #: (which can run code from any file on a shared volume) is for people at a shell only.
@@ -229,3 +233,23 @@ class RTDETRTrainingSpec(ApiModel):
     """Fail the run when it has been active this long (suspended time excluded)."""
     suspend: bool = False
     """Delete the running pods and wait; clearing it resumes from the latest checkpoint."""
+
+
+TRAINING = KindNames(
+    kind="RTDETRTraining",
+    plural="rtdetrtrainings",
+    singular="rtdetrtraining",
+    short_names=("rtt", "rtdetrtrain"),
+)
+
+
+class RTDETRTraining(ApiModel):
+    """The whole custom resource as the operator reads it (metadata kept as a plain dict)."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = API_VERSION
+    kind: str = TRAINING.kind
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: RTDETRTrainingSpec
+    status: RTDETRTrainingStatus = Field(default_factory=RTDETRTrainingStatus)
