@@ -2,8 +2,9 @@
 
     python hack/lint_manifests.py OUTDIR
 
-* ``chart-cluster-wide.yaml``, ``chart-namespaced.yaml``: the chart rendered with its default
-  values and with ``watchNamespaces`` set (Helm's Go SDK, offline, as tests/deploy renders it);
+* ``chart-cluster-wide.yaml``, ``chart-namespaced.yaml``, ``chart-metrics.yaml``: the chart
+  rendered with its default values, with ``watchNamespaces`` set and with the ServiceMonitor and
+  dashboard on (Helm's Go SDK, offline, as tests/deploy renders it);
 * ``children/``: every kind of object the operator creates
   (``python -m rtdetr_operator.codegen.manifest_samples``).
 
@@ -28,6 +29,9 @@ CHART = ROOT / "charts" / "rtdetr-operator"
 VALUES = {
     "chart-cluster-wide": {},
     "chart-namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "chart-metrics": {
+        "metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True}}
+    },
 }
 
 

@@ -38,6 +38,7 @@ from rtdetr_operator.deployment.plan import Settings as DeploymentSettings
 from rtdetr_operator.deployment.reconcile import DeploymentReconciler
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.leader import ElectionConfig, LeaseElector
+from rtdetr_operator.metrics import OperatorMetrics, port
 from rtdetr_operator.scope import (
     DEFAULT_DENIED_NAMESPACES,
     NamespaceGate,
@@ -69,6 +70,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL ('' disables it)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=port,
+        default=8000,
+        help="port of the Prometheus /metrics endpoint on all addresses (0 disables it; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=positive_seconds,
+        default=30.0,
+        help="seconds between reads of a running training's progress lines from its rank-0 "
+        "pod log (per training; default: %(default)s)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=4, help="reconciles running at once (>= 1)"
@@ -212,11 +227,16 @@ async def run(
     args: argparse.Namespace,
     reconciler: TrainingReconciler,
     deployments: DeploymentReconciler | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> None:
     elector = _elector(args, reconciler.api.client) if args.leader_elect else None
     queue = WorkQueue(resync_period=args.resync)
     deployment_queue = WorkQueue(resync_period=args.resync)
     gate = NamespaceGate(args.deny_namespaces)
+    metrics = metrics or OperatorMetrics()
+    metrics.watch(TRAINING.kind, queue, reconciler)
+    if deployments is not None:
+        metrics.watch(DEPLOYMENT.kind, deployment_queue, deployments)
 
     async def work(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
@@ -224,7 +244,8 @@ async def run(
             await elector.leading.wait()
         if not gate.allows(namespace, "RTDETRTraining", name):
             return None
-        return await asyncio.to_thread(reconciler.reconcile, namespace, name)
+        with metrics.reconciling(TRAINING.kind):
+            return await asyncio.to_thread(reconciler.reconcile, namespace, name)
 
     async def work_deployment(key: object) -> float | None:
         namespace, name = key  # type: ignore[misc]
@@ -233,7 +254,8 @@ async def run(
             await elector.leading.wait()
         if not gate.allows(namespace, "RTDETRDeployment", name):
             return None
-        return await asyncio.to_thread(deployments.reconcile, namespace, name)
+        with metrics.reconciling(DEPLOYMENT.kind):
+            return await asyncio.to_thread(deployments.reconcile, namespace, name)
 
     queue.start(work, args.workers)
     if deployments is not None:
@@ -336,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     reconciler = TrainingReconciler(
-        api, Settings(stuck_grace=args.stuck_grace, allow_node_volumes=args.allow_node_volumes)
+        api,
+        Settings(
+            stuck_grace=args.stuck_grace,
+            allow_node_volumes=args.allow_node_volumes,
+            progress_interval=args.progress_interval,
+        ),
     )
     try:
         catalog = CatalogSource.from_env()
@@ -346,12 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     except ServingError as e:
         print(f"rtdetr-operator: {e}", file=sys.stderr)
         return 2
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        try:
+            metrics.serve(args.metrics_port)
+        except OSError as e:
+            print(f"rtdetr-operator: --metrics-port {args.metrics_port}: {e}", file=sys.stderr)
+            return 2
     # Logging is configured only once the operator will run: every refusal above is one plain
     # line, and a refused start leaves the process's logging as it found it.
     _configure_logging(args)
     scope = ", ".join(args.namespace) if args.namespace else "all namespaces"
     logger.info("serving RTDETRTrainings and RTDETRDeployments in %s", scope)
-    asyncio.run(run(args, reconciler, deployments))
+    asyncio.run(run(args, reconciler, deployments, metrics))
     return 0
 
 

@@ -31,6 +31,9 @@ from rtdetr_operator.api.training import TRAINING
 
 #: (connect, read) seconds for every call; a hung API server must not hang a worker forever.
 TIMEOUT = (5, 30)
+#: The same for a pod log read: the API server relays it from the node's kubelet, and an
+#: unreachable kubelet must not hold a reconcile worker for long (progress is best effort).
+LOG_TIMEOUT = (5, 10)
 COMPONENT = "rtdetr-operator"
 
 
@@ -113,8 +116,11 @@ class KubeApi:
         *,
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
+        text: bool = False,
+        timeout: tuple[int, int] = TIMEOUT,
+    ) -> Any:
+        # The log endpoint answers text/plain but accepts only */* or API types as Accept.
+        headers = {"Accept": "*/*" if text else "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -126,7 +132,7 @@ class KubeApi:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            resp = self.client.call_api(*req, _request_timeout=TIMEOUT)
+            resp = self.client.call_api(*req, _request_timeout=timeout)
             data = resp.read()
         except ApiException as e:
             raise ApiError(int(e.status or 0), str(e.reason or e)) from None
@@ -135,6 +141,8 @@ class KubeApi:
             with contextlib.suppress(ValueError):
                 message = json.loads(data or b"{}").get("message") or message
             raise ApiError(resp.status, message)
+        if text:
+            return (data or b"").decode("utf-8", errors="replace")
         return json.loads(data) if data else {}
 
     def _path(self, kind: str, namespace: str, name: str | None = None) -> str:
@@ -218,6 +226,19 @@ class KubeApi:
         except ApiError as e:
             if not (e.not_found or e.conflict):
                 raise
+
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+        """The last lines of a container's log, at most about ``limit_bytes`` of them.
+
+        ``tailLines`` bounds what the kubelet reads, ``limitBytes`` what it sends.
+        """
+        query = [
+            ("container", container),
+            ("tailLines", str(max(limit_bytes // 128, 1))),
+            ("limitBytes", str(limit_bytes)),
+        ]
+        path = self._path("Pod", namespace, name) + "/log"
+        return str(self._request("GET", path, query=query, text=True, timeout=LOG_TIMEOUT))
 
     # -------------------------------------------------------------------------- events
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:

@@ -56,6 +56,8 @@ class Reconciler(ABC):
 
     api: KubeApi
     clock: Callable[[], datetime]
+    #: Told each object's status after a pass, None once it is gone (metrics.py); per instance.
+    on_status: Callable[[str, str, dict[str, Any] | None], None] | None = None
 
     @property
     def log(self) -> logging.Logger:
@@ -76,9 +78,13 @@ class Reconciler(ABC):
         """One pass; returns seconds until the next look (or None)."""
         found = self.plan(namespace, name)
         if found is None:
+            if self.on_status is not None:
+                self.on_status(namespace, name, None)
             return None
         obj, p = found
         status = redact_strings(p.status)
+        if self.on_status is not None:
+            self.on_status(namespace, name, status)
         if status != obj.get("status"):
             try:
                 obj = self.api.replace_status(obj, status)

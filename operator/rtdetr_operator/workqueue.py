@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ class WorkQueue:
         self._failures: dict[Key, int] = {}
         self._known: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._added: dict[Key, float] = {}
+        #: Told how many seconds each key waited before a worker took it (metrics.py).
+        self.on_wait: Callable[[float], None] | None = None
+        #: Told each key that is forgotten (its object was deleted).
+        self.on_forget: Callable[[Key], None] | None = None
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -52,6 +58,7 @@ class WorkQueue:
         if key in self._queued:
             return
         self._queued.add(key)
+        self._added[key] = time.monotonic()
         self._queue.put_nowait(key)
 
     def add_after(self, key: Key, delay: float) -> None:
@@ -77,6 +84,8 @@ class WorkQueue:
         pending = self._timers.pop(key, None)
         if pending is not None:
             pending[1].cancel()
+        if self.on_forget is not None:
+            self.on_forget(key)
 
     def start(self, worker: Worker, workers: int) -> None:
         for i in range(workers):
@@ -96,6 +105,9 @@ class WorkQueue:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            added = self._added.pop(key, None)
+            if self.on_wait is not None and added is not None:
+                self.on_wait(time.monotonic() - added)
             self._processing.add(key)
             delay: float | None = None
             try:

@@ -45,6 +45,7 @@ def of_kind(docs: list[dict], kind: str) -> list[dict]:
         {"watchNamespaces": ["team-a", "team-b"]},
         {"crds": {"install": False}, "gitops": {"healthChecksConfigMap": False}},
         {"defaults": {"trainerImage": "registry.local/rtdetr-trainer:0.1.0"}},
+        {"metrics": {"serviceMonitor": {"enabled": True}, "dashboard": {"enabled": True}}},
     ],
 )
 def test_lints_strictly(values: dict) -> None:
@@ -59,6 +60,8 @@ def test_lints_strictly(values: dict) -> None:
         ({"watchNamespaces": ["Team_A"]}, "/watchNamespaces/0"),
         ({"defaults": {"tritonTensorRTVersion": "latest"}}, "/defaults/tritonTensorRTVersion"),
         ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
+        ({"metrics": {"port": 70000}}, "/metrics/port"),
+        ({"metrics": {"port": 8080}}, "/metrics/port"),  # the health port
     ],
 )
 def test_bad_values_are_refused_naming_the_key(values: dict, complaint: str) -> None:
@@ -123,6 +126,45 @@ def test_operator_deployment_is_hardened() -> None:
     assert pod["serviceAccountName"] == "rtdetr-rtdetr-operator"
 
 
+def test_metrics_service_service_monitor_and_dashboard() -> None:
+    from rtdetr_operator.cli import parse_args
+
+    docs = render()
+    (c,) = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert f"--metrics-port={parse_args([]).metrics_port}" in c["args"]
+    assert {"name": "metrics", "containerPort": 8000, "protocol": "TCP"} in c["ports"]
+    (svc,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = of_kind(docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert not of_kind(docs, "ServiceMonitor")
+    assert not [
+        d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    ]
+
+    on = {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}
+    on["dashboard"] = {"enabled": True}
+    docs = render({"metrics": on})
+    (sm,) = of_kind(docs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kps"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    (dash,) = [
+        d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    ]
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (CHART / "dashboards" / "rtdetr-operator.json").read_text()
+    assert json.loads(dash["data"]["rtdetr-operator.json"]) == json.loads(shipped)
+
+    off = render({"metrics": {"port": 0, "serviceMonitor": {"enabled": True}}})
+    (c,) = of_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert "--metrics-port=0" in c["args"] and all(p["name"] != "metrics" for p in c["ports"])
+    assert not of_kind(off, "ServiceMonitor")
+    assert not [s for s in of_kind(off, "Service") if s["metadata"]["name"].endswith("-metrics")]
+
+
 def test_chart_defaults_are_the_operators() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["defaults"]["tritonImage"] == defaults.TRITON_IMAGE
@@ -168,6 +210,7 @@ TRAINING_CALLS = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "delete"),
     ("", "pods", "list"),
+    ("", "pods/log", "get"),
     ("", "configmaps", "get"),
     ("", "configmaps", "create"),
     ("", "configmaps", "update"),

@@ -84,15 +84,16 @@ class OperatorProcess:
         self.env, self.namespaces, self.log_path = env, namespaces, log
         self.flags = {"stuck-grace": 5, "workers": 4, "log-format": "plain", **flags}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.port = self.metrics_port = 0
 
     def start(self) -> None:
         self.start_with([])
 
     def start_with(self, extra: list[str]) -> None:
         """Start with ``extra`` arguments besides the flags (switches such as --leader-elect)."""
-        self.port = _free_port()
+        self.port, self.metrics_port = _free_port(), _free_port()
         argv = [str(OPERATOR), f"--liveness=http://127.0.0.1:{self.port}/healthz"]
+        argv.append(f"--metrics-port={self.metrics_port}")
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         argv += [f"--{k}={v}" for k, v in self.flags.items()] + extra
         with open(self.log_path, "ab") as log:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -112,6 +113,8 @@ def training(name: str, *, epochs: int, size: int, nodes: int = 2, **spec: Any) 
         exp[task].update(input_width=size, input_height=size)
     # Progress lines every few seconds, so tests see epochs move without waiting 30 s.
     cr["spec"]["env"].append({"name": "RTDETR_LOG_EVERY_S", "value": "3"})
+    # Progress lines for the operator as often (the operator reads them every few seconds here).
+    cr["spec"]["env"].append({"name": "RTDETR_PROGRESS_EVERY_S", "value": "3"})
     cr["spec"].update(spec)
     return cr
 
@@ -156,6 +159,32 @@ def logs(stack: localstack.Stack, namespace: str, what: str, **flags: str) -> st
 def pods(stack: localstack.Stack, namespace: str, selector: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = stack.get("pods", "-n", namespace, "-l", selector)["items"]
     return items
+
+
+def table_row(stack: localstack.Stack, namespace: str, kind: str, name: str) -> dict[str, str]:
+    """``kubectl get KIND NAME`` as {column: cell} (blank cells stay blank, split by header)."""
+    header, row = stack.kubectl("get", kind, name, "-n", namespace).splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
+def wait_live_progress(
+    stack: localstack.Stack, namespace: str, name: str, timeout: float
+) -> dict[str, str]:
+    """The ``kubectl get rtt`` row once it shows epoch, percent and ETA of a running training."""
+
+    def probe() -> dict[str, str] | None:
+        st = status(stack, namespace, "rtdetrtraining", name)
+        if st.get("phase") in ("Succeeded", "Failed", "Evaluating", "Exporting"):
+            raise AssertionError(f"{name} trained without showing live progress:\n{st}")
+        if not (st.get("trainingProgress") or {}).get("eta"):
+            return None
+        row = table_row(stack, namespace, "rtt", name)
+        return row if row["PHASE"] == "Training" and row["EPOCH"] and row["ETA"] else None
+
+    result: dict[str, str] = wait_for(f"live progress of {name}", probe, timeout, interval=1.0)
+    return result
 
 
 def describe(stack: localstack.Stack, namespace: str) -> str:

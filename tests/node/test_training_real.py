@@ -52,9 +52,22 @@ def test_two_pods_rendezvous_train_evaluate_and_export(
 ) -> None:
     name = "lifecycle"
     support.apply(stack, data_ns, support.training(name, epochs=3, size=SIZE))
+    # While it trains, `kubectl get rtt` shows rank 0's epoch, percent and ETA (from its log).
+    row = support.wait_live_progress(stack, data_ns, name, timeout=900)
+    assert re.fullmatch(r"[0-3]/3", row["EPOCH"]) and re.fullmatch(r"\d+[hms]\S*", row["ETA"]), row
+    assert 0 <= int(row["PROGRESS"]) < 100, row
     st = support.wait_phase(stack, data_ns, name, {"Succeeded", "Failed"}, timeout=1200)
     assert st["phase"] == "Succeeded", support.describe(stack, data_ns)
     assert st["restarts"] == 0
+    # The final validation (read from the finished pod's log) is in status and an Event.
+    live = st["trainingProgress"]
+    assert (live["percent"], live["epochs"]) == (100, "3/3")
+    assert live["validation"]["epoch"] == 3 and "mAP50" in live["validation"]
+    validated = stack.kubectl(
+        "get", "events", "-n", data_ns, "--field-selector",
+        f"involvedObject.name={name},reason=Validated", "-o", "jsonpath={.items[*].message}",
+    )  # fmt: skip
+    assert "epoch 3/3: mAP50" in validated, support.describe(stack, data_ns)
 
     # Two real pods on the real node, rank 0 found through the headless Service's DNS name.
     pods = support.pods(stack, data_ns, f"rtdetr.dev/training={name},rtdetr.dev/task=train")

@@ -82,7 +82,18 @@ def test_names_columns_and_status_subresource() -> None:
     (version,) = crd["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Phase", "Nodes", "GPUs", "Progress", "mAP50", "Restarts", "Age"]
+    assert columns == [
+        "Phase",
+        "Nodes",
+        "GPUs",
+        "Tasks",
+        "Epoch",
+        "Progress",
+        "ETA",
+        "mAP50",
+        "Restarts",
+        "Age",
+    ]
 
 
 def test_experiment_constraints_come_from_rtdetr_spec() -> None:

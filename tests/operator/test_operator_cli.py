@@ -30,6 +30,9 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["--resync", "nan"], "argument --resync: must be a finite number of seconds > 0"),
         (["--resync", "inf"], "argument --resync: must be a finite number of seconds > 0"),
         (["-n", "kube-system"], "--namespace kube-system: denied by --deny-namespaces"),
+        (["--metrics-port", "70000"], "argument --metrics-port: must be a port number 0-65535"),
+        (["--metrics-port", "http"], "argument --metrics-port: must be a port number 0-65535"),
+        (["--progress-interval", "0"], "argument --progress-interval: must be a finite number"),
     ],
 )
 def test_flags_that_cannot_work_are_refused(capsys, argv: list[str], expected: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rtdetr_spec import load_experiment
+from rtdetr_spec.progress import parse_log
 from rtdetr_trainer.data.pipeline import prepare_train_data
 from rtdetr_trainer.engine.checkpoint import LATEST_NAME, read_training_checkpoint
 from rtdetr_trainer.engine.distributed import DistContext
@@ -43,8 +44,17 @@ def _trainer(root: Path, paths: dict[str, Path], **train: object) -> Trainer:
     )
 
 
-def test_checkpoint_layout_is_taos_plus_ours(tmp_path: Path, paths: dict[str, Path]) -> None:
+def test_checkpoint_layout_is_taos_plus_ours(
+    tmp_path: Path, paths: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     summary = _trainer(tmp_path, paths, enable_ema=True).fit()
+    # Rank 0's progress lines on stdout, as the operator reads them from the pod log.
+    reports = parse_log(capsys.readouterr().out)
+    assert reports[0].epoch == 0 and reports[0].step == 1 and reports[0].loss is not None
+    end = reports[-1]
+    assert (end.epoch, end.num_epochs, end.percent, end.global_step) == (1, 1, 100.0, 3)
+    assert end.eta_seconds == 0.0 and end.validation is not None
+    assert end.validation.m_ap50 == pytest.approx(summary.metrics["val_mAP50"], abs=1e-6)
     ckpt = read_training_checkpoint(tmp_path / "results" / "train" / LATEST_NAME)
     for key in (
         "state_dict",

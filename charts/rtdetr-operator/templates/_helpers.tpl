@@ -53,6 +53,10 @@ kopf watches. No Secrets, no nodes, no CRDs or namespaces (kopf's scanning is of
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# The log tail of a running training's rank-0 pod: its progress lines (docs/operator.md).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # A training's experiment ConfigMap (repaired if edited).
 - apiGroups: [""]
   resources: [configmaps]

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from rtdetr_operator.api.meta import ApiModel, Conditions, PassThrough
+from rtdetr_operator.api.progress import TrainingProgress
 
 Phase = Literal[
     "Pending", "Training", "Evaluating", "Exporting", "Succeeded", "Failed", "Suspended"
@@ -114,6 +115,8 @@ class RTDETRTrainingStatus(ApiModel):
     """Current (or last) export Job."""
     tasks: Tasks = Field(default_factory=Tasks)
     """Per-task records."""
+    training_progress: TrainingProgress | None = None
+    """Live progress of the training task: epoch, percent, ETA, loss, last validation."""
     metrics: Metrics | None = None
     """Evaluation metrics."""
     artifacts: dict[str, str] = Field(default_factory=dict)

@@ -26,7 +26,7 @@ what exists:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,11 +35,12 @@ from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
-from rtdetr_operator.training import manifests
+from rtdetr_operator.training import live, manifests
 from rtdetr_operator.training.conditions import kstatus
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
+from rtdetr_spec.progress import ProgressReport
 
 TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
 TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
@@ -62,6 +63,8 @@ class World:
     configmap: dict[str, Any] | None
     service: dict[str, Any] | None
     now: datetime
+    #: Progress lines read from the running training's leader pod (training/live.py).
+    progress: list[ProgressReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class Settings:
     stuck_grace: float = 60.0
     #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
     allow_node_volumes: bool = False
+    #: Seconds between reads of a running training's progress lines (0: never read).
+    progress_interval: float = 30.0
 
 
 def plan(world: World, settings: Settings | None = None) -> Plan:
@@ -188,6 +193,10 @@ class _Planner(PlannerBase):
         self._set_task_phase(task, rec)
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
         self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")
+        if task == "train" and view.running and self.settings.progress_interval > 0:
+            for reason, message in live.fold(self.status, self.world.progress, self.now):
+                self.event("Normal", reason, message)
+            self.requeue(self.settings.progress_interval)
         stuck = view.stuck()
         if stuck is None or not self.past_grace(stuck.since):
             return
@@ -210,6 +219,10 @@ class _Planner(PlannerBase):
             return False
         rec["state"] = "Succeeded"
         rec["completionTime"] = timestamp(self.now)
+        if task == "train":
+            for reason, message in live.fold(self.status, self.world.progress, self.now):
+                self.event("Normal", reason, message)  # the last lines: final validation
+            live.finished(self.status)
         self.event("Normal", "TaskSucceeded", f"{TASK_TITLE[task]} finished (Job {view.name})")
         gate = self.resolved.spec.evaluation.min_map50
         if task == "evaluate" and gate is not None:

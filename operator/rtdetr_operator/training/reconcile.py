@@ -20,6 +20,7 @@ from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.planning import Plan
 from rtdetr_operator.reconciler import Reconciler, utcnow
 from rtdetr_operator.training.conditions import kstatus
+from rtdetr_operator.training.live import LogReader, leader_pod
 from rtdetr_operator.training.names import LABEL_TRAINING, Names
 from rtdetr_operator.training.plan import Settings, World, plan
 
@@ -29,6 +30,11 @@ class TrainingReconciler(Reconciler):
     api: KubeApi
     settings: Settings = field(default_factory=Settings)
     clock: Callable[[], datetime] = utcnow
+    reader: LogReader | None = None
+
+    def __post_init__(self) -> None:
+        if self.reader is None and self.settings.progress_interval > 0:
+            self.reader = LogReader(self.api, self.settings.progress_interval)
 
     def observe(self, namespace: str, name: str) -> World | None:
         training = self.api.get_reconciled(namespace, name)
@@ -36,14 +42,31 @@ class TrainingReconciler(Reconciler):
             return None
         selector = f"{LABEL_TRAINING}={name}"
         names = Names(name, namespace)
+        pods = self.api.list("Pod", namespace, selector)
         return World(
             training=training,
             jobs=self.api.list("Job", namespace, selector),
-            pods=self.api.list("Pod", namespace, selector),
+            pods=pods,
             configmap=self.api.get("ConfigMap", namespace, names.configmap),
             service=self.api.get("Service", namespace, names.service),
             now=self.clock(),
+            progress=self._progress(namespace, name, training, pods),
         )
+
+    def _progress(
+        self, namespace: str, name: str, training: dict[str, Any], pods: list[dict[str, Any]]
+    ) -> list[Any]:
+        """Progress lines of the running training's leader pod, when a read is due."""
+        if self.reader is None:
+            return []
+        train = ((training.get("status") or {}).get("tasks") or {}).get("train") or {}
+        job = train.get("job")
+        pod = leader_pod(pods, job) if job and train.get("state") != "Succeeded" else None
+        if pod is None:
+            self.reader.forget(namespace, name)
+            return []
+        final = pod["status"]["phase"] == "Succeeded"
+        return self.reader.read(namespace, name, pod, final=final)
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:
         world = self.observe(namespace, name)

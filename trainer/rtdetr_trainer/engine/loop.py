@@ -37,6 +37,7 @@ from rtdetr_trainer.data.transforms import TrainTransform
 from rtdetr_trainer.engine import checkpoint as ckpt_io
 from rtdetr_trainer.engine.distributed import DistContext
 from rtdetr_trainer.engine.ema import ModelEMA
+from rtdetr_trainer.engine.live import LiveProgress
 from rtdetr_trainer.engine.optim import LRSchedule, apply_freeze, build_optimizer
 from rtdetr_trainer.engine.progress import Progress
 from rtdetr_trainer.engine.reporting import finish, read_summary, report_epoch  # noqa: F401
@@ -328,6 +329,7 @@ class Trainer:
         last_ckpt: Path | None = self._last_checkpoint()
         val: ValidationResult | None = None
         epoch_times: list[float] = []
+        live = LiveProgress(cfg.num_epochs, len(loader), self.state.epoch, enabled=ctx.is_main)
         for epoch in range(self.state.epoch, cfg.num_epochs):
             self.state.epoch = epoch
             started = time.time()
@@ -342,6 +344,7 @@ class Trainer:
                 values = self.train_step(batch)
                 loss_sum, steps = loss_sum + values["loss"], steps + 1
                 progress.update(**values)
+                live.step(epoch, steps, self.state.global_step, values)
                 if ctx.is_main and self.state.global_step % 10 == 0:
                     self.results.metrics(
                         {"type": "step", "epoch": epoch, "step": self.state.global_step, **values}
@@ -376,6 +379,7 @@ class Trainer:
             ctx.barrier()
             epoch_times.append(time.time() - started)
             self._report_epoch(epoch, record, epoch_times)
+            live.epoch_end(epoch, self.state.global_step, record)
         return self._finish(cfg.num_epochs - 1, val, last_ckpt)
 
     def _last_checkpoint(self) -> Path | None:
