@@ -304,15 +304,21 @@ class EfficientViTL2(nn.Module):
         self.train()
 
     def _init_weights(self) -> None:
-        """Truncated-normal (std 0.02) convs, zero biases, unit norms."""
+        """Kaiming (fan_in) convs, zero biases, unit norms, and a zero scale on the last BN of
+        every residual branch (MIT's "zero last gamma"): a fresh model's residual blocks start as
+        identities, so activations keep their scale through the 30 blocks."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, ResidualBlock) and m.residual:
+                last = [n for n in m.main.modules() if isinstance(n, nn.BatchNorm2d)][-1]
+                nn.init.zeros_(last.weight)
 
     def train(self, mode: bool = True) -> EfficientViTL2:
         """Set train/eval mode; a frozen backbone stays in eval mode (BN statistics fixed)."""
