@@ -158,7 +158,7 @@ class LiteMLA(nn.Module):
 
     def __init__(
         self, ch: int, head_dim: int = HEAD_DIM, scales: Sequence[int] = AGGREGATION_SCALES
-    ):
+    ) -> None:
         super().__init__()
         heads = ch // head_dim
         total = 3 * heads * head_dim
@@ -232,7 +232,7 @@ class OpSequential(nn.Module):
 def _stage(index: int, in_ch: int, out_ch: int, depth: int) -> OpSequential:
     """Stages 1-4: a stride-2 block (no shortcut), then ``depth`` residual blocks."""
     if index in (1, 2):
-        first = FusedMBConv(in_ch, out_ch, 2, 16)
+        first: nn.Module = FusedMBConv(in_ch, out_ch, 2, 16)
         rest: list[nn.Module] = [
             ResidualBlock(FusedMBConv(out_ch, out_ch, 1, 4), True) for _ in range(depth)
         ]
