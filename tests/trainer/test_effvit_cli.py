@@ -1,4 +1,4 @@
-"""``rtdetr train|evaluate|export -e examples/specs/rtdetr_effvit_l2_warehouse.yaml``: the
+"""``rtdetr train|evaluate|inference|export -e examples/specs/rtdetr_effvit_l2_warehouse.yaml``: the
 EfficientViT-L2 example spec end to end through the real executable, CPU-sized (160x256 keeps
 the 544x960 aspect roughly and gives 5x8 = 40 attention positions, so the linear attention path
 runs, not the small-map fallback)."""
@@ -46,7 +46,7 @@ def test_example_spec_is_the_544x960_efficientvit_model() -> None:
     assert spec.dataset.num_classes == 7
 
 
-def test_example_spec_trains_evaluates_and_exports(tmp_path: Path) -> None:
+def test_example_spec_trains_evaluates_infers_and_exports(tmp_path: Path) -> None:
     synth_dataset(tmp_path / "data", num_images=6, width=W, height=H)
     image_dir, ann = tmp_path / "data" / "images", tmp_path / "data" / "annotations"
     results = tmp_path / "results"
@@ -63,6 +63,17 @@ def test_example_spec_trains_evaluates_and_exports(tmp_path: Path) -> None:
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert "strictly" in ev.stderr
     _assert_table_with_seven(ev.stdout)
+
+    inf = rtdetr(
+        "inference",
+        *common,
+        f"inference.checkpoint={ckpt}",
+        f"inference.input_height={H}",
+        f"inference.input_width={W}",
+        f"dataset.infer_data_sources.image_dir=[{image_dir / 'test'}]",
+    )
+    assert inf.returncode == 0, inf.stderr[-3000:]
+    assert (results / "inference" / "detections.json").is_file()
 
     ex = rtdetr(
         "export",
