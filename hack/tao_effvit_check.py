@@ -2,8 +2,8 @@
 
     python hack/tao_effvit_check.py /path/to/tao_pytorch_backend
 
-TAO's package cannot be installed here, so this imports four of its source files unchanged
-(``cv/backbone_v2/{efficientvit,backbone_base}.py``, ``cv/backbone_v2/nn/norm.py``,
+TAO's training package is not installable from PyPI, so this imports four of its source files
+unchanged (``cv/backbone_v2/{efficientvit,backbone_base}.py``, ``cv/backbone_v2/nn/norm.py``,
 ``cv/rtdetr/model/backbone/efficientvit.py``) from a temporary package whose other modules are
 stubs for import plumbing only (the registries, logging, the distributed rank, timm's
 ``trunc_normal_``). It builds TAO's ``efficientvit_l2()``, gives it random weights and BN
