@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                 return body
 
             _section("inference", results, inference)
+        if "backbones" in sections:
+            cells = plan.backbone_cells(mode, dev, t)
+            _section("backbones", results, lambda: {"cells": _cells(cells)})
         if "training" in sections:
 
             def training() -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Spec keys: ``kind`` (``infer``, ``train``, ``profile``), ``impl`` (``ours``, ``ours-compile``,
 ``ort``, ``hf``), ``precision`` (``fp32``, ``bf16``, ``fp16``), ``batch``, ``size``, ``depth``,
-``queries`` (300; fewer only for tiny inputs), ``warmup``, ``iters``, ``threads``, ``device``
+``queries`` (300; fewer only for tiny inputs), optional ``backbone`` (``efficientvit_l2``
+instead of the ResNet of ``depth``), ``warmup``, ``iters``, ``threads``, ``device``
 (``cpu``/``cuda``), optional ``onnx`` (file for ``ort``), ``cuda_graphs`` (GPU only), ``top``
 (profile rows).
 
@@ -84,10 +85,13 @@ def _infer_fn(spec: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
 
     ours = impl.startswith("ours")
     model = (
-        models.build_ours(spec["depth"], size, train=False, queries=spec["queries"])
+        models.build_ours(
+            spec["depth"], size, train=False, queries=spec["queries"], backbone=spec.get("backbone")
+        )
         if ours
         else models.build_hf(spec["depth"], train=False, queries=spec["queries"])
     ).to(device)
+    info["params"] = sum(p.numel() for p in model.parameters())
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     if spec.get("channels_last"):
         if spec["channels_last"] != "input":

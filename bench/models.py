@@ -23,11 +23,15 @@ from torch import Tensor, nn
 NUM_CLASSES = 7
 
 
-def build_ours(depth: int, size: int, *, train: bool, queries: int = 300) -> nn.Module:
+def build_ours(
+    depth: int, size: int, *, train: bool, queries: int = 300, backbone: str | None = None
+) -> nn.Module:
+    """``backbone`` (e.g. ``efficientvit_l2``) replaces ``resnet_{depth}`` when given."""
     from rtdetr_spec.model import ModelConfig
     from rtdetr_trainer.model import build_model
 
-    overrides: dict[str, Any] = {"backbone": f"resnet_{depth}", "num_queries": queries}
+    name = backbone or f"resnet_{depth}"
+    overrides: dict[str, Any] = {"backbone": name, "num_queries": queries}
     if train:
         overrides["pretrained_backbone_path"] = "imagenet-weights-not-read.pth"
     cfg = ModelConfig(**overrides)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SECTIONS = ("inference", "training", "data", "evaluation", "ddp", "profile")
+SECTIONS = ("inference", "backbones", "training", "data", "evaluation", "ddp", "profile")
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,17 @@ def inference_cells(mode: Mode, device: str, threads: int, onnx: str | None) -> 
                 _cell("infer", "ours-compile", "fp32", batch, warmup, iters, mode, device, threads)
             )
     return cells
+
+
+def backbone_cells(mode: Mode, device: str, threads: int) -> list[dict]:
+    """Our detector with the mode's ResNet and with EfficientViT-L2, eager, batch 1, each
+    precision: the same encoder and decoder, so the difference is the backbone."""
+    warmup, iters = mode.infer_iters[1]
+    return [
+        _cell("infer", "ours", p, 1, warmup, iters, mode, device, threads, backbone=b)
+        for b in (f"resnet_{mode.depth}", "efficientvit_l2")
+        for p in mode.precisions
+    ]
 
 
 def training_cells(mode: Mode, device: str, threads: int) -> list[dict]:

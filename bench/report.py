@@ -13,6 +13,8 @@ from bench.tables import (
     TARGET,
     before_after,
     cell_rows,
+    fmt,
+    images_per_s,
     inference_summary,
     load_text,
     md_table,
@@ -101,6 +103,7 @@ def render(res: dict[str, Any]) -> str:
                 + ", ".join(f"batch {c['spec']['batch']}: {c['first_s']:.0f} s" for c in compiled)
                 + ".",
             ]
+    lines += _backbones(secs.get("backbones"))
     if "training" in secs:
         sec = secs["training"]
         lines += [
@@ -128,6 +131,31 @@ def render(res: dict[str, Any]) -> str:
                 lines += [*before_after(cells, old, base, now), ""]
     lines += ["", notes.GPU, "", notes.REPRODUCE, ""]
     return "\n".join(lines)
+
+
+def _backbones(sec: dict[str, Any] | None) -> list[str]:
+    """Our detector with each backbone: throughput relative to the ResNet, size, memory."""
+    if not sec:
+        return []
+    cells = sec["cells"]
+    rows, base = [], {}
+    for c in cells:
+        s = c["spec"]
+        ips = images_per_s(c)
+        if s["backbone"].startswith("resnet"):
+            base[s["precision"]] = ips
+        ref = base.get(s["precision"])
+        rows.append([
+            s["backbone"], s["precision"], f"{s['size']}x{s['size']}",
+            f"{s['warmup']}+{s['iters']}", fmt(ips),
+            fmt(ips / ref) if ips and ref else "n/a",
+            fmt(c["params"] / 1e6) if "params" in c else "n/a",
+            fmt(c.get("peak_rss_gib")), c.get("error", ""),
+        ])  # fmt: skip
+    header = ["backbone", "precision", "input", "warm-up+timed", "images/s (batch 1)",
+              "vs ResNet", "params (M)", "peak RSS GiB", "error"]  # fmt: skip
+    return ["", "### Backbones (our detector, eager, batch 1)", "", section_load(sec), "",
+            *md_table(header, rows)]  # fmt: skip
 
 
 def _targets(res: dict[str, Any]) -> list[str]:

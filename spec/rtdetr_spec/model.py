@@ -1,7 +1,8 @@
 """``model:`` section: the RT-DETR architecture and its loss/matcher weights, TAO's defaults.
 
-Only TAO's plain (timm-style, not ResNet-vd) ResNet backbones are implemented. TAO's other
-backbone names are recognised so that the error says "not implemented" rather than "unknown".
+TAO's plain (timm-style, not ResNet-vd) ResNet backbones and ``efficientvit_l2`` (the backbone of
+NVIDIA's v1.0/v1.0.1 warehouse model) are implemented. TAO's other backbone names are recognised so
+that the error says "not implemented" rather than "unknown".
 NVIDIA's model card writes ``backbone: resnet50``, which TAO itself does not register; we accept the
 un-underscored spelling of every ResNet as an alias.
 """
@@ -14,14 +15,15 @@ from pydantic import Field, field_validator, model_validator
 
 from rtdetr_spec.base import SpecModel
 
-SUPPORTED_BACKBONES: tuple[str, ...] = ("resnet_18", "resnet_34", "resnet_50", "resnet_101")
+RESNET_BACKBONES: tuple[str, ...] = ("resnet_18", "resnet_34", "resnet_50", "resnet_101")
+SUPPORTED_BACKBONES: tuple[str, ...] = (*RESNET_BACKBONES, "efficientvit_l2")
 #: TAO backbone names this trainer recognises but does not implement.
 TAO_ONLY_BACKBONES: tuple[str, ...] = (
     *(f"convnext_{s}" for s in ("tiny", "small", "base", "large", "xlarge")),
     *(f"fan_{s}" for s in ("tiny", "small", "base", "large")),
-    *(f"efficientvit_{s}" for s in ("b0", "b1", "b2", "b3", "l0", "l1", "l2", "l3")),
+    *(f"efficientvit_{s}" for s in ("b0", "b1", "b2", "b3", "l0", "l1", "l3")),
 )
-BACKBONE_ALIASES: dict[str, str] = {b.replace("_", ""): b for b in SUPPORTED_BACKBONES}
+BACKBONE_ALIASES: dict[str, str] = {b.replace("_", ""): b for b in RESNET_BACKBONES}
 
 
 def normalize_backbone(name: str) -> str:

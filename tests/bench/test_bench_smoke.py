@@ -31,7 +31,9 @@ def test_micro_run_writes_a_complete_report(tmp_path: Path) -> None:
     doc = out.read_text()
 
     assert res["mode"] == "micro"
-    assert set(res["sections"]) == {"inference", "training", "data", "evaluation", "ddp", "profile"}
+    assert set(res["sections"]) == {
+        "inference", "backbones", "training", "data", "evaluation", "ddp", "profile"
+    }  # fmt: skip
     inference = res["sections"]["inference"]["cells"]
     assert {c["spec"]["impl"] for c in inference} == {"ours", "ort", "hf"}
     for cell in inference + res["sections"]["training"]["cells"]:
@@ -40,6 +42,11 @@ def test_micro_run_writes_a_complete_report(tmp_path: Path) -> None:
         rate = cell["spec"]["batch"] / statistics.median(cell["times"])
         assert f"{rate:.2f}" in doc  # the report shows the measured number
     assert res["sections"]["inference"]["export"]["path"].endswith(".onnx")
+    backbones = res["sections"]["backbones"]["cells"]
+    assert [c["spec"]["backbone"] for c in backbones] == ["resnet_18", "efficientvit_l2"]
+    assert [c.get("params") for c in backbones][1] > 60e6, backbones  # L2 detector, 67.67 M
+    for cell in backbones:
+        assert "error" not in cell and f"{1 / statistics.median(cell['times']):.2f}" in doc
 
     ev = res["sections"]["evaluation"]["result"]
     assert set(ev["median_s"]) == {"pycocotools", "faster-coco-eval"}

@@ -38,8 +38,8 @@ REFUSED: list[tuple[str, Mutation, list[str]]] = [
     ),
     (
         "unknown-backbone",
-        lambda c: c["spec"]["experiment"]["model"].update(backbone="efficientvit_l2"),
-        ["spec.experiment.model.backbone", 'Unsupported value: "efficientvit_l2"', "resnet_50"],
+        lambda c: c["spec"]["experiment"]["model"].update(backbone="efficientvit_l3"),
+        ["spec.experiment.model.backbone", 'Unsupported value: "efficientvit_l3"', "resnet_50"],
     ),
     (
         "zero-nodes",

@@ -100,7 +100,8 @@ def test_experiment_constraints_come_from_rtdetr_spec() -> None:
     exp = training_crd.openapi_schema()["properties"]["spec"]["properties"]["experiment"]
     model = exp["properties"]["model"]["properties"]
     assert "resnet50" in model["backbone"]["enum"] and "resnet_50" in model["backbone"]["enum"]
-    assert "efficientvit_l2" not in model["backbone"]["enum"]
+    assert "efficientvit_l2" in model["backbone"]["enum"]
+    assert "efficientvit_l3" not in model["backbone"]["enum"]
     train = exp["properties"]["train"]["properties"]
     assert train["num_nodes"]["minimum"] == 1 and train["num_gpus"]["minimum"] == 1
     assert "default" not in train["num_nodes"]  # the experiment stays as written

@@ -25,6 +25,13 @@ def test_valid_training_resolves() -> None:
     assert r.latest_checkpoint == "/results/train/rtdetr_model_latest.pth"
 
 
+def test_efficientvit_l2_training_resolves() -> None:
+    body = training()
+    body["spec"]["experiment"]["model"]["backbone"] = "efficientvit_l2"
+    r = resolve(body)
+    assert r.experiment.model.backbone == "efficientvit_l2"
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [

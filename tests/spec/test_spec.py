@@ -113,7 +113,7 @@ def test_several_sources_need_an_index() -> None:
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ("model.backbone=efficientvit_l2", "does not implement"),
+        ("model.backbone=efficientvit_l3", "does not implement"),
         ("model.backbone=resnet_51", "unknown backbone"),
         ("export.opset_version=13", "opset 13"),
         ("train.num_gpus=0", "train.num_gpus"),

@@ -19,7 +19,10 @@ reference run, such as the background column's constant, and shape arithmetic):
   FP32 scores lie within FP16 rounding of each other swap at the top-Q boundary; keeping this
   path in FP32 cut the queries that differ from FP32 from up to 8 % to at most 3 % per image;
 * the per-layer score and box heads (``dec_score_head``, ``dec_bbox_head``): the outputs'
-  last matmuls, a few small nodes.
+  last matmuls, a few small nodes;
+* EfficientViT's linear attention core (the nodes of ``context_module/main`` itself, not of its
+  ``qkv``/``aggreg``/``proj`` convolutions): TAO runs it in float32 under autocast, since its
+  sums over all positions and the division by them lose too much in FP16.
 
 Inputs and outputs stay float32 (``keep_io_types``), so consumers of the FP32 file consume the
 FP16 file unchanged. GridSample and Softmax were measured not to matter (the same differences
@@ -43,6 +46,7 @@ FP32_NODE_PATTERNS: tuple[str, ...] = (
     r".*/decoder/(enc_output|enc_score_head|enc_bbox_head)/.*",
     r".*/decoder/(ReduceMax|TopK)(_\d+)?$",
     r".*/dec_(score|bbox)_head\.\d+/.*",
+    r".*/context_module/main/[A-Za-z]+(_\d+)?$",
 )
 
 #: Operator types that stay FP32 everywhere.

@@ -14,6 +14,7 @@ from rtdetr_spec.model import ModelConfig
 from rtdetr_trainer.model.backbone import ResNet
 from rtdetr_trainer.model.criterion import Criterion, LossWeights
 from rtdetr_trainer.model.decoder import RTDETRTransformer
+from rtdetr_trainer.model.efficientvit import EfficientViTL2
 from rtdetr_trainer.model.hybrid_encoder import HybridEncoder
 from rtdetr_trainer.model.matcher import HungarianMatcher
 from rtdetr_trainer.model.postprocess import PostProcessor
@@ -28,6 +29,8 @@ BACKBONE_DEPTHS: dict[str, int] = {
     "resnet_50": 50,
     "resnet_101": 101,
 }
+#: Backbones that are not ResNets (built by their own class).
+OTHER_BACKBONES: tuple[str, ...] = ("efficientvit_l2",)
 
 
 def build_model(
@@ -45,17 +48,18 @@ def build_model(
         num_classes: ``dataset.num_classes`` (logit columns).
         eval_spatial_size: ``dataset.augmentation.eval_spatial_size`` as (height, width).
         activation_checkpoint: ``train.activation_checkpoint`` (backbone stages).
-        load_backbone_weights: with ``model.pretrained_backbone_path`` set, TAO freezes the stem
-            and all backbone BN (FrozenBatchNorm2d) and loads the ImageNet weights. False keeps
-            that structure but skips reading the file (evaluate/export load a full checkpoint).
+        load_backbone_weights: with ``model.pretrained_backbone_path`` set, TAO freezes the
+            ResNet stem and all ResNet BN (FrozenBatchNorm2d; EfficientViT keeps training its BN)
+            and loads the ImageNet weights. False keeps that structure but skips reading the
+            file (evaluate/export load a full checkpoint).
     """
     if num_classes < 1:
         raise ValueError(f"dataset.num_classes must be >= 1, got {num_classes}")
     depth = BACKBONE_DEPTHS.get(model_cfg.backbone)
-    if depth is None:
+    if depth is None and model_cfg.backbone not in OTHER_BACKBONES:
         raise ValueError(
             f"model.backbone {model_cfg.backbone!r} is not implemented; "
-            f"choose one of {', '.join(BACKBONE_DEPTHS)}"
+            f"choose one of {', '.join((*BACKBONE_DEPTHS, *OTHER_BACKBONES))}"
         )
     h, w = (int(v) for v in eval_spatial_size)
     stride = max(model_cfg.feat_strides)
@@ -69,15 +73,24 @@ def build_model(
             f"must all equal model.hidden_dim={model_cfg.hidden_dim}"
         )
     pretrained = model_cfg.pretrained_backbone_path
-    freeze_at: tuple[int, ...] = (0,) if pretrained and model_cfg.train_backbone else ()
-    backbone = ResNet(
-        depth,
-        model_cfg.return_interm_indices,
-        train_backbone=model_cfg.train_backbone,
-        freeze_at=freeze_at,
-        freeze_norm=bool(pretrained) and model_cfg.train_backbone,
-        activation_checkpoint=activation_checkpoint,
-    )
+    backbone: ResNet | EfficientViTL2
+    if depth is None:
+        # TAO never freezes EfficientViT's stem or norms for a pretrained backbone.
+        backbone = EfficientViTL2(
+            model_cfg.return_interm_indices,
+            train_backbone=model_cfg.train_backbone,
+            activation_checkpoint=activation_checkpoint,
+        )
+    else:
+        freeze_at: tuple[int, ...] = (0,) if pretrained and model_cfg.train_backbone else ()
+        backbone = ResNet(
+            depth,
+            model_cfg.return_interm_indices,
+            train_backbone=model_cfg.train_backbone,
+            freeze_at=freeze_at,
+            freeze_norm=bool(pretrained) and model_cfg.train_backbone,
+            activation_checkpoint=activation_checkpoint,
+        )
     if backbone.out_strides != list(model_cfg.feat_strides):
         raise ValueError(
             f"model.feat_strides {model_cfg.feat_strides} do not match the strides "

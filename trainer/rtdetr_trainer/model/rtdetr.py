@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from rtdetr_trainer.model.backbone import ResNet
 from rtdetr_trainer.model.decoder import RTDETRTransformer
+from rtdetr_trainer.model.efficientvit import EfficientViTL2
 from rtdetr_trainer.model.hybrid_encoder import HybridEncoder
 
 
@@ -72,7 +73,9 @@ class RTDETR(nn.Module):
     ``dn_meta`` for :class:`rtdetr_trainer.model.criterion.Criterion`.
     """
 
-    def __init__(self, backbone: ResNet, encoder: HybridEncoder, decoder: RTDETRTransformer):
+    def __init__(
+        self, backbone: ResNet | EfficientViTL2, encoder: HybridEncoder, decoder: RTDETRTransformer
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.encoder = encoder

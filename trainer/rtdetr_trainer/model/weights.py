@@ -10,7 +10,8 @@ Our checkpoints use the same layout, so either loads in the other. The rest of a
 * :func:`load_pretrained` (``train.pretrained_model_path``): TAO, original RT-DETR (ResNet-vd
   backbone: only encoder/decoder load) or ours; shape mismatches (another ``num_classes``) keep
   their fresh init and are logged; unknown keys are dropped and counted.
-* :func:`load_backbone_weights` (``model.pretrained_backbone_path``): torchvision/timm ImageNet.
+* :func:`load_backbone_weights` (``model.pretrained_backbone_path``): torchvision/timm ImageNet
+  ResNet, TAO/MIT EfficientViT-L2, in any key layout.
 """
 
 from __future__ import annotations
@@ -246,12 +247,27 @@ def load_pretrained(
     return report
 
 
+#: What a backbone file is expected to hold, per backbone class (for the error message).
+_BACKBONE_KEY_HINTS: dict[str, str] = {
+    "ResNet": "torchvision/timm ResNet keys such as 'conv1.weight', 'layer1.0.conv1.weight'",
+    "EfficientViTL2": "TAO/MIT EfficientViT-L keys such as 'stages.0.op_list.0.conv.weight', "
+    "'stages.4.op_list.1.context_module.main.qkv.conv.weight'",
+}
+
+
 def load_backbone_weights(
     backbone: nn.Module, source: Mapping[str, Any] | str | Path
 ) -> BackboneLoadReport:
-    """Load torchvision/timm ImageNet ResNet weights (``conv1``, ``bn1``, ``layer*``; ``fc``
-    ignored) into the backbone, from a file or a dict. Prefixes such as ``module.``,
-    ``backbone.`` or TAO's ``model.model.backbone.`` are stripped."""
+    """Load ImageNet backbone weights into ``backbone``, from a file or a dict.
+
+    ResNet: torchvision/timm keys (``conv1``, ``bn1``, ``layer*``; ``fc`` ignored). EfficientViT:
+    TAO's/MIT's ``stages.*``, ``norm1..3`` (a classifier ``head`` is ignored). Keys may be bare or
+    carry any wrapper prefix (``module.``, ``backbone.``, ``model.backbone.``, TAO's
+    ``model.model.backbone.``; a full detector file gives its backbone). Only leading wrapper
+    prefixes are removed: a name that merely contains ``module`` (EfficientViT's
+    ``context_module``, ``local_module``) is kept whole, so every tensor that fits loads. Logs how
+    many tensors loaded; raises :class:`CheckpointMismatchError` when none fits.
+    """
     name = str(source) if isinstance(source, str | Path) else "backbone weights"
     ckpt = read_checkpoint(source) if isinstance(source, str | Path) else source
     sd, _ = extract_state_dict(ckpt, name)
@@ -267,11 +283,12 @@ def load_backbone_weights(
         else:
             report.missing.append(k)
     report.ignored = sorted(k for k in sd if k not in own or sd[k].shape != own[k].shape)
+    kind = type(backbone).__name__
     if not [k for k in report.loaded if not k.endswith(_COUNTER)]:
         raise CheckpointMismatchError(
-            f"{name}: no tensor fits the {type(backbone).__name__} backbone "
-            f"(first keys: {sorted(sd)[:5]}); expected torchvision/timm ResNet keys such as "
-            "'conv1.weight', 'layer1.0.conv1.weight'"
+            f"{name}: no tensor fits the {kind} backbone "
+            f"(first keys: {sorted(sd)[:5]}); expected "
+            + _BACKBONE_KEY_HINTS.get(kind, "the backbone's own state-dict keys")
         )
     if report.missing:
         log.warning(
@@ -279,4 +296,8 @@ def load_backbone_weights(
             name, len(report.missing), report.missing[:3],
         )  # fmt: skip
     backbone.load_state_dict(merged, strict=True)
+    log.info(
+        "model.pretrained_backbone_path: loaded %d of %d %s tensors from %s (%d ignored)",
+        len(report.loaded), len(own), kind, name, len(report.ignored),
+    )  # fmt: skip
     return report

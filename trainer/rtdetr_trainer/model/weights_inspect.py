@@ -22,7 +22,7 @@ _SHOW = 8
 class ArchitectureInfo:
     """What a state dict (keys without ``model.model.``) says about the model."""
 
-    backbone: str | None  # resnet_18/34/50/101, "resnet_vd" (original RT-DETR) or None
+    backbone: str | None  # resnet_18/34/50/101, efficientvit_l2, "resnet_vd" or None
     num_classes: int | None
     hidden_dim: int | None
     dec_layers: int | None
@@ -56,6 +56,10 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
+#: A key only EfficientViT-L2 (TAO's layout) has: stage 4 is attention blocks.
+_EFFICIENTVIT_L2_KEY = "backbone.stages.4.op_list.8.context_module.main.qkv."
+
+
 def _count(sd: Mapping[str, Any], pattern: str) -> int | None:
     found = {int(m.group(1)) for k in sd if (m := re.match(pattern, k))}
     return max(found) + 1 if found else None
@@ -72,6 +76,8 @@ def infer_architecture(sd: Mapping[str, Tensor]) -> ArchitectureInfo:
     backbone: str | None = None
     if is_resnet_vd(sd):
         backbone = "resnet_vd"
+    elif any(k.startswith(_EFFICIENTVIT_L2_KEY) for k in sd):
+        backbone = "efficientvit_l2"
     else:
         stage3 = _count(sd, r"backbone\.layer3\.(\d+)\.")
         bottleneck = "backbone.layer1.0.conv3.weight" in sd
@@ -81,8 +87,9 @@ def infer_architecture(sd: Mapping[str, Tensor]) -> ArchitectureInfo:
         backbone = f"resnet_{depth}" if depth else None
     score = sd.get("decoder.enc_score_head.weight")
     frozen = None
-    if "backbone.bn1.weight" in sd:
-        frozen = "backbone.bn1.num_batches_tracked" not in sd
+    for first_norm in ("backbone.bn1", "backbone.stages.0.op_list.0.norm"):
+        if first_norm + ".weight" in sd:
+            frozen = first_norm + ".num_batches_tracked" not in sd
     return ArchitectureInfo(
         backbone=backbone,
         num_classes=int(score.shape[0]) if score is not None else None,
