@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import TaskSummary, atomic_write_text
+from rtdetr_spec.cli_help import progress
 from rtdetr_trainer.data.coco import coco_ground_truth
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.pipeline import prepare_eval_data
@@ -64,7 +65,7 @@ def predict_all(
 ) -> tuple[list[int], list[dict[str, np.ndarray]]]:
     image_ids: list[int] = []
     detections: list[dict[str, np.ndarray]] = []
-    for batch in loader:
+    for batch in progress(loader, desc="evaluate", total=len(loader), unit="batch"):
         batch.raise_if_failed()
         detections += predictor.predict(batch.images, batch.orig_sizes.numpy())
         image_ids += batch.image_ids
