@@ -7,6 +7,29 @@ import argparse
 
 from rtdetr_serving import cli_types as t
 from rtdetr_serving.catalog import CATALOG_ENV
+from rtdetr_spec.cli_help import add_no_progress, add_version, finish_parser
+
+EPILOG = """exit codes: 0 success, 1 error, 2 usage, 3 bench target not met.
+`rtdetr-serve <command> --help` shows each command's examples."""
+
+#: Examples shown under each sub-command's --help.
+EXAMPLES = {
+    "catalog": "example:\n  rtdetr-serve catalog --json",
+    "plan": "examples:\n  rtdetr-serve plan --fps 30 --streams 40\n"
+    "  rtdetr-serve plan --gpu L4 --fps 15 --streams 100 --latency-ms 12.5 --batch 8",
+    "build-engine": "examples:\n"
+    "  rtdetr-serve build-engine --onnx rtdetr.onnx --gpu L4 --output engines/\n"
+    "  rtdetr-serve build-engine --onnx rtdetr.onnx --gpu H100 --output engines/ --trtexec "
+    "--print-command",
+    "repository": "examples:\n  rtdetr-serve repository --onnx rtdetr.onnx --gpu L4 --gpu H100 "
+    "--output repo/\n  rtdetr-serve repository --onnx rtdetr.onnx --flavor cpu --output repo/",
+    "local": "example:\n  rtdetr-serve local --model-repository repo/ --http-port 8000",
+    "infer": "examples:\n"
+    "  rtdetr-serve infer --url localhost:8000 frames/*.jpg --output dets.json\n"
+    "  rtdetr-serve infer --url localhost:8001 --protocol grpc a.jpg --annotate annotated/",
+    "bench": "example:\n  rtdetr-serve bench --url localhost:8000 --streams 8 --fps 30 "
+    "--duration 30",
+}
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +53,8 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     """The parser; ``args.command`` names the subcommand, which :mod:`rtdetr_serving.cli` runs."""
-    ap = argparse.ArgumentParser(prog="rtdetr-serve", description=description)
+    ap = argparse.ArgumentParser(prog="rtdetr-serve", description=description, epilog=EPILOG)
+    add_version(ap)
     ap.add_argument(
         "--catalog",
         type=t.input_file,
@@ -196,6 +220,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help="also write each image with its detections drawn to DIR (same file names)",
     )
+    add_no_progress(p)
 
     p = sub.add_parser("bench", help="simulate camera streams (open loop) and check the target")
     _connection_args(p)
@@ -228,4 +253,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--output", type=t.output_file, help="write the JSON report here")
-    return ap
+    for name, sp in sub.choices.items():
+        sp.epilog = sp.epilog or EXAMPLES.get(name)
+    return finish_parser(ap)
