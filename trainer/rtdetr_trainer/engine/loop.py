@@ -322,7 +322,7 @@ class Trainer:
         self, loader: DataLoader, sampler: TrainSampler, validator: Validator, tracker: Tracker
     ) -> TaskSummary:
         cfg, ctx = self.cfg, self.ctx
-        self.best = BestModel(self.results.dir, self.state.history)
+        best = BestModel(self.results.dir, self.state.history)
         names = self.data.class_map.names_by_index()
         last_ckpt: Path | None = self._last_checkpoint()
         val: ValidationResult | None = None
@@ -379,7 +379,7 @@ class Trainer:
                     self.results.dir, cfg.keep_last_checkpoints, self.state.history, *cp.watch()
                 )
             if ctx.is_main:  # model_best.pth: by val_mAP50, whatever checkpoint_interval says
-                self.best.offer(epoch, record, partial(self.checkpoint_state, epoch, record))
+                best.offer(epoch, record, partial(self.checkpoint_state, epoch, record))
             ctx.barrier()
             epoch_times.append(time.time() - started)
             self._report_epoch(epoch, record, epoch_times)

@@ -204,19 +204,20 @@ def validation_pictures(
     for chw, labels, boxes, det in samples:
         h, w = chw.shape[1:]
         img = Image.fromarray((np.clip(chw.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8))
-        truth = []
+        truth: list[tuple[str, float, tuple[float, float, float, float]]] = []
         for label, (cx, cy, bw, bh) in zip(labels, boxes, strict=True):
             name = names[int(label)] if int(label) < len(names) else None
             if name:
-                box = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
-                truth.append((name, 1.0, tuple(float(v) for v in box)))
-        pred = []
+                x1, y1 = float((cx - bw / 2) * w), float((cy - bh / 2) * h)
+                truth.append((name, 1.0, (x1, y1, x1 + float(bw * w), y1 + float(bh * h))))
+        pred: list[tuple[str, float, tuple[float, float, float, float]]] = []
         for s, label, box in zip(det["scores"], det["labels"], det["boxes"], strict=True):
             name = names[int(label)] if int(label) < len(names) else None
             if name and float(s) >= score:
-                pred.append((name, float(s), tuple(float(v) for v in box)))
-        left = np.asarray(draw_boxes(img, truth, colors))  # type: ignore[arg-type]
-        right = np.asarray(draw_boxes(img, pred, colors))  # type: ignore[arg-type]
+                x1, y1, x2, y2 = (float(v) for v in box)
+                pred.append((name, float(s), (x1, y1, x2, y2)))
+        left = np.asarray(draw_boxes(img, truth, colors))
+        right = np.asarray(draw_boxes(img, pred, colors))
         gap = np.full((h, 4, 3), 255, dtype=np.uint8)
         out.append(np.concatenate([left, gap, right], axis=1))
     return out

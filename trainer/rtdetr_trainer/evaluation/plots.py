@@ -169,6 +169,12 @@ def plot_confusion_matrix(
 Drawn = list[tuple[str, float, tuple[float, float, float, float]]]
 
 
+def as_box(values: Any) -> tuple[float, float, float, float]:
+    """x1 y1 x2 y2 of any 4-sequence, as floats."""
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return x1, y1, x2, y2
+
+
 def image_pair(
     image: Image.Image, truth: Drawn, predicted: Drawn, names: Sequence[str]
 ) -> tuple[Image.Image, Image.Image]:
@@ -219,13 +225,13 @@ def annotated_pairs(
             label = int(index.labels[r])
             if index.iscrowd[r] or label >= len(names) or not names[label]:
                 continue
-            truth.append((str(names[label]), 1.0, tuple(float(v) for v in index.boxes[r])))  # type: ignore[misc]
+            truth.append((str(names[label]), 1.0, as_box(index.boxes[r])))
         predicted: Drawn = []
         if det is not None:
             for score, label, box in zip(det["scores"], det["labels"], det["boxes"], strict=True):
                 name = names[int(label)] if int(label) < len(names) else None
                 if float(score) >= conf and name:
-                    predicted.append((name, float(score), tuple(float(v) for v in box)))  # type: ignore[misc]
+                    predicted.append((name, float(score), as_box(box)))
         t, p = image_pair(loader.load(i), truth, predicted, named)
         out.append((index.display_name(i), t, p))
     return out
