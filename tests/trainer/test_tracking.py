@@ -229,3 +229,18 @@ def test_a_training_run_leaves_tensorboard_files_and_the_best_model(tmp_path: Pa
     assert best["epoch"] == int(np.argmax(scores))  # the first of equals
     assert summary.artifacts["best_model"] == str(out / BEST_NAME)
     assert read_summary(out).artifacts["best_model"] == str(out / BEST_NAME)
+
+
+def test_validation_pictures_put_truth_left_and_predictions_right() -> None:
+    from rtdetr_trainer.engine.tracking import validation_pictures
+
+    grey = np.full((3, 40, 60), 0.5, dtype=np.float32)
+    truth_box = np.array([[0.25, 0.5, 0.3, 0.5]], dtype=np.float32)  # cx cy w h: x 6..24 px
+    det = {"scores": np.array([0.9, 0.1]), "labels": np.array([1, 0]),
+           "boxes": np.array([[40.0, 5.0, 55.0, 30.0], [0.0, 0.0, 59.0, 39.0]])}  # fmt: skip
+    (pic,) = validation_pictures([(grey, np.array([0]), truth_box, det)], ["person", "pallet"])
+    assert pic.shape == (40, 60 + 4 + 60, 3) and pic.dtype == np.uint8
+    left, right = pic[:, :60], pic[:, 64:]
+    assert (left[20, 6] != 127).any() and (left[20, 47] == 127).all()  # truth edge, no pred
+    assert (right[20, 40] != 127).any() and (right[20, 6] == 127).all()  # pred edge, no truth
+    assert (right[0, 30] == 127).all()  # the 0.1 detection is below the drawing threshold
