@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from rtdetr_spec import SpecError
+from rtdetr_spec.cli_help import add_no_progress
 from rtdetr_trainer.data.mtmc.cli import add_mtmc_parser, run_mtmc
 from rtdetr_trainer.errors import EXIT_OK
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
@@ -168,9 +169,11 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not decode each image before storing it (faster; only its header is checked)",
     )
+    add_no_progress(c2h)
     h2c = conv.add_parser("h52coco", help="H5 frames named by a COCO file -> COCO image folder")
     h2c.add_argument("--image-dir", required=True, help="folder of the H5 files")
     h2c.add_argument("--json-file", required=True, help="COCO file with h5:// names")
+    add_no_progress(h2c)
     h2c.add_argument(
         "--output", required=True, help="folder for the decoded images and the COCO file"
     )
