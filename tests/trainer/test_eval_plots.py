@@ -122,3 +122,18 @@ def test_evaluate_writes_the_pictures_next_to_metrics(tmp_path: Path) -> None:
         _is_png(out / name)
     matrix = json.loads((out / "confusion_matrix.json").read_text())
     assert len(matrix["labels"]) == 8 and matrix["labels"][-1] == "background"
+
+
+def test_picture_threshold_is_the_best_f1_one() -> None:
+    gt, results = _gt(), _results()
+    conf = plots.best_f1_threshold(gt, results)
+
+    def f1(c: float) -> float:
+        m, _ = plots.confusion_matrix(gt, results, conf=c)
+        tp = np.trace(m[:3, :3])
+        p, r = tp / m[:, :3].sum(), tp / m[:3].sum()
+        return 2 * p * r / (p + r)
+
+    # 0.2 also keeps image 2's person, one more match: F1 0.6 (0.25: 0.44, 0.8: 0.57)
+    assert conf == 0.2 and f1(0.2) > f1(0.8) > f1(0.25)
+    assert plots.best_f1_threshold(gt, results, floor=0.5) == 0.8  # 0.75 ties: the higher

@@ -119,7 +119,8 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
     }
     atomic_write_text(results.dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(results.dir / "detections.json", json.dumps(coco_results))
-    conf = max(cfg.conf_threshold, plots.DEFAULT_CONF)
+    conf = plots.best_f1_threshold(gt, coco_results, floor=cfg.conf_threshold)
+    log.info("pictures: detections scoring >= %.2f (the best F1 at IoU 0.50)", conf)
     pairs = plots.annotated_pairs(
         index, image_ids, detections, class_map.names_by_index(), conf=conf
     )
