@@ -89,3 +89,17 @@ def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         assert progress_wanted(stream=tty)
     os.close(leader)
     assert list(progress(range(5), desc="x")) == [0, 1, 2, 3, 4]  # stderr is not a tty here
+
+
+def test_training_progress_falls_back_to_lines_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtdetr_trainer.engine.progress import Progress
+
+    leader, follower = os.openpty()
+    with open(follower, "w") as tty:
+        monkeypatch.setenv(NO_PROGRESS_ENV, "1")
+        assert not Progress(epoch=0, num_epochs=1, total=3, stream=tty).tty
+        monkeypatch.setenv(NO_PROGRESS_ENV, "0")
+        bar = Progress(epoch=0, num_epochs=1, total=3, stream=tty)
+        assert bar.tty
+        bar.close()
+    os.close(leader)
