@@ -52,12 +52,24 @@ from rtdetr_operator.training.reconcile import TrainingReconciler
 from rtdetr_operator.workqueue import WorkQueue
 from rtdetr_serving.catalog import load_catalog
 from rtdetr_serving.errors import ServingError
+from rtdetr_spec.cli_help import add_version, finish_parser
 
 logger = logging.getLogger("rtdetr_operator")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rtdetr-operator", description=__doc__.split("\n")[0])
+EPILOG = """examples:
+  rtdetr-operator                                      # all namespaces, current kubeconfig
+  rtdetr-operator -n team-a -n team-b --log-format plain
+  rtdetr-operator --kubeconfig .cluster/kubeconfig --stuck-grace 10
+
+exit codes: 2 when no usable Kubernetes configuration, API server or CRD is found."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rtdetr-operator", description=__doc__.split("\n")[0], epilog=EPILOG
+    )
+    add_version(p)
     p.add_argument(
         "-n",
         "--namespace",
@@ -159,8 +171,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2.0,
         help="seconds between acquire/renew attempts",
     )
-    p.add_argument("--log-format", choices=("json", "plain", "full"), default="json")
+    p.add_argument(
+        "--log-format",
+        choices=("json", "plain", "full"),
+        default="json",
+        help="log line format (kopf's)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return finish_parser(p)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     denied = sorted(set(args.namespace) & set(args.deny_namespaces))
     if denied:

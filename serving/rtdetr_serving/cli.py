@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rtdetr_serving.catalog import GpuCatalog, GpuType, load_catalog
 from rtdetr_serving.cli_args import build_parser
@@ -305,12 +305,30 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
+def _detect_all(client: Any, args: argparse.Namespace) -> list[Any]:
+    """All images' results; in chunks under a progress bar when a person watches."""
+    from rtdetr_spec.cli_help import progress, progress_wanted
+
+    kw = {"batch_size": args.batch, "concurrency": args.concurrency}
+    if not progress_wanted(args.no_progress) or len(args.images) <= INFER_CHUNK:
+        return list(client.detect(args.images, **kw))
+    chunks = [args.images[i : i + INFER_CHUNK] for i in range(0, len(args.images), INFER_CHUNK)]
+    results: list[Any] = []
+    for chunk in progress(chunks, desc="infer", unit=f"x{INFER_CHUNK} images"):
+        results += client.detect(chunk, **kw)
+    return results
+
+
+#: Images per progress step of ``infer`` (a multiple of every usual batch size).
+INFER_CHUNK = 64
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
     from rtdetr_serving.client import results_json
 
     outputs_spare_inputs(args.images, args.output, args.annotate)
     client = _client(args)
-    results = client.detect(args.images, batch_size=args.batch, concurrency=args.concurrency)
+    results = _detect_all(client, args)
     m = client.manifest
     text = results_json(
         results,

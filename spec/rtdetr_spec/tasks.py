@@ -110,7 +110,9 @@ class GenTrtEngineConfig(SpecModel):
 
 
 class WandBConfig(SpecModel):
-    """Weights & Biases settings: accepted for TAO compatibility; logging goes to JSON lines."""
+    """Weights & Biases (TAO's block). With ``enable`` true, ``rtdetr train`` logs to a W&B run
+    when an API key (``WANDB_API_KEY``) is set or ``WANDB_MODE=offline``; otherwise it says so in
+    one warning line and trains on. TensorBoard files are written either way."""
 
     enable: bool = True
     project: str = "TAO Toolkit"

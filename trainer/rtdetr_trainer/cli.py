@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from rtdetr_spec import ExperimentSpec, SpecError
+from rtdetr_spec.cli_help import NO_PROGRESS_ENV, add_no_progress, add_version, finish_parser
 from rtdetr_spec.redact import redact_text
 from rtdetr_spec.reporting import TaskSummary, write_termination_message
 from rtdetr_trainer.data.cli import add_dataset_parser, run_dataset_tool
@@ -40,15 +42,52 @@ log = logging.getLogger("rtdetr_trainer")
 TASKS = ("train", "evaluate", "inference", "export")
 
 
+#: Examples shown under each task's --help.
+EXAMPLES = {
+    "train": """examples:
+  rtdetr train -e spec.yaml
+  rtdetr train -e spec.yaml train.num_epochs=30 train.num_gpus=8 results_dir=/results
+  rtdetr train -e spec.yaml train.resume_training_checkpoint_path=/results/train/model_epoch_009.pth
+
+writes <results_dir>/train/: model_epoch_NNN.pth, rtdetr_model_latest.pth, model_best.pth (highest
+validation mAP50), status.json, metrics.jsonl, summary.json, tensorboard/ (tensorboard --logdir)""",
+    "evaluate": """examples:
+  rtdetr evaluate -e spec.yaml evaluate.checkpoint=/results/train/model_best.pth
+  rtdetr evaluate -e spec.yaml evaluate.checkpoint=model.onnx \\
+      dataset.test_data_sources.json_file=/data/test.json
+
+writes <results_dir>/evaluate/: metrics.json, detections.json, pr_curves.png, confusion_matrix.png,
+annotated_images.png""",
+    "inference": """examples:
+  rtdetr inference -e spec.yaml inference.checkpoint=/results/train/model_best.pth \
+      dataset.infer_data_sources.image_dir=[/data/frames] inference.conf_threshold=0.5
+
+writes <results_dir>/inference/: images_annotated/, labels/ (KITTI), detections.json""",
+    "export": """examples:
+  rtdetr export -e spec.yaml export.checkpoint=/results/train/model_best.pth \\
+      export.onnx_file=/results/export/rtdetr.onnx
+  rtdetr export -e spec.yaml export.checkpoint=model.pth export.onnx_file=m.onnx \\
+      export.input_height=544 export.input_width=960""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rtdetr", description="RT-DETR fine-tuning with TAO-compatible specs"
+        prog="rtdetr",
+        description="RT-DETR fine-tuning with TAO-compatible specs",
+        epilog="exit codes: 0 success, 1 runtime failure, 2 bad input, 3 storage.\n"
+        "`rtdetr <task> --help` shows each task's examples.",
     )
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     for task in TASKS:
-        add_spec_args(sub.add_parser(task, help=f"{task} (as `tao model rtdetr {task}`)"))
+        t = sub.add_parser(
+            task, help=f"{task} (as `tao model rtdetr {task}`)", epilog=EXAMPLES[task]
+        )
+        add_spec_args(t)
+        add_no_progress(t)
     add_dataset_parser(sub.add_parser("dataset", help="dataset tools"))
-    return p
+    return finish_parser(p)
 
 
 def run_task(task: str, spec: ExperimentSpec) -> TaskSummary:
@@ -73,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     task = args.command if args.command in TASKS else None
+    if getattr(args, "no_progress", False):
+        os.environ[NO_PROGRESS_ENV] = "1"  # the training processes inherit it
     try:
         if task is None:
             return run_dataset_tool(args)

@@ -120,8 +120,10 @@ class RTDETRTrainingStatus(ApiModel):
     metrics: Metrics | None = None
     """Evaluation metrics."""
     artifacts: dict[str, str] = Field(default_factory=dict)
-    """Paths inside the results volume: checkpoint, onnx, onnxFp16, nvdsinferConfig, labels,
-    manifest (and anything else a task reported)."""
+    """Paths inside the results volume: checkpoint (the last epoch), bestModel (the epoch with
+    the highest validation mAP50), bestCheckpoint, prCurves, confusionMatrix, annotatedImages
+    (evaluation pictures, PNG), onnx, onnxFp16, nvdsinferConfig, labels, manifest (and anything
+    else a task reported)."""
     results_volume: ResultsVolume | None = None
     """The volume the artifact paths are on."""
     kopf: PassThrough | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from rtdetr_spec import SpecError
+from rtdetr_spec.cli_help import add_no_progress
 from rtdetr_trainer.data.mtmc.cli import add_mtmc_parser, run_mtmc
 from rtdetr_trainer.errors import EXIT_OK
 from rtdetr_trainer.spec_args import add_spec_args, load_spec
@@ -21,11 +22,16 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
     ds = parser.add_subparsers(dest="tool", required=True)
     val = ds.add_parser("validate", help="run every dataset check of a task without training")
     add_spec_args(val)
-    val.add_argument("--task", choices=("train", "evaluate"), default="train")
+    val.add_argument(
+        "--task",
+        choices=("train", "evaluate"),
+        default="train",
+        help="whose data to check: train (train and val sources) or evaluate (test source)",
+    )
     syn = ds.add_parser("synth", help="write a synthetic 7-class warehouse dataset")
-    syn.add_argument("--output", required=True)
+    syn.add_argument("--output", required=True, help="folder to write the dataset to")
     _overwrite_flag(syn)
-    syn.add_argument("--num-images", type=int, default=60)
+    syn.add_argument("--num-images", type=int, default=60, help="images in all splits together")
     syn.add_argument(
         "--format",
         choices=("coco", "h5", "mtmc"),
@@ -33,8 +39,8 @@ def add_dataset_parser(parser: argparse.ArgumentParser) -> None:
         help="mtmc: a scene folder (videos, ground truth, calibration) for `convert mtmc`; "
         "--num-images is then frames per camera",
     )
-    syn.add_argument("--image-size", default="256x256", help="WIDTHxHEIGHT (default 256x256)")
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--image-size", default="256x256", help="WIDTHxHEIGHT")
+    syn.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
     syn.add_argument("--h5-arrays", action="store_true", help="H5 frames as BGR arrays")
     syn.add_argument("--cameras", type=int, default=3, help="H5 files to spread frames over")
     syn.add_argument(
@@ -110,15 +116,23 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
         aliases=["kitti-to-coco"],
         help="KITTI image/label folders -> COCO JSON (TAO dataset convert)",
     )
-    kit.add_argument("--images", "--image-dir", dest="images", required=True)
-    kit.add_argument("--labels", "--label-dir", dest="labels", required=True)
+    kit.add_argument(
+        "--images", "--image-dir", dest="images", required=True, help="folder of the images"
+    )
+    kit.add_argument(
+        "--labels",
+        "--label-dir",
+        dest="labels",
+        required=True,
+        help="folder of KITTI label files (<image stem>.txt)",
+    )
     kit.add_argument(
         "--output",
         required=True,
         help="FILE.json (split/shard files are named after its stem) or a folder",
     )
     kit.add_argument("--val-split", type=float, default=0.0, help="percent of images for val")
-    kit.add_argument("--num-shards", type=int, default=1)
+    kit.add_argument("--num-shards", type=int, default=1, help="COCO files per split")
     kit.add_argument(
         "--class-map",
         "--mapping",
@@ -126,7 +140,7 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
         help="JSON/YAML file {kitti_class: target} or inline kitti_class=target,...; "
         "an empty target drops the class",
     )
-    kit.add_argument("--seed", type=int, default=42)
+    kit.add_argument("--seed", type=int, default=42, help="seed of the train/val split")
     kit.add_argument(
         "--allow-unmatched",
         action="store_true",
@@ -136,9 +150,11 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
     c2h = conv.add_parser(
         "coco2h5", aliases=["coco-to-h5"], help="COCO image folder -> per-camera H5 files"
     )
-    c2h.add_argument("--image-dir", required=True)
-    c2h.add_argument("--json-file", required=True)
-    c2h.add_argument("--output", required=True)
+    c2h.add_argument("--image-dir", required=True, help="folder of the COCO file's images")
+    c2h.add_argument("--json-file", required=True, help="COCO annotation file")
+    c2h.add_argument(
+        "--output", required=True, help="folder for the H5 files and the rewritten COCO file"
+    )
     _overwrite_flag(c2h)
     c2h.add_argument("--arrays", action="store_true", help="store BGR arrays, not JPEG bytes")
     c2h.add_argument(
@@ -153,10 +169,14 @@ def add_convert_parsers(conv: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not decode each image before storing it (faster; only its header is checked)",
     )
+    add_no_progress(c2h)
     h2c = conv.add_parser("h52coco", help="H5 frames named by a COCO file -> COCO image folder")
     h2c.add_argument("--image-dir", required=True, help="folder of the H5 files")
     h2c.add_argument("--json-file", required=True, help="COCO file with h5:// names")
-    h2c.add_argument("--output", required=True)
+    add_no_progress(h2c)
+    h2c.add_argument(
+        "--output", required=True, help="folder for the decoded images and the COCO file"
+    )
     _overwrite_flag(h2c)
 
 

@@ -41,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rtdetr_serving.preprocess import NotAnImageError, load_rgb
 from rtdetr_spec.artifacts import atomic_write_text, commit_file
+from rtdetr_spec.cli_help import progress
 from rtdetr_trainer.data.classmap import build_class_map
 from rtdetr_trainer.data.coco import CocoFile, build_index, categories_of, read_source
 from rtdetr_trainer.data.h5 import CHANNEL_ORDER_ATTR, RGB_GROUP, is_h5_uri
@@ -149,7 +150,7 @@ def coco_to_h5(
     out.mkdir(parents=True, exist_ok=True)
     temps: dict[str, tuple[Path, h5py.File]] = {}
     try:
-        for img, cam, key, src in plan:
+        for img, cam, key, src in progress(plan, desc="coco2h5", unit="image"):
             if cam not in temps:
                 fd, tmp = tempfile.mkstemp(prefix=f".{cam}.h5.", suffix=".tmp", dir=out)
                 os.close(fd)

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rtdetr_spec.artifacts import atomic_write_bytes, atomic_write_text
+from rtdetr_spec.cli_help import progress
 from rtdetr_trainer.data.h5 import RGB_GROUP, declared_rgb, is_h5_uri, resolve_h5_uri
 from rtdetr_trainer.data.h5pack import read_one_source
 from rtdetr_trainer.data.outputs import check_output_folder, check_outputs
@@ -201,7 +202,7 @@ def h5_to_coco(
     check_outputs(out, targets, [json_file, *by_file], overwrite=overwrite)
     for h5_path, file_frames in by_file.items():
         with h5py.File(h5_path, "r") as f:
-            for frame in file_frames:
+            for frame in progress(file_frames, desc=Path(h5_path).name, unit="frame"):
                 ds = f[RGB_GROUP][frame.key]
                 label = f"{h5_path}:{frame.key} (image id {frames[frame][0]})"
                 value = ds[()]

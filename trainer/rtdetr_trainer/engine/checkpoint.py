@@ -74,6 +74,34 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def trainer_state(trainer: Any, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Everything a checkpoint file holds (the layout above) for a ``loop.Trainer``."""
+    from rtdetr_trainer.model.weights import to_tao_state_dict
+
+    ckpt: dict[str, Any] = {
+        "state_dict": to_tao_state_dict(trainer.raw_model),
+        "tao_model": "rtdetr",
+        "epoch": epoch,
+        "global_step": trainer.state.global_step,
+        "pytorch-lightning_version": LIGHTNING_VERSION,
+        "optimizer_states": [trainer.optimizer.state_dict()],
+        "lr_schedulers": [trainer.schedule.state_dict()],
+        "format": FORMAT,
+        "class_map": trainer.data.class_map.model_dump(),
+        "spec": trainer.spec.model_dump(mode="json"),
+        "sampler": {"seed": trainer.cfg.seed, "epoch": epoch},
+        "rng_state": rng_state(),
+        "metrics": metrics,
+        "history": trainer.state.history,
+    }
+    if trainer.ema is not None:
+        ckpt["ema_state_dict"] = to_tao_state_dict(trainer.ema.module)
+        ckpt["ema"] = trainer.ema.state_dict()
+    if trainer.scaler.is_enabled():
+        ckpt["grad_scaler"] = trainer.scaler.state_dict()
+    return ckpt
+
+
 def point_latest(folder: Path, target: Path) -> None:
     """Atomically make ``rtdetr_model_latest.pth`` refer to ``target`` (a file in ``folder``)."""
     latest = folder / LATEST_NAME

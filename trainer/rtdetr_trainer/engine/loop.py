@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ from rtdetr_trainer.data.datasets import Batch, TrainDataset, TrainSampler, coll
 from rtdetr_trainer.data.pipeline import TrainData
 from rtdetr_trainer.data.transforms import TrainTransform
 from rtdetr_trainer.engine import checkpoint as ckpt_io
+from rtdetr_trainer.engine.best import BestModel
 from rtdetr_trainer.engine.distributed import DistContext
 from rtdetr_trainer.engine.ema import ModelEMA
 from rtdetr_trainer.engine.live import LiveProgress
 from rtdetr_trainer.engine.optim import LRSchedule, apply_freeze, build_optimizer
 from rtdetr_trainer.engine.progress import Progress
 from rtdetr_trainer.engine.reporting import finish, read_summary, report_epoch  # noqa: F401
+from rtdetr_trainer.engine.tracking import STEP_EVERY, Tracker, validation_pictures
 from rtdetr_trainer.engine.validation import ValidationResult, Validator
 from rtdetr_trainer.errors import CheckpointError, TrainerError, UserInputError
 from rtdetr_trainer.results import TaskResults
@@ -108,6 +111,7 @@ class Trainer:
         )
         self.scales = spec.dataset.augmentation.scales_hw()
         self.state = TrainState()
+        self.last_losses: dict[str, torch.Tensor] = {}  # the last step's terms, for tracking
 
     # ------------------------------------------------------------------ setup
     def _train_loader(self) -> tuple[DataLoader, TrainSampler]:
@@ -273,6 +277,7 @@ class Trainer:
             outputs = self.model(images, targets)
             losses = self.criterion(outputs, targets)
         loss = sum(losses.values())
+        self.last_losses = {k: v.detach() for k, v in losses.items()}
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
                 f"the loss became {float(loss)} at epoch {self.state.epoch} step "
@@ -291,30 +296,10 @@ class Trainer:
         return {"loss": float(loss.detach()), "lr": float(self.optimizer.param_groups[-1]["lr"])}
 
     def checkpoint(self, epoch: int, metrics: dict[str, Any]) -> Path:
-        from rtdetr_trainer.model.weights import to_tao_state_dict
+        return ckpt_io.save_checkpoint(self.checkpoint_state(epoch, metrics), self.results.dir)
 
-        ckpt: dict[str, Any] = {
-            "state_dict": to_tao_state_dict(self.raw_model),
-            "tao_model": "rtdetr",
-            "epoch": epoch,
-            "global_step": self.state.global_step,
-            "pytorch-lightning_version": ckpt_io.LIGHTNING_VERSION,
-            "optimizer_states": [self.optimizer.state_dict()],
-            "lr_schedulers": [self.schedule.state_dict()],
-            "format": ckpt_io.FORMAT,
-            "class_map": self.data.class_map.model_dump(),
-            "spec": self.spec.model_dump(mode="json"),
-            "sampler": {"seed": self.cfg.seed, "epoch": epoch},
-            "rng_state": ckpt_io.rng_state(),
-            "metrics": metrics,
-            "history": self.state.history,
-        }
-        if self.ema is not None:
-            ckpt["ema_state_dict"] = to_tao_state_dict(self.ema.module)
-            ckpt["ema"] = self.ema.state_dict()
-        if self.scaler.is_enabled():
-            ckpt["grad_scaler"] = self.scaler.state_dict()
-        return ckpt_io.save_checkpoint(ckpt, self.results.dir)
+    def checkpoint_state(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return ckpt_io.trainer_state(self, epoch, metrics)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TaskSummary:
@@ -326,6 +311,20 @@ class Trainer:
             return self._finish(self.state.epoch - 1, None, self._last_checkpoint())
         loader, sampler = self._train_loader()
         validator = self._validator()
+        tracker = Tracker(
+            self.spec, self.results.dir, enabled=ctx.is_main, resume_step=self.state.global_step
+        )
+        try:
+            return self._epochs(loader, sampler, validator, tracker)
+        finally:
+            tracker.close()
+
+    def _epochs(
+        self, loader: DataLoader, sampler: TrainSampler, validator: Validator, tracker: Tracker
+    ) -> TaskSummary:
+        cfg, ctx = self.cfg, self.ctx
+        best = BestModel(self.results.dir, self.state.history)
+        names = self.data.class_map.names_by_index()
         last_ckpt: Path | None = self._last_checkpoint()
         val: ValidationResult | None = None
         epoch_times: list[float] = []
@@ -345,6 +344,11 @@ class Trainer:
                 loss_sum, steps = loss_sum + values["loss"], steps + 1
                 progress.update(**values)
                 live.step(epoch, steps, self.state.global_step, values)
+                if ctx.is_main and (
+                    self.state.global_step % STEP_EVERY == 0 or steps == len(loader)
+                ):
+                    losses = {k: float(v) for k, v in self.last_losses.items()}
+                    tracker.step(self.state.global_step, losses, values["lr"])
                 if ctx.is_main and self.state.global_step % 10 == 0:
                     self.results.metrics(
                         {"type": "step", "epoch": epoch, "step": self.state.global_step, **values}
@@ -361,6 +365,7 @@ class Trainer:
                 if self.ema is not None and not cfg.ema.validate_original_weights:
                     model = self.ema.module
                 val = validator.run(model)
+                tracker.images(self.state.global_step, validation_pictures(val.samples, names))
                 record["val_loss"] = val.loss
                 if val.metrics is not None:
                     record.update(
@@ -376,10 +381,13 @@ class Trainer:
                 ckpt_io.retain(
                     self.results.dir, cfg.keep_last_checkpoints, self.state.history, *cp.watch()
                 )
+            if ctx.is_main:  # model_best.pth: by val_mAP50, whatever checkpoint_interval says
+                best.offer(epoch, record, partial(self.checkpoint_state, epoch, record))
             ctx.barrier()
             epoch_times.append(time.time() - started)
             self._report_epoch(epoch, record, epoch_times)
             live.epoch_end(epoch, self.state.global_step, record)
+            tracker.epoch(epoch, self.state.global_step, record)
         return self._finish(cfg.num_epochs - 1, val, last_ckpt)
 
     def _last_checkpoint(self) -> Path | None:
@@ -404,4 +412,5 @@ class Trainer:
             best_checkpoint=ckpt_io.best_checkpoint(
                 self.results.dir, self.state.history, *self.cfg.checkpointer.watch()
             ),
+            best_model=BestModel(self.results.dir, self.state.history).existing(),
         )

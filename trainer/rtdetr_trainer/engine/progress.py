@@ -39,6 +39,7 @@ class Progress:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
+        self.tty = self.tty and os.environ.get("RTDETR_NO_PROGRESS", "") in ("", "0")  # lines
         self.every_s = float(os.environ.get("RTDETR_LOG_EVERY_S", "30"))
         self.start = self.last = time.monotonic()
         self.count = 0

@@ -57,6 +57,7 @@ def finish(
     *,
     writer: bool,
     best_checkpoint: Path | None = None,
+    best_model: Path | None = None,
 ) -> TaskSummary:
     """The run's summary (written, with a SUCCESS status line and the KPI table, by rank 0)."""
     metrics: dict[str, Any] = {}
@@ -70,6 +71,8 @@ def finish(
     artifacts = {"checkpoint": str(last_checkpoint)} if last_checkpoint else {}
     if best_checkpoint is not None:
         artifacts["best_checkpoint"] = str(best_checkpoint)
+    if best_model is not None:  # model_best.pth, by val_mAP50
+        artifacts["best_model"] = str(best_model)
     artifacts["results_dir"] = str(results.dir)
     summary = TaskSummary(
         task="train",

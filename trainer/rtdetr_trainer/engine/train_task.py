@@ -120,6 +120,11 @@ def _torchrun(plan: LaunchPlan, run_dir: Path) -> None:
     log.info("launching: torchrun %s", " ".join(argv))
     args = get_args_parser().parse_args(argv)
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the agent runs in this process
+    if "OMP_NUM_THREADS" not in os.environ and plan.nproc_per_node > 1:
+        # torchrun would set 1 and print a warning box at every start; share the CPUs instead
+        threads = max(1, _cpus_usable() // plan.nproc_per_node)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        log.info("OMP_NUM_THREADS=%d per training process (set it to choose)", threads)
     try:
         run(args)
     except SignalException as e:  # SIGTERM/SIGINT: the agent already stopped the workers

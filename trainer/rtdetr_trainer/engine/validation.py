@@ -9,7 +9,7 @@ Images are preprocessed exactly as ``rtdetr evaluate`` and serving do.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from rtdetr_spec.artifacts import ClassMap
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.index import DetectionIndex
 from rtdetr_trainer.engine.distributed import DistContext
+from rtdetr_trainer.engine.tracking import NUM_IMAGES, sample_images
 from rtdetr_trainer.evaluation.coco_eval import EvalMetrics, coco_evaluate, detections_to_coco
 from rtdetr_trainer.evaluation.ground_truth import coco_ground_truth
 from rtdetr_trainer.evaluation.predictor import TorchPredictor
@@ -35,6 +36,7 @@ def padded_shard(n: int, rank: int, world_size: int) -> list[int]:
 class ValidationResult:
     loss: float
     metrics: EvalMetrics | None  # on rank 0 only
+    samples: list[Any] = field(default_factory=list)  # rank 0: a few images for tracking
 
 
 class Validator:
@@ -81,6 +83,7 @@ class Validator:
         was_training = model.training
         loss_sum, batches = 0.0, 0
         by_image: dict[int, list[dict[str, Any]]] = {}
+        samples: list[Any] = []
         try:
             for batch in self.loader:
                 batch.raise_if_failed()
@@ -98,6 +101,8 @@ class Validator:
                 )
                 for image_id, det in zip(batch.image_ids, dets, strict=True):
                     by_image[image_id] = detections_to_coco([image_id], [det], self.class_map)
+                if self.ctx.is_main and len(samples) < NUM_IMAGES:
+                    samples += sample_images(batch, dets, NUM_IMAGES - len(samples))
         finally:
             model.train(was_training)
         totals = self.ctx.mean({"loss_sum": loss_sum, "batches": float(batches)})
@@ -111,4 +116,4 @@ class Validator:
                 merged.setdefault(image_id, dets)  # padded repeats of an image count once
         results = [r for dets in merged.values() for r in dets]
         assert self.gt is not None
-        return ValidationResult(loss, coco_evaluate(self.gt, results))
+        return ValidationResult(loss, coco_evaluate(self.gt, results), samples)

@@ -91,7 +91,7 @@ def run(spec_path: str, run_dir: str) -> None:
     spec = load_experiment(spec_path)
     ctx = init_distributed()
     try:
-        log.warning(
+        log.info(  # every rank says so: the others are quietened only after this line
             "joined: rank %d of world size %d (local rank %d), device %s, backend %s",
             ctx.rank,
             ctx.world_size,

@@ -49,6 +49,12 @@ class EvalMetrics:
     num_images: int
     num_detections: int
     summary: str = field(default="", repr=False)
+    #: COCOeval's precision at IoU 0.50, all areas, 100 detections: float [R=101, K] with -1
+    #: where a class has no ground truth; columns in ``pr_classes`` order.
+    precision50: np.ndarray | None = field(default=None, repr=False)
+    #: COCOeval's recall thresholds, float [R] (0.00, 0.01, ..., 1.00).
+    recall_thresholds: np.ndarray | None = field(default=None, repr=False)
+    pr_classes: list[str] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +146,9 @@ def coco_evaluate(gt: dict[str, Any], results: list[dict[str, Any]]) -> EvalMetr
         num_images=len(gt["images"]),
         num_detections=len(results),
         summary=summary.getvalue(),
+        precision50=np.array(precision[0, :, :, 0, -1]),
+        recall_thresholds=np.array(ev.params.recThrs),
+        pr_classes=[names[cid] for cid in ev.params.catIds],
     )
 
 

@@ -5,6 +5,8 @@ Writes to ``<results_dir>/evaluate/``:
 * ``metrics.json``: ``mAP``, ``mAP50``, ``per_class_AP50`` ({class: AP50 or null without GT}),
   ``stats`` (COCOeval's 12 numbers by name), counts, the checkpoint and its class map;
 * ``detections.json``: the COCO results (top 100 per image, score >= evaluate.conf_threshold);
+* ``pr_curves.png``/``.json``, ``confusion_matrix.png``/``.json``, ``annotated_images.png``:
+  pictures of the same evaluation (:mod:`rtdetr_trainer.evaluation.plots`);
 * ``status.json`` with TAO's ``test_mAP``/``test_mAP50`` KPI keys, ``experiment.yaml``.
 
 and prints COCOeval's summary and the per-class table.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +26,12 @@ from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import atomic_write_text
+from rtdetr_spec.cli_help import progress
 from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.datasets import EvalDataset, collate
 from rtdetr_trainer.data.pipeline import prepare_eval_data
 from rtdetr_trainer.errors import DataError
+from rtdetr_trainer.evaluation import plots
 from rtdetr_trainer.evaluation.coco_eval import (
     EvalMetrics,
     coco_evaluate,
@@ -62,7 +67,7 @@ def predict_all(
 ) -> tuple[list[int], list[dict[str, np.ndarray]]]:
     image_ids: list[int] = []
     detections: list[dict[str, np.ndarray]] = []
-    for batch in loader:
+    for batch in progress(loader, desc="evaluate", total=len(loader), unit="batch"):
         batch.raise_if_failed()
         detections += predictor.predict(batch.images, batch.orig_sizes.numpy())
         image_ids += batch.image_ids
@@ -98,7 +103,8 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
     coco_results = detections_to_coco(
         image_ids, detections, class_map, conf_threshold=cfg.conf_threshold
     )
-    metrics = coco_evaluate(coco_ground_truth(index, categories), coco_results)
+    gt = coco_ground_truth(index, categories)
+    metrics = coco_evaluate(gt, coco_results)
     undefined = sorted(name for name, ap in metrics.per_class_AP50.items() if ap is None)
     if undefined:
         log.warning(
@@ -115,6 +121,15 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
     }
     atomic_write_text(results.dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(results.dir / "detections.json", json.dumps(coco_results))
+    conf = plots.best_f1_threshold(gt, coco_results, floor=cfg.conf_threshold)
+    log.info("pictures: detections scoring >= %.2f (the best F1 at IoU 0.50)", conf)
+    pairs = plots.annotated_pairs(
+        index, image_ids, detections, class_map.names_by_index(), conf=conf
+    )
+    pictures = plots.write_evaluation_plots(
+        results.dir, metrics, gt, coco_results, pairs, conf=conf
+    )
+    log.info("wrote %s", ", ".join(Path(p).name for p in pictures.values()))
     print(metrics.summary, end="", flush=True)
     print(format_table(metrics), flush=True)
     kpi = {"test_mAP": metrics.mAP, "test_mAP50": metrics.mAP50}
@@ -130,6 +145,7 @@ def _evaluate(spec: ExperimentSpec, results: TaskResults) -> tuple[EvalMetrics, 
         artifacts={
             "metrics": str(results.dir / "metrics.json"),
             "detections": str(results.dir / "detections.json"),
+            **pictures,
         },
     )
     return metrics, summary

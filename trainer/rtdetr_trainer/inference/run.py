@@ -28,6 +28,7 @@ from PIL import Image, ImageColor
 from rtdetr_serving.annotate import draw_boxes, palette_colors
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.artifacts import ClassMap, atomic_write, atomic_write_text
+from rtdetr_spec.cli_help import progress
 from rtdetr_spec.reporting import TaskSummary
 from rtdetr_trainer.data.classmap import class_map_from_names
 from rtdetr_trainer.data.pipeline import read_classmap_file
@@ -138,7 +139,7 @@ def _infer(spec: ExperimentSpec, results: TaskResults) -> TaskSummary:
     images_dir, labels_dir = results.dir / "images_annotated", results.dir / "labels"
     decoder = InferLoader()
     records: list[dict[str, Any]] = []
-    for batch in loader:
+    for batch in progress(loader, desc="inference", total=len(loader), unit="batch"):
         batch.raise_if_failed()
         dets = predictor.predict(batch.images, batch.orig_sizes.numpy())
         for idx, det in zip(batch.image_ids, dets, strict=True):

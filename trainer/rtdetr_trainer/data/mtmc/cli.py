@@ -51,7 +51,9 @@ def add_mtmc_parser(convert: argparse._SubParsersAction) -> None:  # type: ignor
         help="drop boxes less than this fraction visible (needs '2d bounding box')",
     )
     p.add_argument("--workers", type=int, default=0, help="parallel cameras (default: CPUs)")
-    p.add_argument("--jpeg-quality", type=int, default=95)
+    p.add_argument(
+        "--jpeg-quality", type=int, default=95, help="JPEG quality of the extracted frames, 1-100"
+    )
     p.add_argument(
         "--skip-missing-cameras",
         action="store_true",
