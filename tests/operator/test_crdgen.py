@@ -66,6 +66,7 @@ def test_preserve_unknown_fields_only_where_unavoidable() -> None:
             ".spec.affinity",  # core/v1 Affinity
             ".spec.env[].valueFrom",
             ".status.kopf",  # kopf's own bookkeeping (kopf #574)
+            ".status.startedFrom.volume",  # the source run's core/v1 volume source
         ]
     )
 

@@ -87,6 +87,16 @@ SPEC_RULES: list[dict[str, Any]] = [
         "minMAP50 needs spec.evaluation.enabled: true",
         ".evaluation",
     ),
+    rule(
+        "!has(self.resumeFrom) || !has(self.initFrom)",
+        "set at most one of spec.resumeFrom and spec.initFrom",
+        ".initFrom",
+    ),
+]
+
+#: Rules on spec.resumeFrom / spec.initFrom.
+RUN_REFERENCE_RULES: list[dict[str, Any]] = [
+    rule("has(self.training) != has(self.checkpoint)", "set exactly one of training or checkpoint"),
 ]
 
 
@@ -114,7 +124,7 @@ def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
     """Transition rules: each field of ``spec`` not in MUTABLE_FIELDS keeps its first value.
 
     A training run is a record of what was trained. To change it, create a new RTDETRTraining
-    (``train.resume_training_checkpoint_path`` can start it from this run's checkpoint).
+    (``spec.initFrom`` / ``spec.resumeFrom`` can start it from this run's checkpoint).
     """
     rules = []
     for f in fields:

@@ -30,6 +30,7 @@ from rtdetr_operator.api.meta import (
 )
 from rtdetr_operator.api.rules import (
     RESULTS_RULES,
+    RUN_REFERENCE_RULES,
     SPEC_RULES,
     STORAGE_RULES,
     forbidden_env_rule,
@@ -52,6 +53,7 @@ RESERVED_ENV: tuple[str, ...] = (
     "PET_MASTER_ADDR",
     "PET_MASTER_PORT",
     "RTDETR_TERMINATION_LOG",
+    "RTDETR_RESUME_FROM",
 )
 #: Environment variables a CR may never set: the trainer's opt-in to unpickle a checkpoint fully
 #: (which can run code from any file on a shared volume) is for people at a shell only.
@@ -110,8 +112,10 @@ class ResultsStorage(ApiModel):
     mount_path: str = Field(default="/results", pattern=r"^/")
     """Mount path; experiment.results_dir must be this path or below it."""
     sub_path: str | None = None
-    """Folder of the volume to mount. Unset: the RTDETRTraining's name, so runs sharing one
-    claim never resume from each other's checkpoints. Empty string: the volume's root."""
+    """Folder of the volume to mount. Unset: `<name>-<first 8 characters of the uid>`, so runs
+    sharing one claim, and a training deleted and created again under the same name, never
+    resume from each other's checkpoints (spec.resumeFrom does that on purpose). Empty string:
+    the volume's root."""
 
 
 class Storage(ApiModel):
@@ -164,6 +168,27 @@ class ExportOptions(ApiModel):
     """Also write DeepStream's nvdsinfer_config.yaml and labels.txt."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of the export pod only."""
+
+
+class RunReference(ApiModel):
+    """Another run's checkpoint to start from: an RTDETRTraining of this namespace, or a file.
+
+    Starting from another run is always written down here; a new RTDETRTraining never finds an
+    earlier object's checkpoints on its own (its results folder is keyed by its uid).
+    """
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": RUN_REFERENCE_RULES}
+    }
+
+    training: str | None = Field(default=None, min_length=1)
+    """An RTDETRTraining in this namespace (it must still exist and have finished or be
+    suspended). resumeFrom: its latest checkpoint; initFrom: its trained checkpoint
+    (status.artifacts.checkpoint), else its latest. Its results folder is mounted read-only."""
+    checkpoint: str | None = Field(default=None, min_length=1)
+    """A checkpoint file: a path under spec.storage.data.mountPath or
+    spec.storage.results.mountPath, or pvc://<claim>/<path> (a claim of this namespace, mounted
+    read-only; e.g. the folder of a deleted run)."""
 
 
 def _spec_rules(schema: dict[str, Any], cls: type) -> None:
@@ -229,3 +254,10 @@ class RTDETRTrainingSpec(ApiModel):
     """Fail the run when it has been active this long (suspended time excluded)."""
     suspend: bool = False
     """Delete the running pods and wait; clearing it resumes from the latest checkpoint."""
+    resume_from: RunReference | None = None
+    """Continue another run: optimizer, EMA, epoch and step come from its checkpoint, so
+    training goes on to this experiment's train.num_epochs. Used while this run has no
+    checkpoint of its own (a restarted group resumes from its own latest)."""
+    init_from: RunReference | None = None
+    """Start from another run's weights only (train.pretrained_model_path): a new schedule
+    from epoch 0, e.g. fine-tuning again with a changed hyperparameter."""

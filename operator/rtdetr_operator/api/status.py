@@ -85,6 +85,20 @@ class ResultsVolume(ApiModel):
     """Mount path the artifact paths start with."""
 
 
+class StartedFrom(ApiModel):
+    """The checkpoint this run started from (spec.resumeFrom or spec.initFrom), as resolved
+    when it started; later reconciles use this record, not a new lookup."""
+
+    mode: Literal["resume", "init"]
+    """resume (spec.resumeFrom) or init (spec.initFrom)."""
+    source: str
+    """What was named: training/<name> or the checkpoint as written."""
+    checkpoint: str
+    """The path training pods read it from."""
+    volume: PassThrough | None = None
+    """The volume mounted read-only at /from for it (absent when it is on a mounted volume)."""
+
+
 class RTDETRTrainingStatus(ApiModel):
     """Observed state of an RTDETRTraining."""
 
@@ -121,5 +135,7 @@ class RTDETRTrainingStatus(ApiModel):
     manifest (and anything else a task reported)."""
     results_volume: ResultsVolume | None = None
     """The volume the artifact paths are on."""
+    started_from: StartedFrom | None = None
+    """The checkpoint spec.resumeFrom / spec.initFrom resolved to."""
     kopf: PassThrough | None = None
     """Reserved for kopf's own bookkeeping."""

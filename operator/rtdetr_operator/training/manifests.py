@@ -32,6 +32,7 @@ from rtdetr_operator.children import (
     with_gpu_toleration,
 )
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
+from rtdetr_operator.training.lineage import pod_volume, resume_env
 from rtdetr_operator.training.names import (
     EXPERIMENT_DIR,
     EXPERIMENT_FILE,
@@ -216,6 +217,10 @@ def _pod_template(
 ) -> dict[str, Any]:
     spec = r.spec
     volumes, mounts = _volumes(r)
+    if task == "train":  # another run's checkpoint (spec.resumeFrom / initFrom), read-only
+        extra_volumes, extra_mounts = pod_volume(r.lineage)
+        volumes, mounts = volumes + extra_volumes, mounts + extra_mounts
+        env = env + resume_env(r.lineage)
     ours = labels(r.name, task, attempt)
     pod_labels = {**spec.pod_metadata.labels, **task_metadata.labels, **ours}
     annotations = {

@@ -35,7 +35,7 @@ from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
-from rtdetr_operator.training import manifests
+from rtdetr_operator.training import lineage, manifests
 from rtdetr_operator.training.conditions import kstatus
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
@@ -62,6 +62,8 @@ class World:
     configmap: dict[str, Any] | None
     service: dict[str, Any] | None
     now: datetime
+    #: The RTDETRTraining named by spec.resumeFrom/initFrom.training (None: absent or unused).
+    source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class _Planner(PlannerBase):
             return self._finish()
         if self.st["phase"] == "Succeeded":
             return self._finish()
+        if not self._resolve_lineage():
+            return self._finish()
         self.st.setdefault("startTime", timestamp(self.now))
         if self.st["phase"] == "Suspended" and not self.r.spec.suspend:
             # As for Jobs, the deadline clock restarts when a suspended run resumes.
@@ -122,6 +126,24 @@ class _Planner(PlannerBase):
         self.st["completionTime"] = timestamp(self.now)
         self.health = Health("Succeeded", success_message(self.st))
         return self._finish()
+
+    def _resolve_lineage(self) -> bool:
+        """Resolve spec.resumeFrom/initFrom into status.startedFrom; False: stop here."""
+        problems = lineage.spec_problems(self.r)
+        if problems:
+            self._delete_active()
+            self._fail("InvalidSpec", "; ".join(problems))
+            return False
+        try:
+            found = lineage.resolve_lineage(self.r, self.st.get("startedFrom"), self.w.source)
+        except lineage.SourceNotReadyError as e:
+            self.health = Health("SourceNotReady", str(e), stalled=True)
+            self._requeue(10.0)
+            return False
+        if found is not None:
+            self.st["startedFrom"] = found.record()
+            self.r = lineage.with_lineage(self.r, found)
+        return True
 
     def _describe_run(self) -> None:
         r = self.r

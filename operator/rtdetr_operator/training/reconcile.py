@@ -36,6 +36,11 @@ class TrainingReconciler(Reconciler):
             return None
         selector = f"{LABEL_TRAINING}={name}"
         names = Names(name, namespace)
+        spec, status = training.get("spec") or {}, training.get("status") or {}
+        ref = spec.get("resumeFrom") or spec.get("initFrom") or {}
+        source = None
+        if ref.get("training") and not status.get("startedFrom"):
+            source = self.api.get_training(namespace, str(ref["training"]))
         return World(
             training=training,
             jobs=self.api.list("Job", namespace, selector),
@@ -43,6 +48,7 @@ class TrainingReconciler(Reconciler):
             configmap=self.api.get("ConfigMap", namespace, names.configmap),
             service=self.api.get("Service", namespace, names.service),
             now=self.clock(),
+            source=source,
         )
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:

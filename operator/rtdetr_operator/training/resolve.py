@@ -18,7 +18,7 @@ import copy
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.names import Names
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
+
+if TYPE_CHECKING:
+    from rtdetr_operator.training.lineage import Lineage
 
 #: TAO keeps a pointer to the newest checkpoint here; a restarted group resumes from it.
 LATEST_CHECKPOINT = "rtdetr_model_latest.pth"
@@ -60,6 +63,8 @@ class ResolvedTraining:
     results_sub_path: str
     #: Keys of the experiment its author set (so task overrides never replace them).
     user_set: frozenset[str]
+    #: The checkpoint of another run this one starts from (spec.resumeFrom / spec.initFrom).
+    lineage: Lineage | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -135,6 +140,11 @@ def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
     results = spec.storage.results
     if results.volume is not None and results.volume.empty_dir is not None:
         out.append("spec.storage.results.volume: emptyDir does not survive pod restarts")
+    if spec.resume_from is not None and spec.init_from is not None:
+        out.append("spec.initFrom: set at most one of spec.resumeFrom and spec.initFrom")
+    for field, ref in (("resumeFrom", spec.resume_from), ("initFrom", spec.init_from)):
+        if ref is not None and (ref.training is None) == (ref.checkpoint is None):
+            out.append(f"spec.{field}: set exactly one of training or checkpoint")
     if len(name) > 40 or not _DNS_LABEL.match(name):
         out.append(f"metadata.name: {name!r} must be at most 40 characters of [a-z0-9-]")
     return out
@@ -234,9 +244,25 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
         processes_per_node=experiment.train.num_gpus,
         gpus_per_node=0 if spec.resources.gpus == 0 else experiment.train.num_gpus,
         results_dir=results_dir,
-        results_sub_path=name if results.sub_path is None else results.sub_path,
+        results_sub_path=results_folder(training) if results.sub_path is None else results.sub_path,
         user_set=user_set,
     )
+
+
+def results_folder(training: dict[str, Any]) -> str:
+    """The default results subPath: ``<name>-<first 8 characters of the uid>``.
+
+    Keyed by the object's identity, so an RTDETRTraining deleted and created again under the
+    same name gets an empty folder and trains from scratch instead of resuming the earlier
+    object's checkpoints (spec.resumeFrom says so when that is wanted). A run whose status
+    already records a folder keeps it (runs started by an older operator used the bare name).
+    """
+    meta = training["metadata"]
+    recorded = ((training.get("status") or {}).get("resultsVolume") or {}).get("subPath")
+    if recorded:
+        return str(recorded)
+    uid = str(meta.get("uid") or "").replace("-", "")
+    return f"{meta['name']}-{uid[:8]}" if uid else str(meta["name"])
 
 
 def _enabled(spec: RTDETRTrainingSpec, task: str) -> bool:
