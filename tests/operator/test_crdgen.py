@@ -183,5 +183,6 @@ def test_api_reference_in_docs_is_current() -> None:
     from rtdetr_operator import apidoc
 
     assert apidoc.main(["--check"]) == 0
-    assert "| `spec.experiment` | object | yes |" in apidoc.render()
+    assert "| `spec.experiment` | object |  |" in apidoc.render()
+    assert "| `spec.experimentRef.name` | string | yes |" in apidoc.render()
     assert "| `status.metrics.mAP50` | number |" in apidoc.render()

@@ -170,6 +170,16 @@ class ExportOptions(ApiModel):
     """Extra labels/annotations of the export pod only."""
 
 
+class ExperimentRef(ApiModel):
+    """A TAO experiment spec kept in a ConfigMap of this namespace (the file `rtdetr train -e`
+    reads), so GitOps keeps the spec file next to the CR."""
+
+    name: str = Field(min_length=1)
+    """The ConfigMap's name."""
+    key: str = Field(default="experiment.yaml", min_length=1)
+    """The key holding the spec YAML."""
+
+
 class RunReference(ApiModel):
     """Another run's checkpoint to start from: an RTDETRTraining of this namespace, or a file.
 
@@ -202,8 +212,16 @@ class RTDETRTrainingSpec(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": _spec_rules}
 
-    experiment: ExperimentSpec
-    """A TAO RT-DETR experiment spec, verbatim (the YAML `rtdetr train -e` reads)."""
+    experiment: ExperimentSpec | None = None
+    """A TAO RT-DETR experiment spec, verbatim (the YAML `rtdetr train -e` reads). Exactly one
+    of experiment and experimentRef."""
+    experiment_ref: ExperimentRef | None = None
+    """The experiment spec from a ConfigMap key instead of inline. Read when the run starts and
+    recorded (status.experimentSource); a later change to the ConfigMap does not alter a
+    started run."""
+    overrides: list[str] = Field(default_factory=list)
+    """TAO's `key=value` overrides, applied in order to the experiment (inline or from the
+    ConfigMap) as `rtdetr train -e spec.yaml key=value ...` does, with the same messages."""
     image: str = Field(min_length=1)
     """Trainer image (provides the `rtdetr` command)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

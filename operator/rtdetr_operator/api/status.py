@@ -99,6 +99,20 @@ class StartedFrom(ApiModel):
     """The volume mounted read-only at /from for it (absent when it is on a mounted volume)."""
 
 
+class ExperimentSource(ApiModel):
+    """The experiment a run started with, when it came from spec.experimentRef."""
+
+    config_map: str
+    """The ConfigMap's name."""
+    key: str
+    """The key read."""
+    sha256: str
+    """SHA-256 of the key's text when the run started (overrides are in spec.overrides)."""
+    current_sha256: str | None = None
+    """SHA-256 of the key now (or `deleted`), when it differs from the one the run started
+    with; the run keeps its experiment."""
+
+
 class RTDETRTrainingStatus(ApiModel):
     """Observed state of an RTDETRTraining."""
 
@@ -135,6 +149,8 @@ class RTDETRTrainingStatus(ApiModel):
     manifest (and anything else a task reported)."""
     results_volume: ResultsVolume | None = None
     """The volume the artifact paths are on."""
+    experiment_source: ExperimentSource | None = None
+    """The ConfigMap key and content hash of the experiment (spec.experimentRef only)."""
     started_from: StartedFrom | None = None
     """The checkpoint spec.resumeFrom / spec.initFrom resolved to."""
     kopf: PassThrough | None = None

@@ -23,13 +23,22 @@ import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rtdetr_operator.api import TERMINAL_PHASES, RunReference
-from rtdetr_operator.training.resolve import LATEST_CHECKPOINT, ResolvedTraining
+from rtdetr_operator.training.experiment_source import pinned_configmap, record_source
+from rtdetr_operator.training.resolve import (
+    LATEST_CHECKPOINT,
+    InvalidTrainingError,
+    ResolvedTraining,
+    resolve,
+)
 from rtdetr_spec import ExperimentSpec, apply_override
+
+if TYPE_CHECKING:
+    from rtdetr_operator.training.world import World
 
 #: Where a source on another volume is mounted (read-only) in training pods.
 FROM_MOUNT = "/from"
@@ -90,6 +99,36 @@ def spec_problems(r: ResolvedTraining) -> list[str]:
         except ValueError as e:
             out.append(f"{field}.checkpoint: {e}")
     return out
+
+
+def resolve_all(
+    world: World, status: dict[str, Any], allow_node_volumes: bool
+) -> tuple[ResolvedTraining, str | None]:
+    """The world's training resolved: its experiment (inline, or the ConfigMap text the run is
+    pinned to) and where it starts from; records status.experimentSource / startedFrom and
+    returns a warning when the referenced ConfigMap changed after the run started.
+
+    Raises:
+        InvalidTrainingError: fixable (reason SourceNotReady) while the source run is missing
+            or unfinished; permanent for a reference that can never work.
+    """
+    configmap, drift = pinned_configmap(status, world.experiment_configmap, world.configmap)
+    r = resolve(
+        world.training, allow_node_volumes=allow_node_volumes, experiment_configmap=configmap
+    )
+    warning = record_source(status, r, world.experiment_configmap, drift)
+    if status.get("phase") in TERMINAL_PHASES:
+        return r, warning  # a finished run never waits for its source again
+    problems = spec_problems(r)
+    if problems:
+        raise InvalidTrainingError(problems)
+    try:
+        found = resolve_lineage(r, status.get("startedFrom"), world.source)
+    except SourceNotReadyError as e:
+        raise InvalidTrainingError([str(e)], fixable=True, reason="SourceNotReady") from None
+    if found is not None:
+        status["startedFrom"] = found.record()
+    return with_lineage(r, found), warning
 
 
 def resolve_lineage(
@@ -155,12 +194,14 @@ def _from_training(
     else:
         volume = dict(results.get("volume") or {})
     mount = str(volume_rec.get("mountPath") or "/results").rstrip("/")
+    trained = (status.get("artifacts") or {}).get("checkpoint")
     experiment = (source.get("spec") or {}).get("experiment") or {}
     results_dir = str(experiment.get("results_dir") or "").rstrip("/")
+    if trained and "/train/" in trained:  # <results_dir>/train/<file>, whatever the spec's form
+        results_dir = trained.rsplit("/train/", 1)[0]
     if not results_dir.startswith(mount):
         results_dir = mount
     wanted = f"{results_dir}/train/{LATEST_CHECKPOINT}"
-    trained = (status.get("artifacts") or {}).get("checkpoint")
     if mode == "init" and trained:
         wanted = trained
     if not (wanted == mount or wanted.startswith(mount + "/")):

@@ -32,6 +32,7 @@ from rtdetr_operator.children import (
     with_gpu_toleration,
 )
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
+from rtdetr_operator.training.experiment_source import SOURCE_KEY
 from rtdetr_operator.training.lineage import pod_volume, resume_env
 from rtdetr_operator.training.names import (
     EXPERIMENT_DIR,
@@ -60,7 +61,8 @@ def experiment_configmap(r: ResolvedTraining) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(r, r.names.configmap),
-        "data": {EXPERIMENT_FILE: r.experiment_yaml},
+        "data": {EXPERIMENT_FILE: r.experiment_yaml}
+        | ({SOURCE_KEY: r.experiment_text} if r.experiment_text is not None else {}),
     }
 
 

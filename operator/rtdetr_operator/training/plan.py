@@ -26,8 +26,6 @@ what exists:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api import TERMINAL_PHASES
@@ -35,11 +33,15 @@ from rtdetr_operator.children import owned_by
 from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
-from rtdetr_operator.training import lineage, manifests
+from rtdetr_operator.training import manifests
 from rtdetr_operator.training.conditions import kstatus
+from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
-from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
+from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
+from rtdetr_operator.training.world import Settings, World
+
+__all__ = ["Settings", "World", "plan"]
 
 TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
 TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
@@ -50,28 +52,6 @@ EXIT_BAD_INPUT = 2
 #: The trainer's exit status when the results volume is full, read-only or not writable: a
 #: retry fails the same way until someone fixes the volume, so the run stalls instead.
 EXIT_STORAGE = 3
-
-
-@dataclass(frozen=True)
-class World:
-    """Everything the reconciler read, at one instant."""
-
-    training: dict[str, Any]
-    jobs: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    configmap: dict[str, Any] | None
-    service: dict[str, Any] | None
-    now: datetime
-    #: The RTDETRTraining named by spec.resumeFrom/initFrom.training (None: absent or unused).
-    source: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    #: Seconds a pod may stay unschedulable (or unable to pull its image) before Stalled.
-    stuck_grace: float = 60.0
-    #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
-    allow_node_volumes: bool = False
 
 
 def plan(world: World, settings: Settings | None = None) -> Plan:
@@ -91,20 +71,24 @@ class _Planner(PlannerBase):
     def run(self) -> Plan:
         self.st.setdefault("phase", "Pending")
         self.st.setdefault("restarts", 0)
-        try:
-            self.r = resolve(self.w.training, allow_node_volumes=self.settings.allow_node_volumes)
+        try:  # also resolves spec.experimentRef and spec.resumeFrom/initFrom
+            self.r, warning = resolve_all(self.w, self.st, self.settings.allow_node_volumes)
         except InvalidTrainingError as e:
+            if e.fixable and self.st["phase"] not in TERMINAL_PHASES:  # may pass without edits
+                self.health = Health(e.reason, "; ".join(e.problems), stalled=True)
+                self._requeue(10.0)
+                return self._finish()
             self._delete_active()
             if self.st["phase"] not in TERMINAL_PHASES:
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
+        if warning:
+            self._event("Warning", "ExperimentChanged", warning)
         if self.st["phase"] == "Failed" and not self._retry_after_failure():
             self._delete_active()
             return self._finish()
         if self.st["phase"] == "Succeeded":
-            return self._finish()
-        if not self._resolve_lineage():
             return self._finish()
         self.st.setdefault("startTime", timestamp(self.now))
         if self.st["phase"] == "Suspended" and not self.r.spec.suspend:
@@ -126,24 +110,6 @@ class _Planner(PlannerBase):
         self.st["completionTime"] = timestamp(self.now)
         self.health = Health("Succeeded", success_message(self.st))
         return self._finish()
-
-    def _resolve_lineage(self) -> bool:
-        """Resolve spec.resumeFrom/initFrom into status.startedFrom; False: stop here."""
-        problems = lineage.spec_problems(self.r)
-        if problems:
-            self._delete_active()
-            self._fail("InvalidSpec", "; ".join(problems))
-            return False
-        try:
-            found = lineage.resolve_lineage(self.r, self.st.get("startedFrom"), self.w.source)
-        except lineage.SourceNotReadyError as e:
-            self.health = Health("SourceNotReady", str(e), stalled=True)
-            self._requeue(10.0)
-            return False
-        if found is not None:
-            self.st["startedFrom"] = found.record()
-            self.r = lineage.with_lineage(self.r, found)
-        return True
 
     def _describe_run(self) -> None:
         r = self.r

@@ -41,6 +41,10 @@ class TrainingReconciler(Reconciler):
         source = None
         if ref.get("training") and not status.get("startedFrom"):
             source = self.api.get_training(namespace, str(ref["training"]))
+        experiment_ref = spec.get("experimentRef") or {}
+        experiment_cm = None
+        if experiment_ref.get("name"):
+            experiment_cm = self.api.get("ConfigMap", namespace, str(experiment_ref["name"]))
         return World(
             training=training,
             jobs=self.api.list("Job", namespace, selector),
@@ -49,6 +53,7 @@ class TrainingReconciler(Reconciler):
             service=self.api.get("Service", namespace, names.service),
             now=self.clock(),
             source=source,
+            experiment_configmap=experiment_cm,
         )
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:

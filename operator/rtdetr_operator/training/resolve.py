@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from rtdetr_operator.api import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
 from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
+from rtdetr_operator.training.experiment_source import load as load_experiment
 from rtdetr_operator.training.names import Names
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
@@ -40,7 +41,19 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 class InvalidTrainingError(InvalidSpecError):
-    """An RTDETRTraining that cannot run."""
+    """An RTDETRTraining that cannot run.
+
+    ``fixable``: the problems may go away without a spec change (the experiment's ConfigMap
+    can be created or edited, the source run can finish), so the run waits Stalled (with
+    ``reason``) instead of failing.
+    """
+
+    def __init__(
+        self, problems: list[str], *, fixable: bool = False, reason: str = "InvalidExperiment"
+    ) -> None:
+        super().__init__(problems)
+        self.fixable = fixable
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,9 @@ class ResolvedTraining:
     user_set: frozenset[str]
     #: The checkpoint of another run this one starts from (spec.resumeFrom / spec.initFrom).
     lineage: Lineage | None = None
+    #: status.experimentSource (spec.experimentRef) and the referenced text; None inline.
+    experiment_source: dict[str, str] | None = None
+    experiment_text: str | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -183,10 +199,16 @@ def security_problems(
     return out
 
 
-def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> ResolvedTraining:
+def resolve(
+    training: dict[str, Any],
+    *,
+    allow_node_volumes: bool = False,
+    experiment_configmap: dict[str, Any] | None = None,
+) -> ResolvedTraining:
     """Validate ``training`` (a CR body) and resolve its experiment.
 
     ``allow_node_volumes`` lifts the refusal of node-level volume sources (policy.py).
+    ``experiment_configmap`` is the ConfigMap spec.experimentRef names (None: absent or unused).
 
     Raises:
         InvalidTrainingError: naming every field that makes the CR unrunnable.
@@ -194,13 +216,17 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
     meta = training["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     raw_spec = training.get("spec") or {}
-    raw = copy.deepcopy(raw_spec.get("experiment") or {})
+    loaded = load_experiment(copy.deepcopy(raw_spec), experiment_configmap)
+    raw, where = loaded.raw, loaded.prefix
     try:
         # The experiment is validated on its own below, with TAO-style messages.
         spec = RTDETRTrainingSpec.model_validate({**raw_spec, "experiment": {}})
     except ValidationError as e:
         raise InvalidTrainingError(field_problems(e)) from None
-    problems = _pruned_keys(training)
+    problems = list(loaded.problems)
+    if problems and (loaded.fixable or not raw):
+        raise InvalidTrainingError(problems, fixable=loaded.fixable)
+    problems += _pruned_keys(training)
     problems += security_problems(spec, raw_spec, allow_node_volumes=allow_node_volumes)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results
@@ -211,7 +237,7 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
         results.mount_path.rstrip("/") + "/"
     ):
         problems.append(
-            f"spec.experiment.results_dir: {results_dir!r} is not under "
+            f"{where}results_dir: {results_dir!r} is not under "
             f"spec.storage.results.mountPath ({results.mount_path}), so results would not "
             "survive pod restarts"
         )
@@ -225,13 +251,13 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
             experiment.check_required(task)
     except ValidationError as e:
         lines = format_validation_error(e, ExperimentSpec)
-        problems += [f"spec.experiment.{line}" for line in lines]
+        problems += [f"{where}{line}" for line in lines]
     except MissingValueError as e:
-        problems += [f"spec.experiment.{line}" for line in e.problems]
+        problems += [f"{where}{line}" for line in e.problems]
     except SpecError as e:
-        problems += [f"spec.experiment: {line}" for line in e.problems]
+        problems += [f"{where.rstrip('.: ')}: {line}" for line in e.problems]
     if problems:
-        raise InvalidTrainingError(problems)
+        raise InvalidTrainingError(problems, fixable=loaded.fixable)
     return ResolvedTraining(
         name=name,
         namespace=namespace,
@@ -246,6 +272,8 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
         results_dir=results_dir,
         results_sub_path=results_folder(training) if results.sub_path is None else results.sub_path,
         user_set=user_set,
+        experiment_source=loaded.source,
+        experiment_text=loaded.text,
     )
 
 
