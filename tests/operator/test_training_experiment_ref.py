@@ -123,3 +123,15 @@ def test_both_or_neither_experiment_form_is_refused() -> None:
     ready = next(c for c in p.status["conditions"] if c["type"] == "Ready")
     assert p.status["phase"] == "Failed"
     assert "set exactly one of spec.experiment and spec.experimentRef" in ready["message"]
+
+
+def test_the_shipped_example_resolves_from_the_model_card_spec() -> None:
+    from rtdetr_operator.training.resolve import resolve
+    from tests.operator.factories import MODEL_CARD_SPEC, ROOT
+
+    body = yaml.safe_load((ROOT / "examples" / "training-configmap.yaml").read_text())
+    body["metadata"] |= {"namespace": "ml", "uid": "0f1e2d3c-0000"}
+    r = resolve(body, experiment_configmap=_cm(MODEL_CARD_SPEC.read_text()))
+    assert r.experiment.train.num_epochs == 72
+    assert r.experiment_source is not None
+    assert r.experiment_source["configMap"] == "warehouse-experiment"
