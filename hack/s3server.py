@@ -64,13 +64,25 @@ def ensure_weed(go: str = "go") -> Path:
             )
             out.write(got.stderr)
             source = json.loads(got.stdout or "{}").get("Dir") if got.returncode == 0 else None
-            done = subprocess.run(
-                ["go", "build", "-ldflags", "-s -w", "-o", str(folder / "bin.tmp" / "weed"), "."],
-                cwd=Path(source or folder) / "weed",
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            ) if source else got
+            done = (
+                subprocess.run(
+                    [
+                        "go",
+                        "build",
+                        "-ldflags",
+                        "-s -w",
+                        "-o",
+                        str(folder / "bin.tmp" / "weed"),
+                        ".",
+                    ],
+                    cwd=Path(source or folder) / "weed",
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                if source
+                else got
+            )
         if done.returncode != 0:
             tail = log.read_text()[-2000:]
             raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{tail}")
