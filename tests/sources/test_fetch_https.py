@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_operator.sources.fetch import Fetcher, FetchError
-from rtdetr_operator.sources.uri import parse
+from rtdetr_spec.sources.fetch import Fetcher, FetchError
+from rtdetr_spec.sources.uri import parse
 
 PAYLOAD = bytes(range(256)) * 4096 * 3  # 3 MiB: several chunks
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -131,3 +131,26 @@ def test_an_untrusted_certificate_is_refused(server, tmp_path: Path) -> None:
     _, url, _ = server
     with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
         Fetcher(tmp_path, retries=0).fetch(parse(url, sha256=DIGEST), DIGEST)
+
+
+def test_the_container_command_fetches_links_and_summarises(
+    server, tls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from rtdetr_spec.sources.__main__ import main
+
+    _, url, _ = server
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))
+    link, summary = tmp_path / "w" / "r50.pth", tmp_path / "summary.json"
+    argv = ["fetch", "--uri", url, "--sha256", DIGEST, "--cache", str(tmp_path / "c")]
+    assert main([*argv, "--link", str(link), "--summary", str(summary)]) == 0
+    assert link.read_bytes() == PAYLOAD
+    first = json.loads(summary.read_text())
+    assert first["size"] == len(PAYLOAD) and first["cached"] is False
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[-2]) == {"done": len(PAYLOAD), "total": len(PAYLOAD)}
+    assert main([*argv, "--summary", str(summary)]) == 0
+    assert json.loads(summary.read_text())["cached"] is True
+    assert main(["fetch", "--uri", url, "--cache", str(tmp_path)]) == 2
+    assert "needs its sha256" in capsys.readouterr().err

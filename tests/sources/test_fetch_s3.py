@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rtdetr_operator.sources.fetch import Fetcher, FetchError, S3Settings
-from rtdetr_operator.sources.uri import parse
+from rtdetr_spec.sources.fetch import Fetcher, FetchError, S3Settings
+from rtdetr_spec.sources.uri import parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 import s3server

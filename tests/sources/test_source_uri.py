@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtdetr_operator.sources.uri import SourceURIError, parse
+from rtdetr_spec.sources.uri import SourceURIError, parse
 
 SHA = "a" * 64
 

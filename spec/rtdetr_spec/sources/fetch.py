@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtdetr_operator.sources.uri import SourceURI
+from rtdetr_spec.sources.uri import SourceURI
 
 CHUNK = 1 << 20
 Progress = Callable[[int, int | None], None]
