@@ -65,6 +65,7 @@ def test_preserve_unknown_fields_only_where_unavoidable() -> None:
             ".spec.storage.results.volume.emptyDir",
             ".spec.affinity",  # core/v1 Affinity
             ".spec.env[].valueFrom",
+            ".spec.sources.cache.volume",  # any core/v1 volume source
             ".status.kopf",  # kopf's own bookkeeping (kopf #574)
             ".status.startedFrom.volume",  # the source run's core/v1 volume source
         ]

@@ -37,6 +37,7 @@ from rtdetr_operator.api.rules import (
     immutability_rules,
     reserved_env_rule,
 )
+from rtdetr_operator.api.sources import Sources
 from rtdetr_spec import ExperimentSpec
 
 #: Environment variables the operator sets on training pods (TAO's and torchrun's contract).
@@ -276,6 +277,10 @@ class RTDETRTrainingSpec(ApiModel):
     """Continue another run: optimizer, EMA, epoch and step come from its checkpoint, so
     training goes on to this experiment's train.num_epochs. Used while this run has no
     checkpoint of its own (a restarted group resumes from its own latest)."""
+    sources: Sources | None = None
+    """Cache, credentials and checksums for source URIs (s3://, https://, hf://, ngc://) in
+    experiment.train.pretrained_model_path and experiment.model.pretrained_backbone_path,
+    fetched by an init container of the training pods (docs/sources.md)."""
     init_from: RunReference | None = None
     """Start from another run's weights only (train.pretrained_model_path): a new schedule
     from epoch 0, e.g. fine-tuning again with a changed hyperparameter."""

@@ -113,6 +113,21 @@ class ExperimentSource(ApiModel):
     with; the run keeps its experiment."""
 
 
+class SourceRecord(ApiModel):
+    """A source URI fetched by the training pods (from the fetch step's summary)."""
+
+    uri: str
+    """The source, as the experiment names it."""
+    sha256: str | None = None
+    """sha256 of the file."""
+    size: int | None = None
+    """Bytes."""
+    transferred: int | None = None
+    """Bytes downloaded (0 when the cache held it)."""
+    cached: bool | None = None
+    """The cache already held it: nothing was downloaded."""
+
+
 class RTDETRTrainingStatus(ApiModel):
     """Observed state of an RTDETRTraining."""
 
@@ -151,6 +166,8 @@ class RTDETRTrainingStatus(ApiModel):
     """The volume the artifact paths are on."""
     experiment_source: ExperimentSource | None = None
     """The ConfigMap key and content hash of the experiment (spec.experimentRef only)."""
+    sources: list[SourceRecord] = Field(default_factory=list)
+    """Source URIs of the experiment fetched for this run."""
     started_from: StartedFrom | None = None
     """The checkpoint spec.resumeFrom / spec.initFrom resolved to."""
     kopf: PassThrough | None = None

@@ -41,6 +41,7 @@ from rtdetr_operator.training.names import (
     labels,
 )
 from rtdetr_operator.training.resolve import ResolvedTraining
+from rtdetr_operator.training.sources import fetch_pod_parts
 
 #: The trainer's export option that also writes the FP16 ONNX (the one place naming it).
 EXPORT_FP16_OVERRIDE = "export.fp16=true"
@@ -219,10 +220,15 @@ def _pod_template(
 ) -> dict[str, Any]:
     spec = r.spec
     volumes, mounts = _volumes(r)
+    inits: list[dict[str, Any]] = []
     if task == "train":  # another run's checkpoint (spec.resumeFrom / initFrom), read-only
         extra_volumes, extra_mounts = pod_volume(r.lineage)
         volumes, mounts = volumes + extra_volumes, mounts + extra_mounts
         env = env + resume_env(r.lineage)
+        inits, fetch_volumes, fetch_mounts = fetch_pod_parts(
+            list(r.fetches), r.spec.sources, r.spec.image, r.spec.image_pull_policy
+        )
+        volumes, mounts = volumes + fetch_volumes, mounts + fetch_mounts
     ours = labels(r.name, task, attempt)
     pod_labels = {**spec.pod_metadata.labels, **task_metadata.labels, **ours}
     annotations = {
@@ -254,6 +260,8 @@ def _pod_template(
     }
     if task == "train":
         pod_spec["subdomain"] = r.names.service
+        if inits:
+            pod_spec["initContainers"] = inits  # source URIs, fetched before training
     return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
 
 

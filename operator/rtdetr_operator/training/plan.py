@@ -39,6 +39,7 @@ from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
+from rtdetr_operator.training.sources import source_status
 from rtdetr_operator.training.world import Settings, World
 
 __all__ = ["Settings", "World", "plan"]
@@ -83,6 +84,8 @@ class _Planner(PlannerBase):
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
+        if self.r.fetches:  # what the fetch steps reported (size, sha256, cached)
+            self.st["sources"] = source_status(self.w.pods) or self.st.get("sources", [])
         if warning:
             self._event("Warning", "ExperimentChanged", warning)
         if self.st["phase"] == "Failed" and not self._retry_after_failure():

@@ -28,6 +28,7 @@ from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.experiment_source import load as load_experiment
 from rtdetr_operator.training.names import Names
+from rtdetr_operator.training.sources import Fetch, plan_sources
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
 
@@ -78,6 +79,8 @@ class ResolvedTraining:
     user_set: frozenset[str]
     #: The checkpoint of another run this one starts from (spec.resumeFrom / spec.initFrom).
     lineage: Lineage | None = None
+    #: Source URIs fetched by the training pods' init containers (training/sources.py).
+    fetches: tuple[Fetch, ...] = ()
     #: status.experimentSource (spec.experimentRef) and the referenced text; None inline.
     experiment_source: dict[str, str] | None = None
     experiment_text: str | None = None
@@ -227,6 +230,8 @@ def resolve(
     if problems and (loaded.fixable or not raw):
         raise InvalidTrainingError(problems, fixable=loaded.fixable)
     problems += _pruned_keys(training)
+    fetches, source_problems = plan_sources(raw, spec.sources, where)
+    problems += source_problems
     problems += security_problems(spec, raw_spec, allow_node_volumes=allow_node_volumes)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results
@@ -272,6 +277,7 @@ def resolve(
         results_dir=results_dir,
         results_sub_path=results_folder(training) if results.sub_path is None else results.sub_path,
         user_set=user_set,
+        fetches=tuple(fetches),
         experiment_source=loaded.source,
         experiment_text=loaded.text,
     )
