@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_a_partial_download_resumes_with_a_ranged_get(s3: S3Settings, tmp_path: 
     identity = hashlib.sha256(
         f"{s3.endpoint}\0warehouse\0pretrained/r50.pth\0{etag}\0{len(PAYLOAD)}".encode()
     ).hexdigest()
-    part = tmp_path / "partial" / f"r50.pth.{identity[:16]}"
+    part = tmp_path / "partial" / f"r50.pth.{identity[:16]}.{socket.gethostname()}"
     part.parent.mkdir(parents=True)
     part.write_bytes(PAYLOAD[:2_000_000])
     assert f.fetch(src).read_bytes() == PAYLOAD

@@ -4,7 +4,7 @@ Layout of the cache (a volume shared by the runs that use it)::
 
     <cache>/sha256/<hex>             a verified file, named by its sha256
     <cache>/s3/<sha256 of endpoint, bucket, key, etag, size>   -> a link to sha256/<hex>
-    <cache>/partial/<name>.<id>      a download in progress (resumed from its size)
+    <cache>/partial/<name>.<id>.<host>   a download in progress (resumed from its size)
 
 An https (or hf, ngc) source names its sha256, so a cache holding ``sha256/<hex>`` downloads
 nothing. An S3 object is identified by its ETag and size (one HEAD request): a cache that
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import ssl
 import time
 import urllib.error
@@ -161,7 +162,9 @@ class Fetcher:
     def _part(self, name: str, key: str) -> Path:
         folder = self.cache / "partial"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name}.{key[:16]}"
+        # Per host: pods of several nodes sharing the cache never append to one file; each
+        # renames its own verified copy into sha256/ (same name, same content).
+        return folder / f"{name}.{key[:16]}.{socket.gethostname()}"
 
     def _copy(self, read: Callable[[int], bytes], out: Any, done: int, total: int | None) -> None:
         while chunk := read(CHUNK):
