@@ -127,7 +127,8 @@ def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> 
     }
     config = data / "s3.json"
     config.write_text(json.dumps(identity))
-    s3, master, volume, filer = (_free_port() for _ in range(4))
+    # gRPC ports default to port + 10000, which may not exist: every port is given.
+    s3, master, volume, filer, iam, *grpc = (_free_port() for _ in range(9))
     cmd = [
         str(weed),
         "server",
@@ -139,6 +140,13 @@ def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> 
         f"-filer.port={filer}",
         "-s3",
         f"-s3.port={s3}",
+        f"-master.port.grpc={grpc[0]}",
+        f"-volume.port.grpc={grpc[1]}",
+        f"-filer.port.grpc={grpc[2]}",
+        f"-s3.port.grpc={grpc[3]}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-iam.port={iam}",
         f"-s3.config={config}",
         "-volume.max=4",
     ]
