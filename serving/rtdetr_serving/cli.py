@@ -219,7 +219,7 @@ def cmd_repository(args: argparse.Namespace) -> int:
 def _repository(args: argparse.Namespace) -> int:
     from rtdetr_serving.repository import RepositoryIndex, write_repository
     from rtdetr_serving.task_summary import ServingTaskSummary, revision_of, write_summary
-    from rtdetr_spec.artifacts import ExportManifest
+    from rtdetr_spec.artifacts import ExportManifest, sha256_file
 
     cat = _catalog(args)
     gpus, cpu = cat.select_devices(args.gpu or [])
@@ -227,9 +227,10 @@ def _repository(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if args.by_revision:
         try:
-            output = output / revision_of(ExportManifest.read(args.onnx).onnx_sha256)
-        except FileNotFoundError as e:
-            raise ServingError(str(e)) from None
+            digest = ExportManifest.read(args.onnx).onnx_sha256
+        except FileNotFoundError:  # no manifest: described from the graph (graph_contract.py)
+            digest = sha256_file(args.onnx) if Path(args.onnx).is_file() else "missing"
+        output = output / revision_of(digest)
     model_dir = write_repository(
         args.onnx,
         output,
@@ -240,6 +241,7 @@ def _repository(args: argparse.Namespace) -> int:
         force=args.force,
         cpu_max_batch=args.cpu_max_batch,
         cpu_threads=args.cpu_threads,
+        class_names=args.class_names,
     )
     index = RepositoryIndex.read(model_dir)
     write_summary(

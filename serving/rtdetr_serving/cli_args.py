@@ -165,6 +165,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
     p.add_argument(
+        "--class-name",
+        action="append",
+        dest="class_names",
+        help="class name of each logit column, in order (repeat), for an ONNX without "
+        "<stem>.manifest.json and without labels.txt next to it",
+    )
+    p.add_argument(
         "--by-revision",
         action="store_true",
         help="write into OUTPUT/<revision>/, the revision being the first 12 hex digits of the "

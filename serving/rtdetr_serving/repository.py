@@ -42,6 +42,7 @@ from rtdetr_serving.catalog import CPU_BACKENDS, CpuDevice, CpuServing, EngineDe
 from rtdetr_serving.contract import ModelContract
 from rtdetr_serving.engine_spec import EngineSidecar
 from rtdetr_serving.errors import ModelContractError, RepositoryError
+from rtdetr_serving.graph_contract import read_export
 from rtdetr_serving.repository_configs import (
     GPU_PARAMETER,
     MANIFEST_PARAMETER,
@@ -112,13 +113,16 @@ class RepositoryIndex(BaseModel):
         return cls.model_validate_json((Path(model_dir) / "repository.json").read_text())
 
 
-def _load_export(onnx: Path) -> ExportManifest:
+def _load_export(onnx: Path, class_names: list[str] | None = None) -> ExportManifest:
+    """The ONNX's manifest (ours, or derived from the graph: graph_contract.py), verified."""
     if not onnx.is_file():
         raise RepositoryError(f"{onnx}: ONNX file not found")
     try:
-        manifest = ExportManifest.read(onnx)
+        manifest = read_export(onnx, class_names)
     except FileNotFoundError as e:
         raise RepositoryError(str(e)) from None
+    except ModelContractError:
+        raise
     except ValueError as e:
         raise RepositoryError(
             f"{ExportManifest.path_for(onnx)}: invalid export manifest: {e}"
@@ -145,8 +149,13 @@ def write_repository(
     cpu_max_batch: int | None = None,
     cpu_instances: int | None = None,
     cpu_threads: int | None = None,
+    class_names: list[str] | None = None,
 ) -> Path:
     """Write ``<output>/<model_name>`` atomically for ``gpus`` and ``cpu``; returns the folder.
+
+    An ONNX without ``<stem>.manifest.json`` is described from its graph, with ``class_names``
+    or the ``labels.txt`` next to it (:mod:`rtdetr_serving.graph_contract`); the manifest is
+    then written into the repository as if it had come with the file.
 
     ``flavor="cpu"`` implies the CPU device type (``cpu`` or the catalog's defaults) and no GPU.
     ``cpu_*`` override the CPU device's catalog sizing. With ``force`` an existing model folder
@@ -163,7 +172,7 @@ def write_repository(
         sizing = cpu.serving.model_dump() | {k: v for k, v in given.items() if v is not None}
         cpu = cpu.model_copy(update={"serving": CpuServing.model_validate(sizing)})
     onnx = Path(onnx)
-    manifest = _load_export(onnx)
+    manifest = _load_export(onnx, class_names)
     if not gpus and cpu is None:
         raise RepositoryError(
             "a TensorRT repository needs at least one --gpu (a GPU type, or CPU for onnxruntime)"
@@ -215,7 +224,7 @@ def _stage(
     version.mkdir()
     (d / "configs").mkdir()
     manifest_name = ExportManifest.path_for(onnx).name
-    shutil.copy2(ExportManifest.path_for(onnx), d / manifest_name)
+    atomic_write_text(d / manifest_name, manifest.model_dump_json(indent=2) + "\n")
     plans: list[PlanEntry] = []
     configs: dict[str, dict] = {}
     onnx_rel = f"{VERSION}/{onnx.name}"

@@ -65,7 +65,9 @@ def test_preserve_unknown_fields_only_where_unavoidable() -> None:
             ".spec.storage.results.volume.emptyDir",
             ".spec.affinity",  # core/v1 Affinity
             ".spec.env[].valueFrom",
+            ".spec.sources.cache.volume",  # any core/v1 volume source
             ".status.kopf",  # kopf's own bookkeeping (kopf #574)
+            ".status.startedFrom.volume",  # the source run's core/v1 volume source
         ]
     )
 
@@ -194,5 +196,6 @@ def test_api_reference_in_docs_is_current() -> None:
     from rtdetr_operator.codegen import apidoc
 
     assert apidoc.main(["--check"]) == 0
-    assert "| `spec.experiment` | object | yes |" in apidoc.render()
+    assert "| `spec.experiment` | object |  |" in apidoc.render()
+    assert "| `spec.experimentRef.name` | string | yes |" in apidoc.render()
     assert "| `status.metrics.mAP50` | number |" in apidoc.render()

@@ -75,6 +75,23 @@ def test_repository_job_reads_the_training_export_and_writes_per_revision() -> N
     assert "affinity" not in pod
 
 
+def test_an_onnx_without_manifest_hands_its_class_names_to_the_repository_job() -> None:
+    onnx = {"claimName": "exports", "path": "tao/model.onnx", "classNames": ["bg", "pallet"]}
+    r = resolve(deployment(model={"onnx": onnx}), CATALOG, OperatorDefaults())
+    src = resolve_source(r, None)
+    command = _container(manifests.repository_job(r, src, "k" * 64, "trainer:1"))["command"]
+    assert command[-4:] == ["--class-name", "bg", "--class-name", "pallet"]
+    plain = resolve(
+        deployment(model={"onnx": {**onnx, "classNames": []}}), CATALOG, OperatorDefaults()
+    )
+    src2 = resolve_source(plain, None)
+    assert (
+        "--class-name"
+        not in _container(manifests.repository_job(plain, src2, "k" * 64, "t"))["command"]
+    )
+    assert src.fingerprint != src2.fingerprint  # other names: the repository is written again
+
+
 def test_onnx_source_on_its_own_claim_with_a_separate_repository_claim() -> None:
     spec = {
         "model": {"onnx": {"claimName": "exports", "path": "v7/model.onnx", "subPath": "rt"}},

@@ -128,7 +128,7 @@ def test_volumes_results_survive_restarts_with_per_run_subpath() -> None:
         "name": "results",
         "mountPath": "/results",
         "readOnly": False,
-        "subPath": "wh",
+        "subPath": "wh-uidwh",
     }
     assert mounts["data"]["readOnly"] is True and mounts["data"]["mountPath"] == "/data"
     vols = {v["name"]: v for v in tpl["spec"]["volumes"]}

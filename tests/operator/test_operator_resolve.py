@@ -21,7 +21,7 @@ def test_valid_training_resolves() -> None:
     r = resolve(training())
     assert (r.nodes, r.gpus_per_node) == (2, 8)
     assert r.tasks == ("train", "evaluate", "export")
-    assert r.results_dir == "/results" and r.results_sub_path == "wh"
+    assert r.results_dir == "/results" and r.results_sub_path == "wh-uidwh"
     assert r.latest_checkpoint == "/results/train/rtdetr_model_latest.pth"
 
 

@@ -181,8 +181,8 @@ def test_bad_exports_are_refused(exported_model: ExportedModel, tmp_path: Path) 
     gpus = load_catalog().select(["L4"])
     onnx = tmp_path / "m.onnx"
     shutil.copy(exported_model.onnx, onnx)
-    with pytest.raises(RepositoryError, match="no export manifest"):
-        write_repository(onnx, tmp_path / "r", gpus=gpus)
+    with pytest.raises(ModelContractError, match=r"no m\.manifest\.json and no labels\.txt"):
+        write_repository(onnx, tmp_path / "r", gpus=gpus)  # neither ours nor class names
     m = exported_model.manifest
     m.model_copy(update={"onnx_sha256": "f" * 64}).write(onnx)
     with pytest.raises(ModelContractError, match="does not match its manifest"):

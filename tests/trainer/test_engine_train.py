@@ -101,6 +101,23 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path: Path, paths: dict[s
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 6 and len(ckpt["history"]) == 2
 
 
+def test_resume_from_env_continues_another_run_until_this_one_has_its_own(
+    tmp_path: Path, paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _trainer(tmp_path / "a", paths, num_epochs=1)
+    first.fit()
+    monkeypatch.setenv(
+        "RTDETR_RESUME_FROM", str(tmp_path / "a" / "results" / "train" / LATEST_NAME)
+    )
+    other = _trainer(tmp_path / "b", paths, num_epochs=2)  # empty folder: the other run's file
+    other.resume_or_initialise()
+    assert (other.state.epoch, other.state.global_step) == (1, 3)
+    other.fit()
+    again = _trainer(tmp_path / "b", paths, num_epochs=3)  # own checkpoint now wins
+    again.resume_or_initialise()
+    assert (again.state.epoch, again.state.global_step) == (2, 6)
+
+
 def test_explicit_resume_path_that_is_not_a_checkpoint(
     tmp_path: Path, paths: dict[str, Path]
 ) -> None:

@@ -123,3 +123,27 @@ def test_deepstream_fp16_config_points_at_the_fp16_file(pair) -> None:
         )
     }
     assert found == set(WAREHOUSE_CLASSES)
+
+
+def test_both_exports_serve_without_their_manifests(pair, tmp_path: Path) -> None:
+    """Our own FP32 and FP16 exports with the manifest removed (as TAO's files come): the
+    repository writer derives the same contract from the graph and labels.txt."""
+    import shutil
+
+    from rtdetr_serving.graph_contract import derive_manifest
+    from rtdetr_serving.repository import RepositoryIndex, write_repository
+
+    for onnx_file in (pair.fp32, pair.fp16):
+        bare = tmp_path / onnx_file.stem
+        bare.mkdir()
+        shutil.copy2(onnx_file, bare / onnx_file.name)
+        shutil.copy2(pair.folder / "labels.txt", bare / "labels.txt")
+        want = ExportManifest.read(onnx_file).model_dump()
+        got = derive_manifest(bare / onnx_file.name).model_dump()
+        for key in ("onnx_sha256", "precision", "opset", "input_height", "input_width"):
+            assert got[key] == want[key], (onnx_file.name, key)
+        for key in ("batch_size", "num_queries", "class_names", "background_index"):
+            assert got[key] == want[key], (onnx_file.name, key)
+        assert got["inputs"] == want["inputs"] and got["outputs"] == want["outputs"]
+        model = write_repository(bare / onnx_file.name, bare / "repo", gpus=[], flavor="cpu")
+        assert RepositoryIndex.read(model).onnx_sha256 == want["onnx_sha256"]

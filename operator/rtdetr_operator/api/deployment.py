@@ -90,7 +90,9 @@ class TrainingModelSource(ApiModel):
 
 
 class OnnxModelSource(ApiModel):
-    """Serve an ONNX file (with its ``<stem>.manifest.json`` next to it) from a volume."""
+    """Serve an ONNX file from a volume: one of ours (``<stem>.manifest.json`` next to it) or
+    any ONNX with TAO's RT-DETR signature (input [batch, 3, H, W], outputs pred_logits and
+    pred_boxes), described from its graph plus classNames or a labels.txt next to it."""
 
     model_config = ApiModel.model_config | _with_rules(ONNX_SOURCE_RULES)
 
@@ -103,6 +105,9 @@ class OnnxModelSource(ApiModel):
     """Folder of the volume that path is relative to."""
     path: str = Field(min_length=6, max_length=1024)
     """The .onnx file inside the volume (relative, e.g. exports/v7/model.onnx)."""
+    class_names: list[str] = Field(default_factory=list, max_length=1000)
+    """Class name of each logit column, in order, for an ONNX without a manifest and without
+    labels.txt next to it (a column named background is not a class)."""
     revision: str | None = Field(default=None, max_length=63)
     """Free-form label of this file (e.g. v7). Changing it makes the operator read the file
     again although the path is the same; what is served is always identified by the ONNX's

@@ -30,8 +30,10 @@ from rtdetr_operator.api.meta import (
     Toleration,
     defaulted,
 )
+from rtdetr_operator.api.sources import Sources
 from rtdetr_operator.api.training_rules import (
     RESULTS_RULES,
+    RUN_REFERENCE_RULES,
     SPEC_RULES,
     STORAGE_RULES,
     forbidden_env_rule,
@@ -56,6 +58,7 @@ RESERVED_ENV: tuple[str, ...] = (
     "PET_MASTER_ADDR",
     "PET_MASTER_PORT",
     TERMINATION_LOG_ENV,
+    "RTDETR_RESUME_FROM",
 )
 #: Environment variables a CR may never set: the trainer's opt-in to unpickle a checkpoint fully
 #: (which can run code from any file on a shared volume) is for people at a shell only.
@@ -114,8 +117,10 @@ class ResultsStorage(ApiModel):
     mount_path: str = Field(default="/results", pattern=r"^/")
     """Mount path; experiment.results_dir must be this path or below it."""
     sub_path: str | None = None
-    """Folder of the volume to mount. Unset: the RTDETRTraining's name, so runs sharing one
-    claim never resume from each other's checkpoints. Empty string: the volume's root."""
+    """Folder of the volume to mount. Unset: `<name>-<first 8 characters of the uid>`, so runs
+    sharing one claim, and a training deleted and created again under the same name, never
+    resume from each other's checkpoints (spec.resumeFrom does that on purpose). Empty string:
+    the volume's root."""
 
 
 class Storage(ApiModel):
@@ -170,6 +175,37 @@ class ExportOptions(ApiModel):
     """Extra labels/annotations of the export pod only."""
 
 
+class ExperimentRef(ApiModel):
+    """A TAO experiment spec kept in a ConfigMap of this namespace (the file `rtdetr train -e`
+    reads), so GitOps keeps the spec file next to the CR."""
+
+    name: str = Field(min_length=1)
+    """The ConfigMap's name."""
+    key: str = Field(default="experiment.yaml", min_length=1)
+    """The key holding the spec YAML."""
+
+
+class RunReference(ApiModel):
+    """Another run's checkpoint to start from: an RTDETRTraining of this namespace, or a file.
+
+    Starting from another run is always written down here; a new RTDETRTraining never finds an
+    earlier object's checkpoints on its own (its results folder is keyed by its uid).
+    """
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {"x-kubernetes-validations": RUN_REFERENCE_RULES}
+    }
+
+    training: str | None = Field(default=None, min_length=1)
+    """An RTDETRTraining in this namespace (it must still exist and have finished or be
+    suspended). resumeFrom: its latest checkpoint; initFrom: its trained checkpoint
+    (status.artifacts.checkpoint), else its latest. Its results folder is mounted read-only."""
+    checkpoint: str | None = Field(default=None, min_length=1)
+    """A checkpoint file: a path under spec.storage.data.mountPath or
+    spec.storage.results.mountPath, or pvc://<claim>/<path> (a claim of this namespace, mounted
+    read-only; e.g. the folder of a deleted run)."""
+
+
 def _spec_rules(schema: dict[str, Any], cls: type) -> None:
     """Cross-field rules plus one immutability rule per field (see rules.MUTABLE_FIELDS)."""
     wire = [f.alias or name for name, f in cls.model_fields.items()]  # type: ignore[attr-defined]
@@ -181,8 +217,16 @@ class RTDETRTrainingSpec(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": _spec_rules}
 
-    experiment: ExperimentSpec
-    """A TAO RT-DETR experiment spec, verbatim (the YAML `rtdetr train -e` reads)."""
+    experiment: ExperimentSpec | None = None
+    """A TAO RT-DETR experiment spec, verbatim (the YAML `rtdetr train -e` reads). Exactly one
+    of experiment and experimentRef."""
+    experiment_ref: ExperimentRef | None = None
+    """The experiment spec from a ConfigMap key instead of inline. Read when the run starts and
+    recorded (status.experimentSource); a later change to the ConfigMap does not alter a
+    started run."""
+    overrides: list[str] = Field(default_factory=list)
+    """TAO's `key=value` overrides, applied in order to the experiment (inline or from the
+    ConfigMap) as `rtdetr train -e spec.yaml key=value ...` does, with the same messages."""
     image: str = Field(min_length=1)
     """Trainer image (provides the `rtdetr` command)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -239,6 +283,17 @@ class RTDETRTrainingSpec(ApiModel):
     """Fail the run when it has been active this long (suspended time excluded)."""
     suspend: bool = False
     """Delete the running pods and wait; clearing it resumes from the latest checkpoint."""
+    resume_from: RunReference | None = None
+    """Continue another run: optimizer, EMA, epoch and step come from its checkpoint, so
+    training goes on to this experiment's train.num_epochs. Used while this run has no
+    checkpoint of its own (a restarted group resumes from its own latest)."""
+    sources: Sources | None = None
+    """Cache, credentials and checksums for source URIs (s3://, https://, hf://, ngc://) in
+    experiment.train.pretrained_model_path and experiment.model.pretrained_backbone_path,
+    fetched by an init container of the training pods (docs/sources.md)."""
+    init_from: RunReference | None = None
+    """Start from another run's weights only (train.pretrained_model_path): a new schedule
+    from epoch 0, e.g. fine-tuning again with a changed hyperparameter."""
 
 
 TRAINING = KindNames(

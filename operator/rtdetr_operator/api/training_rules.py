@@ -37,41 +37,66 @@ _TRAIN_NUM_GPUS = (
     "? self.experiment.train.num_gpus : 1)"
 )
 
+#: The experiment rules apply to an inline experiment without overrides; an experiment from a
+#: ConfigMap, or one that overrides complete, is checked by the operator (same wording).
+_WHOLE_INLINE = "!has(self.experiment) || (has(self.overrides) && size(self.overrides) > 0) || "
+
+
+def _inline(expr: str) -> str:
+    return f"{_WHOLE_INLINE}({expr})"
+
+
 #: Rules on ``spec`` (``self`` is the spec).
 SPEC_RULES: list[dict[str, Any]] = [
     rule(
-        f"!has(self.resources.gpus) || self.resources.gpus == 0 || "
-        f"self.resources.gpus == {_TRAIN_NUM_GPUS}",
+        "has(self.experiment) != has(self.experimentRef)",
+        "set exactly one of spec.experiment and spec.experimentRef",
+        ".experimentRef",
+    ),
+    rule(
+        _inline(
+            "!has(self.resources.gpus) || self.resources.gpus == 0 || "
+            f"self.resources.gpus == {_TRAIN_NUM_GPUS}"
+        ),
         "must equal spec.experiment.train.num_gpus (GPUs per node), or 0 to run on CPU; leave "
         "it unset to derive it",
         ".resources.gpus",
     ),
     rule(
-        f"has({_DS}) && has({_DS}.train_data_sources) && size({_DS}.train_data_sources) > 0 && "
-        f"{_DS}.train_data_sources.all(s, {_set('s', 'image_dir')} && {_set('s', 'json_file')})",
+        _inline(
+            f"has({_DS}) && has({_DS}.train_data_sources) && size({_DS}.train_data_sources) > 0 "
+            f"&& {_DS}.train_data_sources.all(s, {_set('s', 'image_dir')} && "
+            f"{_set('s', 'json_file')})"
+        ),
         "every training source needs image_dir and json_file set to paths on the data volume "
         "(not ??)",
         ".experiment.dataset.train_data_sources",
     ),
     rule(
-        f"has({_DS}) && has({_DS}.val_data_sources) && "
-        f"{_set(f'{_DS}.val_data_sources', 'image_dir')} && "
-        f"{_set(f'{_DS}.val_data_sources', 'json_file')}",
+        _inline(
+            f"has({_DS}) && has({_DS}.val_data_sources) && "
+            f"{_set(f'{_DS}.val_data_sources', 'image_dir')} && "
+            f"{_set(f'{_DS}.val_data_sources', 'json_file')}"
+        ),
         "image_dir and json_file must be set to paths on the data volume (not ??)",
         ".experiment.dataset.val_data_sources",
     ),
     rule(
-        "!has(self.experiment.results_dir) || "
-        f"self.experiment.results_dir in {_UNSET} || "
-        "self.experiment.results_dir == self.storage.results.mountPath || "
-        "self.experiment.results_dir.startsWith(self.storage.results.mountPath + '/')",
+        _inline(
+            "!has(self.experiment.results_dir) || "
+            f"self.experiment.results_dir in {_UNSET} || "
+            "self.experiment.results_dir == self.storage.results.mountPath || "
+            "self.experiment.results_dir.startsWith(self.storage.results.mountPath + '/')"
+        ),
         "must be spec.storage.results.mountPath or a folder below it, so results survive pod "
         "restarts",
         ".experiment.results_dir",
     ),
     rule(
-        "!has(self.experiment.evaluate) || !has(self.experiment.evaluate.num_nodes) || "
-        "self.experiment.evaluate.num_nodes == 1",
+        _inline(
+            "!has(self.experiment.evaluate) || !has(self.experiment.evaluate.num_nodes) || "
+            "self.experiment.evaluate.num_nodes == 1"
+        ),
         "must be 1: evaluation runs on one node",
         ".experiment.evaluate.num_nodes",
     ),
@@ -87,6 +112,16 @@ SPEC_RULES: list[dict[str, Any]] = [
         "minMAP50 needs spec.evaluation.enabled: true",
         ".evaluation",
     ),
+    rule(
+        "!has(self.resumeFrom) || !has(self.initFrom)",
+        "set at most one of spec.resumeFrom and spec.initFrom",
+        ".initFrom",
+    ),
+]
+
+#: Rules on spec.resumeFrom / spec.initFrom.
+RUN_REFERENCE_RULES: list[dict[str, Any]] = [
+    rule("has(self.training) != has(self.checkpoint)", "set exactly one of training or checkpoint"),
 ]
 
 
@@ -114,7 +149,7 @@ def immutability_rules(fields: list[str]) -> list[dict[str, Any]]:
     """Transition rules: each field of ``spec`` not in MUTABLE_FIELDS keeps its first value.
 
     A training run is a record of what was trained. To change it, create a new RTDETRTraining
-    (``train.resume_training_checkpoint_path`` can start it from this run's checkpoint).
+    (``spec.initFrom`` / ``spec.resumeFrom`` can start it from this run's checkpoint).
     """
     rules = []
     for f in fields:

@@ -86,6 +86,49 @@ class ResultsVolume(ApiModel):
     """Mount path the artifact paths start with."""
 
 
+class StartedFrom(ApiModel):
+    """The checkpoint this run started from (spec.resumeFrom or spec.initFrom), as resolved
+    when it started; later reconciles use this record, not a new lookup."""
+
+    mode: Literal["resume", "init"]
+    """resume (spec.resumeFrom) or init (spec.initFrom)."""
+    source: str
+    """What was named: training/<name> or the checkpoint as written."""
+    checkpoint: str
+    """The path training pods read it from."""
+    volume: PassThrough | None = None
+    """The volume mounted read-only at /from for it (absent when it is on a mounted volume)."""
+
+
+class ExperimentSource(ApiModel):
+    """The experiment a run started with, when it came from spec.experimentRef."""
+
+    config_map: str
+    """The ConfigMap's name."""
+    key: str
+    """The key read."""
+    sha256: str
+    """SHA-256 of the key's text when the run started (overrides are in spec.overrides)."""
+    current_sha256: str | None = None
+    """SHA-256 of the key now (or `deleted`), when it differs from the one the run started
+    with; the run keeps its experiment."""
+
+
+class SourceRecord(ApiModel):
+    """A source URI fetched by the training pods (from the fetch step's summary)."""
+
+    uri: str
+    """The source, as the experiment names it."""
+    sha256: str | None = None
+    """sha256 of the file."""
+    size: int | None = None
+    """Bytes."""
+    transferred: int | None = None
+    """Bytes downloaded (0 when the cache held it)."""
+    cached: bool | None = None
+    """The cache already held it: nothing was downloaded."""
+
+
 class RTDETRTrainingStatus(ApiModel):
     """Observed state of an RTDETRTraining."""
 
@@ -126,5 +169,11 @@ class RTDETRTrainingStatus(ApiModel):
     else a task reported)."""
     results_volume: ResultsVolume | None = None
     """The volume the artifact paths are on."""
+    experiment_source: ExperimentSource | None = None
+    """The ConfigMap key and content hash of the experiment (spec.experimentRef only)."""
+    sources: list[SourceRecord] = Field(default_factory=list)
+    """Source URIs of the experiment fetched for this run."""
+    started_from: StartedFrom | None = None
+    """The checkpoint spec.resumeFrom / spec.initFrom resolved to."""
     kopf: PassThrough | None = None
     """Reserved for kopf's own bookkeeping."""

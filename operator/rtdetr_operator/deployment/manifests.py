@@ -199,6 +199,8 @@ def repository_job(r: ResolvedDeployment, source: Source, key: str, image: str) 
     command += ["--model-name", r.spec.model_name]
     for gpu in r.gpus:
         command += ["--gpu", gpu]
+    for name in r.spec.model.onnx.class_names if r.spec.model.onnx else []:
+        command += ["--class-name", name]  # an ONNX without manifest or labels.txt
     lab = labels(r.name, "repository")
     template = _build_pod(r, image, command, volumes, mounts, lab, {}, None)
     return stamp(_job(r, r.names.repository_job(key), lab, template))

@@ -33,6 +33,8 @@ from rtdetr_operator.children import (
     with_gpu_toleration,
 )
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
+from rtdetr_operator.training.experiment_source import SOURCE_KEY
+from rtdetr_operator.training.lineage import pod_volume, resume_env
 from rtdetr_operator.training.names import (
     EXPERIMENT_DIR,
     EXPERIMENT_FILE,
@@ -40,6 +42,7 @@ from rtdetr_operator.training.names import (
     labels,
 )
 from rtdetr_operator.training.resolve import ResolvedTraining
+from rtdetr_operator.training.sources import fetch_pod_parts
 
 #: Kueue's label naming the LocalQueue a Job is submitted to.
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -62,7 +65,8 @@ def experiment_configmap(r: ResolvedTraining) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(r, r.names.configmap),
-        "data": {EXPERIMENT_FILE: r.experiment_yaml},
+        "data": {EXPERIMENT_FILE: r.experiment_yaml}
+        | ({SOURCE_KEY: r.experiment_text} if r.experiment_text is not None else {}),
     }
 
 
@@ -219,6 +223,15 @@ def _pod_template(
 ) -> dict[str, Any]:
     spec = r.spec
     volumes, mounts = _volumes(r)
+    inits: list[dict[str, Any]] = []
+    if task == "train":  # another run's checkpoint (spec.resumeFrom / initFrom), read-only
+        extra_volumes, extra_mounts = pod_volume(r.lineage)
+        volumes, mounts = volumes + extra_volumes, mounts + extra_mounts
+        env = env + resume_env(r.lineage)
+        inits, fetch_volumes, fetch_mounts = fetch_pod_parts(
+            list(r.fetches), r.spec.sources, r.spec.image, r.spec.image_pull_policy
+        )
+        volumes, mounts = volumes + fetch_volumes, mounts + fetch_mounts
     ours = labels(r.name, task, attempt)
     pod_labels = {**spec.pod_metadata.labels, **task_metadata.labels, **ours}
     annotations = {
@@ -250,6 +263,8 @@ def _pod_template(
     }
     if task == "train":
         pod_spec["subdomain"] = r.names.service
+        if inits:
+            pod_spec["initContainers"] = inits  # source URIs, fetched before training
     return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
 
 

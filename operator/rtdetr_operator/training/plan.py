@@ -26,8 +26,6 @@ what exists:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from rtdetr_operator.api.training_status import TERMINAL_PHASES
@@ -37,10 +35,14 @@ from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
 from rtdetr_operator.training import live, manifests
 from rtdetr_operator.training.conditions import kstatus
+from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
-from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining, resolve
+from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
-from rtdetr_spec.progress import ProgressReport
+from rtdetr_operator.training.sources import source_status
+from rtdetr_operator.training.world import Settings, World
+
+__all__ = ["Settings", "World", "plan"]
 
 TASK_PHASE = {"train": "Training", "evaluate": "Evaluating", "export": "Exporting"}
 TASK_TITLE = {"train": "training", "evaluate": "evaluation", "export": "export"}
@@ -51,30 +53,6 @@ EXIT_BAD_INPUT = 2
 #: The trainer's exit status when the results volume is full, read-only or not writable: a
 #: retry fails the same way until someone fixes the volume, so the run stalls instead.
 EXIT_STORAGE = 3
-
-
-@dataclass(frozen=True)
-class World:
-    """Everything the reconciler read, at one instant."""
-
-    training: dict[str, Any]
-    jobs: list[dict[str, Any]]
-    pods: list[dict[str, Any]]
-    configmap: dict[str, Any] | None
-    service: dict[str, Any] | None
-    now: datetime
-    #: Progress lines read from the running training's leader pod (training/live.py).
-    progress: list[ProgressReport] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Settings:
-    #: Seconds a pod may stay unschedulable (or unable to pull its image) before Stalled.
-    stuck_grace: float = 60.0
-    #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
-    allow_node_volumes: bool = False
-    #: Seconds between reads of a running training's progress lines (0: never read).
-    progress_interval: float = 30.0
 
 
 def plan(world: World, settings: Settings | None = None) -> Plan:
@@ -94,16 +72,26 @@ class _Planner(PlannerBase):
     def run(self) -> Plan:
         self.status.setdefault("phase", "Pending")
         self.status.setdefault("restarts", 0)
-        try:
-            self.resolved = resolve(
-                self.world.training, allow_node_volumes=self.settings.allow_node_volumes
+        try:  # also resolves spec.experimentRef and spec.resumeFrom/initFrom
+            self.resolved, warning = resolve_all(
+                self.world, self.status, self.settings.allow_node_volumes
             )
         except InvalidTrainingError as e:
+            if e.fixable and self.status["phase"] not in TERMINAL_PHASES:  # may pass without edits
+                self.health = Health(e.reason, "; ".join(e.problems), stalled=True)
+                self.requeue(10.0)
+                return self._finish()
             self._delete_active()
             if self.status["phase"] not in TERMINAL_PHASES:
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
+        if self.resolved.fetches:  # what the fetch steps reported (size, sha256, cached)
+            self.status["sources"] = source_status(self.world.pods) or self.status.get(
+                "sources", []
+            )
+        if warning:
+            self.event("Warning", "ExperimentChanged", warning)
         if self.status["phase"] == "Failed" and not self._retry_after_failure():
             self._delete_active()
             return self._finish()

@@ -43,6 +43,15 @@ class TrainingReconciler(Reconciler):
         selector = f"{LABEL_TRAINING}={name}"
         names = Names(name, namespace)
         pods = self.api.list("Pod", namespace, selector)
+        spec, status = training.get("spec") or {}, training.get("status") or {}
+        ref = spec.get("resumeFrom") or spec.get("initFrom") or {}
+        source = None
+        if ref.get("training") and not status.get("startedFrom"):
+            source = self.api.get_training(namespace, str(ref["training"]))
+        experiment_ref = spec.get("experimentRef") or {}
+        experiment_cm = None
+        if experiment_ref.get("name"):
+            experiment_cm = self.api.get("ConfigMap", namespace, str(experiment_ref["name"]))
         return World(
             training=training,
             jobs=self.api.list("Job", namespace, selector),
@@ -51,6 +60,8 @@ class TrainingReconciler(Reconciler):
             service=self.api.get("Service", namespace, names.service),
             now=self.clock(),
             progress=self._progress(namespace, name, training, pods),
+            source=source,
+            experiment_configmap=experiment_cm,
         )
 
     def _progress(

@@ -26,7 +26,9 @@ from pydantic import ValidationError
 from rtdetr_operator.api.training import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
 from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
+from rtdetr_operator.training.experiment_source import load as load_experiment
 from rtdetr_operator.training.names import Names
+from rtdetr_operator.training.sources import Fetch, plan_sources
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
 
@@ -37,7 +39,40 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 class InvalidTrainingError(InvalidSpecError):
-    """An RTDETRTraining that cannot run."""
+    """An RTDETRTraining that cannot run.
+
+    ``fixable``: the problems may go away without a spec change (the experiment's ConfigMap
+    can be created or edited, the source run can finish), so the run waits Stalled (with
+    ``reason``) instead of failing.
+    """
+
+    def __init__(
+        self, problems: list[str], *, fixable: bool = False, reason: str = "InvalidExperiment"
+    ) -> None:
+        super().__init__(problems)
+        self.fixable = fixable
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A resolved start: what status.startedFrom records and what the pods need."""
+
+    mode: str
+    source: str
+    checkpoint: str
+    volume: dict[str, Any] | None = None
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "source": self.source}
+        out["checkpoint"] = self.checkpoint
+        if self.volume is not None:
+            out["volume"] = self.volume
+        return out
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Lineage:
+        return cls(rec["mode"], rec["source"], rec["checkpoint"], rec.get("volume"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,13 @@ class ResolvedTraining:
     results_sub_path: str
     #: Keys of the experiment its author set (so task overrides never replace them).
     user_set: frozenset[str]
+    #: The checkpoint of another run this one starts from (spec.resumeFrom / spec.initFrom).
+    lineage: Lineage | None = None
+    #: Source URIs fetched by the training pods' init containers (training/sources.py).
+    fetches: tuple[Fetch, ...] = ()
+    #: status.experimentSource (spec.experimentRef) and the referenced text; None inline.
+    experiment_source: dict[str, str] | None = None
+    experiment_text: str | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -135,6 +177,11 @@ def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
     results = spec.storage.results
     if results.volume is not None and results.volume.empty_dir is not None:
         out.append("spec.storage.results.volume: emptyDir does not survive pod restarts")
+    if spec.resume_from is not None and spec.init_from is not None:
+        out.append("spec.initFrom: set at most one of spec.resumeFrom and spec.initFrom")
+    for field, ref in (("resumeFrom", spec.resume_from), ("initFrom", spec.init_from)):
+        if ref is not None and (ref.training is None) == (ref.checkpoint is None):
+            out.append(f"spec.{field}: set exactly one of training or checkpoint")
     if len(name) > 40 or not _DNS_LABEL.match(name):
         out.append(f"metadata.name: {name!r} must be at most 40 characters of [a-z0-9-]")
     return out
@@ -173,10 +220,16 @@ def security_problems(
     return out
 
 
-def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> ResolvedTraining:
+def resolve(
+    training: dict[str, Any],
+    *,
+    allow_node_volumes: bool = False,
+    experiment_configmap: dict[str, Any] | None = None,
+) -> ResolvedTraining:
     """Validate ``training`` (a CR body) and resolve its experiment.
 
     ``allow_node_volumes`` lifts the refusal of node-level volume sources (policy.py).
+    ``experiment_configmap`` is the ConfigMap spec.experimentRef names (None: absent or unused).
 
     Raises:
         InvalidTrainingError: naming every field that makes the CR unrunnable.
@@ -184,13 +237,19 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
     meta = training["metadata"]
     name, namespace = meta["name"], meta.get("namespace", "default")
     raw_spec = training.get("spec") or {}
-    raw = copy.deepcopy(raw_spec.get("experiment") or {})
+    loaded = load_experiment(copy.deepcopy(raw_spec), experiment_configmap)
+    raw, where = loaded.raw, loaded.prefix
     try:
         # The experiment is validated on its own below, with TAO-style messages.
         spec = RTDETRTrainingSpec.model_validate({**raw_spec, "experiment": {}})
     except ValidationError as e:
         raise InvalidTrainingError(field_problems(e)) from None
-    problems = _pruned_keys(training)
+    problems = list(loaded.problems)
+    if problems and (loaded.fixable or not raw):
+        raise InvalidTrainingError(problems, fixable=loaded.fixable)
+    problems += _pruned_keys(training)
+    fetches, source_problems = plan_sources(raw, spec.sources, where)
+    problems += source_problems
     problems += security_problems(spec, raw_spec, allow_node_volumes=allow_node_volumes)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results
@@ -201,7 +260,7 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
         results.mount_path.rstrip("/") + "/"
     ):
         problems.append(
-            f"spec.experiment.results_dir: {results_dir!r} is not under "
+            f"{where}results_dir: {results_dir!r} is not under "
             f"spec.storage.results.mountPath ({results.mount_path}), so results would not "
             "survive pod restarts"
         )
@@ -215,13 +274,13 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
             experiment.check_required(task)
     except ValidationError as e:
         lines = format_validation_error(e, ExperimentSpec)
-        problems += [f"spec.experiment.{line}" for line in lines]
+        problems += [f"{where}{line}" for line in lines]
     except MissingValueError as e:
-        problems += [f"spec.experiment.{line}" for line in e.problems]
+        problems += [f"{where}{line}" for line in e.problems]
     except SpecError as e:
-        problems += [f"spec.experiment: {line}" for line in e.problems]
+        problems += [f"{where.rstrip('.: ')}: {line}" for line in e.problems]
     if problems:
-        raise InvalidTrainingError(problems)
+        raise InvalidTrainingError(problems, fixable=loaded.fixable)
     return ResolvedTraining(
         name=name,
         namespace=namespace,
@@ -234,9 +293,28 @@ def resolve(training: dict[str, Any], *, allow_node_volumes: bool = False) -> Re
         processes_per_node=experiment.train.num_gpus,
         gpus_per_node=0 if spec.resources.gpus == 0 else experiment.train.num_gpus,
         results_dir=results_dir,
-        results_sub_path=name if results.sub_path is None else results.sub_path,
+        results_sub_path=results_folder(training) if results.sub_path is None else results.sub_path,
         user_set=user_set,
+        fetches=tuple(fetches),
+        experiment_source=loaded.source,
+        experiment_text=loaded.text,
     )
+
+
+def results_folder(training: dict[str, Any]) -> str:
+    """The default results subPath: ``<name>-<first 8 characters of the uid>``.
+
+    Keyed by the object's identity, so an RTDETRTraining deleted and created again under the
+    same name gets an empty folder and trains from scratch instead of resuming the earlier
+    object's checkpoints (spec.resumeFrom says so when that is wanted). A run whose status
+    already records a folder keeps it (runs started by an older operator used the bare name).
+    """
+    meta = training["metadata"]
+    recorded = ((training.get("status") or {}).get("resultsVolume") or {}).get("subPath")
+    if recorded:
+        return str(recorded)
+    uid = str(meta.get("uid") or "").replace("-", "")
+    return f"{meta['name']}-{uid[:8]}" if uid else str(meta["name"])
 
 
 def _enabled(spec: RTDETRTrainingSpec, task: str) -> bool:

@@ -8,14 +8,16 @@ epochs, a checkpoint every ``checkpoint_interval`` epochs (and always after the 
 status line and a metrics record.
 
 Resume: ``train.resume_training_checkpoint_path`` if set, else the newest loadable checkpoint in
-the task's results folder, restores weights, optimizer, EMA, epoch and step. Randomness is
-reseeded from (seed, epoch, rank) at each epoch start, so a resumed epoch draws the same samples
-and augmentations as an uninterrupted run would.
+the task's results folder, else the file in ``RTDETR_RESUME_FROM`` (the operator's resumeFrom,
+which a restarted group never goes back to), restores weights, optimizer, EMA, epoch and step.
+Randomness is reseeded from (seed, epoch, rank) at each epoch start, so a resumed epoch draws
+the same samples and augmentations as an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ from rtdetr_trainer.engine.validation import ValidationResult, Validator
 from rtdetr_trainer.errors import CheckpointError, TrainerError, UserInputError
 from rtdetr_trainer.results import TaskResults
 
+#: A checkpoint to resume from while the results folder holds none (set by the operator).
+RESUME_FROM_ENV = "RTDETR_RESUME_FROM"
 log = logging.getLogger(__name__)
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -179,13 +183,16 @@ class Trainer:
                 found = ckpt_io.find_resume_checkpoint(self.results.dir)
                 if found:
                     chosen, ckpt = str(found[0]), found[1]
+                else:  # another run to continue (spec.resumeFrom), while this one has none
+                    chosen = os.environ.get(RESUME_FROM_ENV) or None
         chosen = self.ctx.broadcast_object(chosen)  # every rank resumes from the same file
         if chosen:
             if ckpt is None:
                 try:
                     ckpt = ckpt_io.read_training_checkpoint(chosen)
                 except CheckpointError as e:
-                    where = "train.resume_training_checkpoint_path: " if explicit else ""
+                    where = "train.resume_training_checkpoint_path" if explicit else RESUME_FROM_ENV
+                    where += ": "
                     shared = (
                         " (on several nodes results_dir must be shared storage)"
                         if self.ctx.world_size > self.ctx.local_world_size

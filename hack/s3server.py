@@ -1,0 +1,177 @@
+"""A real S3 server for tests: SeaweedFS's ``weed``, built once and cached outside the repository.
+
+``python hack/s3server.py build`` runs ``go install github.com/seaweedfs/seaweedfs/weed@VERSION``
+into ``<cache>/seaweedfs-<version>-<go version>/bin`` (the cache root of the local cluster tools,
+``~/.cache/rtdetr-operator``), under a lock so concurrent builds do not collide; a finished build
+is reused. :func:`start` runs ``weed server -s3`` on loopback ports with a fresh data folder and
+an S3 identity file (access key and secret), and waits until the S3 port answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HACK_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(HACK_DIR))
+
+from clusterkit.build import cache_root  # noqa: E402
+
+ROOT_MODULE = "github.com/seaweedfs/seaweedfs"
+MODULE = f"{ROOT_MODULE}/weed"
+VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
+
+
+def _go_version(go: str = "go") -> str:
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def weed_dir(go: str = "go") -> Path:
+    return cache_root() / f"seaweedfs-{VERSION}-{_go_version(go)}"
+
+
+def ensure_weed(go: str = "go") -> Path:
+    """The cached ``weed`` binary, built first if this version never was."""
+    folder = weed_dir(go)
+    binary = folder / "bin" / "weed"
+    if binary.is_file():
+        return binary
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return binary
+        # `go install weed@VERSION` refuses a module whose go.mod has replace directives (this
+        # one does), so the module is downloaded and built as the main module from its source.
+        env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
+        log = folder / "build.log"
+        with log.open("w") as out:
+            got = subprocess.run(
+                ["go", "mod", "download", "-json", f"{ROOT_MODULE}@{VERSION}"],
+                cwd=folder,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            out.write(got.stderr)
+            source = json.loads(got.stdout or "{}").get("Dir") if got.returncode == 0 else None
+            done = (
+                subprocess.run(
+                    [
+                        "go",
+                        "build",
+                        "-ldflags",
+                        "-s -w",
+                        "-o",
+                        str(folder / "bin.tmp" / "weed"),
+                        ".",
+                    ],
+                    cwd=Path(source or folder) / "weed",
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                if source
+                else got
+            )
+        if done.returncode != 0:
+            tail = log.read_text()[-2000:]
+            raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{tail}")
+        (folder / "bin.tmp").rename(folder / "bin")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class S3Server:
+    proc: subprocess.Popen
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> S3Server:
+    """``weed server -s3`` on loopback, storing under ``data``; returns when S3 answers."""
+    weed = ensure_weed()
+    data.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "identities": [
+            {
+                "name": "tests",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    config = data / "s3.json"
+    config.write_text(json.dumps(identity))
+    # gRPC ports default to port + 10000, which may not exist: every port is given.
+    s3, master, volume, filer, iam, *grpc = (_free_port() for _ in range(9))
+    cmd = [
+        str(weed),
+        "server",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-dir={data}",
+        f"-master.port={master}",
+        f"-volume.port={volume}",
+        f"-filer.port={filer}",
+        "-s3",
+        f"-s3.port={s3}",
+        f"-master.port.grpc={grpc[0]}",
+        f"-volume.port.grpc={grpc[1]}",
+        f"-filer.port.grpc={grpc[2]}",
+        f"-s3.port.grpc={grpc[3]}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-iam.port={iam}",
+        f"-s3.config={config}",
+        "-volume.max=4",
+    ]
+    log = (data / "weed.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed exited {proc.returncode}: {(data / 'weed.log').read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", s3), timeout=1):
+                return S3Server(proc, f"http://127.0.0.1:{s3}", access_key, secret_key)
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"weed's S3 port {s3} did not open in {timeout}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["build", "path"])
+    args = p.parse_args(argv)
+    print(ensure_weed() if args.command == "build" else weed_dir() / "bin" / "weed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

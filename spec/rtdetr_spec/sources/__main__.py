@@ -1,0 +1,82 @@
+"""``python -m rtdetr_spec.sources fetch``: the download step of a task, as a container command.
+
+Fetches one source into the cache (``--cache``, keyed by content digest; nothing is downloaded
+when the cache holds it), links ``--link`` to the verified file, and writes a JSON summary
+(``uri``, ``sha256``, ``size``, ``transferred``, ``cached``) to ``--summary`` (a termination log)
+and progress lines (``{"done": n, "total": m}``, at most one per 5 %) to stdout. Credentials come
+from the environment only (a Secret's keys: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_ENDPOINT_URL_S3``; ``HF_TOKEN``; ``NGC_API_KEY``) and are never printed. Exit 2: the URI
+itself is wrong; 1: the fetch failed after its retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rtdetr_spec.sources.fetch import Fetcher, FetchError, S3Settings
+from rtdetr_spec.sources.uri import SourceURIError, parse
+
+
+def _headers(scheme: str) -> dict[str, str]:
+    token = {"hf": "HF_TOKEN", "ngc": "NGC_API_KEY"}.get(scheme)
+    value = os.environ.get(token) if token else None
+    return {"Authorization": f"Bearer {value}"} if value else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rtdetr_spec.sources")
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="fetch one source into the cache")
+    f.add_argument("--uri", required=True)
+    f.add_argument("--sha256")
+    f.add_argument("--cache", type=Path, required=True)
+    f.add_argument("--link", type=Path, help="symlink this path to the cached file")
+    f.add_argument("--summary", type=Path, help="write the JSON summary here")
+    args = p.parse_args(argv)
+    try:
+        source = parse(args.uri, sha256=args.sha256)
+    except SourceURIError as e:
+        print(f"rtdetr_spec.sources: {e}", file=sys.stderr)
+        return 2
+    last = [-1]
+
+    def progress(done: int, total: int | None) -> None:
+        step = done * 20 // total if total else done >> 26  # every 5 %, or every 64 MiB
+        if step != last[0]:
+            last[0] = step
+            print(json.dumps({"done": done, "total": total}), flush=True)
+
+    fetcher = Fetcher(
+        args.cache, s3=S3Settings.from_env(), headers=_headers(source.scheme), progress=progress
+    )
+    try:
+        path = fetcher.fetch(source, args.sha256)
+    except FetchError as e:
+        print(f"rtdetr_spec.sources: {e}", file=sys.stderr)
+        return 1
+    if args.link:
+        args.link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.link.with_name(args.link.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(path)
+        tmp.replace(args.link)
+    summary = {
+        "uri": args.uri.split("?", 1)[0],
+        "sha256": path.name,
+        "size": path.stat().st_size,
+        "transferred": fetcher.transferred,
+        "cached": fetcher.transferred == 0,
+    }
+    text = json.dumps(summary)
+    if args.summary:
+        args.summary.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
