@@ -14,36 +14,28 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from rtdetr_serving.catalog import GpuCatalog, GpuType, load_catalog
 from rtdetr_serving.cli_args import build_parser
-from rtdetr_serving.cli_types import distinct_ports, outputs_spare_inputs
+from rtdetr_serving.cli_client import cmd_bench, cmd_infer, write_output
+from rtdetr_serving.cli_types import distinct_ports
 from rtdetr_serving.errors import PlanningError, ServingError, UsageError
 from rtdetr_serving.planner import CapacityPlan, Measurement, plan_all, plan_replicas
 from rtdetr_serving.preprocess import NotAnImageError
 
-EXIT_ERROR, EXIT_USAGE, EXIT_TARGET_MISSED = 1, 2, 3
+EXIT_ERROR, EXIT_USAGE = 1, 2
 
 
 def _catalog(args: argparse.Namespace) -> GpuCatalog:
     return load_catalog(args.catalog or [])
 
 
-def _out(text: str, path: str | None) -> None:
-    if path:
-        from rtdetr_spec.artifacts import atomic_write_text
-
-        atomic_write_text(path, text)
-    else:
-        sys.stdout.write(text)
-
-
 # -- catalog / plan --------------------------------------------------------------------------
 def cmd_catalog(args: argparse.Namespace) -> int:
     cat = _catalog(args)
     if args.json:
-        _out(cat.model_dump_json(indent=2) + "\n", None)
+        write_output(cat.model_dump_json(indent=2) + "\n", None)
         return 0
     print(f"{'GPU':<28} {'CC':>5} {'GiB':>5} {'@30':>5} {'@15':>5}  batch(opt/max) inst  labels")
     for g in cat.gpus:
@@ -108,7 +100,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 p.model_dump() if isinstance(p, CapacityPlan) else {"error": str(p)} for p in plans
             ],
         }
-        _out(json.dumps(doc, indent=2) + "\n", None)
+        write_output(json.dumps(doc, indent=2) + "\n", None)
         return 0
     print(
         f"{args.streams} streams at {args.fps:g} FPS"
@@ -291,99 +283,6 @@ def cmd_tritonserver(triton_args: list[str]) -> int:
     from rtdetr_serving.triton_exec import exec_tritonserver
 
     exec_tritonserver(triton_args)
-
-
-def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from rtdetr_serving.client import RTDETRClient
-
-    return RTDETRClient(
-        args.url,
-        args.protocol,
-        args.model,
-        timeout_s=args.timeout,
-        retries=args.retries,
-        manifest=args.manifest,
-        threshold=getattr(args, "threshold", 0.5),
-    )
-
-
-def _detect_all(client: Any, args: argparse.Namespace) -> list[Any]:
-    """All images' results; in chunks under a progress bar when a person watches."""
-    from rtdetr_spec.cli_help import progress, progress_wanted
-
-    kw = {"batch_size": args.batch, "concurrency": args.concurrency}
-    if not progress_wanted(args.no_progress) or len(args.images) <= INFER_CHUNK:
-        return list(client.detect(args.images, **kw))
-    chunks = [args.images[i : i + INFER_CHUNK] for i in range(0, len(args.images), INFER_CHUNK)]
-    results: list[Any] = []
-    for chunk in progress(chunks, desc="infer", unit=f"x{INFER_CHUNK} images"):
-        results += client.detect(chunk, **kw)
-    return results
-
-
-#: Images per progress step of ``infer`` (a multiple of every usual batch size).
-INFER_CHUNK = 64
-
-
-def cmd_infer(args: argparse.Namespace) -> int:
-    from rtdetr_serving.client import results_json
-
-    outputs_spare_inputs(args.images, args.output, args.annotate)
-    client = _client(args)
-    results = _detect_all(client, args)
-    m = client.manifest
-    text = results_json(
-        results,
-        url=args.url,
-        protocol=args.protocol,
-        model=args.model,
-        onnx_sha256=m.onnx_sha256,
-        class_names=m.detectable_classes(),
-        threshold=args.threshold,
-    )
-    _out(text, args.output)
-    if args.output:
-        n = sum(len(r.detections) for r in results)
-        print(f"{args.output}: {len(results)} images, {n} detections", file=sys.stderr)
-    if args.annotate:
-        from rtdetr_serving.annotate import annotate_results
-
-        written = annotate_results(results, Path(args.annotate), m.detectable_classes())
-        print(f"{args.annotate}: {written} annotated images", file=sys.stderr)
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from rtdetr_serving.bench import check_load, run_bench
-
-    check_load(args.streams, args.fps, args.duration, _catalog(args))
-
-    report = run_bench(
-        _client(args),
-        streams=args.streams,
-        fps=args.fps,
-        duration_s=args.duration,
-        image=args.image,
-        deadline_ms=args.deadline_ms,
-        tolerance=args.tolerance,
-        max_in_flight=args.max_in_flight,
-        progress_every_s=args.progress_s,
-    )
-    if args.json:
-        _out(report.model_dump_json(indent=2) + "\n", args.output)
-    else:
-        lat = report.latency_ms
-        ps = report.per_stream_fps
-        print(
-            f"{report.streams} streams x {report.fps:g} FPS for {report.duration_s:g}s: "
-            f"{report.completed}/{report.scheduled} answered ({report.late} late, "
-            f"{report.dropped} dropped, {report.errors} errors)\n"
-            f"throughput {report.throughput_fps:.1f} FPS; per stream min {min(ps):.2f} / "
-            f"max {max(ps):.2f} FPS\n"
-            f"latency ms p50 {lat.p50} p90 {lat.p90} p99 {lat.p99} max {lat.max}\n"
-            + ("target holds" if report.holds else "target NOT met: " + "; ".join(report.reasons))
-        )
-    return 0 if report.holds else EXIT_TARGET_MISSED
 
 
 COMMANDS = {

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _parsers():
-    from rtdetr_operator.cli import build_parser as operator_parser
+    from rtdetr_operator.cli_args import build_parser as operator_parser
     from rtdetr_serving.cli_args import build_parser as serve_parser
     from rtdetr_trainer.cli import build_parser as trainer_parser
 

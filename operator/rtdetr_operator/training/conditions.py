@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rtdetr_operator.conditions import Health, set_kstatus
+from rtdetr_operator.conditions import Health, condition, set_kstatus
 
 ACTIVE_PHASES = frozenset({"Pending", "Training", "Evaluating", "Exporting"})
 
@@ -42,3 +42,22 @@ def kstatus(
         now=now,
         generation=generation,
     )
+
+
+def carried_health(status: dict[str, Any], phase: str) -> Health:
+    """Terminal runs keep the reason they ended with."""
+    ready = condition(status, "Ready") or {}
+    return Health(ready.get("reason") or phase, ready.get("message") or phase.lower())
+
+
+def tasks_progress(status: dict[str, Any], planned: list[str] | tuple[str, ...] | None) -> str:
+    """The Tasks column: ``2/3 evaluate``, ``3/3 done`` (``planned``: the run's tasks, if known)."""
+    tasks = list(planned) if planned is not None else list((status.get("tasks") or {}).keys())
+    if not tasks:
+        return "0/0"
+    records = status.get("tasks") or {}
+    done = sum(1 for t in tasks if (records.get(t) or {}).get("state") == "Succeeded")
+    if done == len(tasks):
+        return f"{done}/{len(tasks)} done"
+    current = next(t for t in tasks if (records.get(t) or {}).get("state") != "Succeeded")
+    return f"{done + 1}/{len(tasks)} {current}"

@@ -34,7 +34,7 @@ from rtdetr_operator.conditions import Health, condition, parse_time, timestamp
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan, PlannerBase
 from rtdetr_operator.training import live, manifests
-from rtdetr_operator.training.conditions import kstatus
+from rtdetr_operator.training.conditions import carried_health, kstatus, tasks_progress
 from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
@@ -369,7 +369,7 @@ class _Planner(PlannerBase):
 
     def _finish(self) -> Plan:
         phase = self.status["phase"]
-        health = self.health or _carried_health(self.status, phase)
+        health = self.health or carried_health(self.status, phase)
         self.status["observedGeneration"] = self.generation
         self.status["conditions"] = kstatus(
             self.status.get("conditions") or [],
@@ -378,26 +378,10 @@ class _Planner(PlannerBase):
             now=self.now,
             generation=self.generation,
         )
-        self.status["progress"] = _progress(self.status, self.resolved)
+        self.status["progress"] = tasks_progress(
+            self.status, self.resolved.tasks if self.resolved else None
+        )
         if self.old.get("phase") != phase and (self.old.get("phase") or phase != "Pending"):
             kind = "Warning" if phase == "Failed" else "Normal"
             self.event(kind, phase, health.message)
         return self.changes
-
-
-def _carried_health(status: dict[str, Any], phase: str) -> Health:
-    """Terminal runs keep the reason they ended with."""
-    ready = condition(status, "Ready") or {}
-    return Health(ready.get("reason") or phase, ready.get("message") or phase.lower())
-
-
-def _progress(status: dict[str, Any], r: ResolvedTraining | None) -> str:
-    tasks = list(r.tasks) if r is not None else list((status.get("tasks") or {}).keys())
-    if not tasks:
-        return "0/0"
-    records = status.get("tasks") or {}
-    done = sum(1 for t in tasks if (records.get(t) or {}).get("state") == "Succeeded")
-    if done == len(tasks):
-        return f"{done}/{len(tasks)} done"
-    current = next(t for t in tasks if (records.get(t) or {}).get("state") != "Succeeded")
-    return f"{done + 1}/{len(tasks)} {current}"

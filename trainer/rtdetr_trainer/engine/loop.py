@@ -34,9 +34,8 @@ from torch.utils.data import DataLoader
 
 from rtdetr_spec import ExperimentSpec
 from rtdetr_spec.reporting import TaskSummary
-from rtdetr_trainer.data.datasets import Batch, TrainDataset, TrainSampler, collate
+from rtdetr_trainer.data.datasets import Batch, TrainSampler
 from rtdetr_trainer.data.pipeline import TrainData
-from rtdetr_trainer.data.transforms import TrainTransform
 from rtdetr_trainer.engine import checkpoint as ckpt_io
 from rtdetr_trainer.engine.best import BestModel
 from rtdetr_trainer.engine.distributed import DistContext
@@ -46,8 +45,9 @@ from rtdetr_trainer.engine.optim import LRSchedule, apply_freeze, build_optimize
 from rtdetr_trainer.engine.progress import Progress
 from rtdetr_trainer.engine.reporting import finish, read_summary, report_epoch  # noqa: F401
 from rtdetr_trainer.engine.tracking import STEP_EVERY, Tracker, validation_pictures
+from rtdetr_trainer.engine.train_loader import train_loader
 from rtdetr_trainer.engine.validation import ValidationResult, Validator
-from rtdetr_trainer.errors import CheckpointError, TrainerError, UserInputError
+from rtdetr_trainer.errors import CheckpointError, TrainerError
 from rtdetr_trainer.results import TaskResults
 
 #: A checkpoint to resume from while the results folder holds none (set by the operator).
@@ -118,41 +118,6 @@ class Trainer:
         self.last_losses: dict[str, torch.Tensor] = {}  # the last step's terms, for tracking
 
     # ------------------------------------------------------------------ setup
-    def _train_loader(self) -> tuple[DataLoader, TrainSampler]:
-        aug = self.spec.dataset.augmentation
-        h, w = aug.train_spatial_size
-        dataset = TrainDataset(
-            self.data.train,
-            TrainTransform(
-                h, w, distortion_prob=aug.distortion_prob, iou_crop_prob=aug.iou_crop_prob
-            ),
-        )
-        sampler = TrainSampler(
-            self.data.train.sources,
-            self.data.sample_sizes,
-            seed=self.cfg.seed,
-            rank=self.ctx.rank,
-            world_size=self.ctx.world_size,
-        )
-        bs = self.spec.dataset.batch_size
-        if len(sampler) < bs:
-            raise UserInputError(
-                f"each of the {self.ctx.world_size} training process(es) gets {len(sampler)} "
-                f"images per epoch, fewer than dataset.batch_size {bs}: no full batch to train on"
-            )
-        workers = self.spec.dataset.workers
-        loader = DataLoader(
-            dataset,
-            batch_size=bs,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=workers,
-            collate_fn=collate,
-            pin_memory=self.spec.dataset.pin_memory and self.ctx.device.type == "cuda",
-            persistent_workers=workers > 0,
-        )
-        return loader, sampler
-
     def _validator(self) -> Validator:
         aug = self.spec.dataset.augmentation
         h, w = aug.eval_spatial_size
@@ -316,7 +281,7 @@ class Trainer:
         if self.state.epoch >= cfg.num_epochs:
             log.info("training already finished (%d epochs done)", self.state.epoch)
             return self._finish(self.state.epoch - 1, None, self._last_checkpoint())
-        loader, sampler = self._train_loader()
+        loader, sampler = train_loader(self.spec, self.data, self.cfg.seed, self.ctx)
         validator = self._validator()
         tracker = Tracker(
             self.spec, self.results.dir, enabled=ctx.is_main, resume_step=self.state.global_step
