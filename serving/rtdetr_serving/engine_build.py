@@ -237,30 +237,6 @@ def build_with_trtexec(
     return _record(spec, local, version, "trtexec", seconds)
 
 
-def build_engine(
-    spec: EngineBuildSpec,
-    gpu: GpuType,
-    *,
-    method: Literal["tensorrt", "trtexec"] = "tensorrt",
-    trtexec: str = "trtexec",
-    allow_same_cc: bool = False,
-    device_index: int = 0,
-    expect_tensorrt: str | None = None,
-) -> EngineSidecar:
-    """Check the local GPU against ``gpu``, then build ``spec`` with the chosen builder."""
-    sidecar, _ = build_or_reuse(
-        spec,
-        gpu,
-        method=method,
-        trtexec=trtexec,
-        allow_same_cc=allow_same_cc,
-        device_index=device_index,
-        expect_tensorrt=expect_tensorrt,
-        reuse=False,
-    )
-    return sidecar
-
-
 def build_or_reuse(
     spec: EngineBuildSpec,
     gpu: GpuType,
@@ -272,7 +248,8 @@ def build_or_reuse(
     expect_tensorrt: str | None = None,
     reuse: bool = True,
 ) -> tuple[EngineSidecar, bool]:
-    """Like :func:`build_engine`; with ``reuse`` an identical existing plan is kept instead.
+    """Check the local GPU against ``gpu``, then build ``spec`` with the chosen builder; with
+    ``reuse`` an identical existing plan (same ONNX, GPU, TensorRT, profile) is kept instead.
 
     Returns:
         (sidecar, reused): the plan's sidecar and whether it was already there.

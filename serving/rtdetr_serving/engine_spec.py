@@ -5,8 +5,8 @@ Pure logic (no TensorRT, no GPU), shared by the two builders in ``engine_build``
 
 The TensorRT-version rule: a plan runs only under the TensorRT version that built it (major,
 minor and patch; TensorRT's default, without version-compatible builds) and only on GPUs of the
-compute capability it was built for. Every plan gets a sidecar ``<plan>.json`` recording both,
-and ``check_plan_serves`` refuses a plan whose sidecar disagrees with the serving side.
+compute capability it was built for. Every plan gets a sidecar ``<plan>.json`` recording both;
+the operator compares it with the serving pool's image and GPU before any Triton loads it.
 """
 
 from __future__ import annotations
@@ -289,25 +289,3 @@ def reusable_plan(
     if sha256_file(spec.plan_path) != sidecar.plan_sha256:
         return None
     return sidecar
-
-
-def check_plan_serves(
-    sidecar: EngineSidecar, *, tensorrt_version: str, compute_capability: str, max_batch: int
-) -> None:
-    """Refuse a plan that the serving TensorRT/GPU cannot load or that the config over-batches."""
-    if _mmp(sidecar.tensorrt_version) != _mmp(tensorrt_version):
-        raise EngineError(
-            f"{sidecar.plan_file}: built with TensorRT {sidecar.tensorrt_version}, the server runs "
-            f"{tensorrt_version}; rebuild the engine with the serving image's TensorRT"
-        )
-    if sidecar.compute_capability != compute_capability:
-        raise EngineError(
-            f"{sidecar.plan_file}: built for compute capability {sidecar.compute_capability} "
-            f"({sidecar.gpu}), the GPU is {compute_capability}"
-        )
-    top = max(p.max_batch for p in sidecar.profiles)
-    if max_batch > top:
-        raise EngineError(
-            f"{sidecar.plan_file}: profiles allow batches up to {top}, the Triton config asks "
-            f"max_batch_size {max_batch}"
-        )

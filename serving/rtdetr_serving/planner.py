@@ -19,7 +19,6 @@ the pools' replica limits are too small for N streams.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -172,43 +171,3 @@ def plan_all(
         except PlanningError as e:
             out.append(e)
     return out
-
-
-class PoolLimit(BaseModel):
-    """A GPU pool that may run at most ``max_replicas`` replicas (None: unbounded)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    gpu: GpuType
-    max_replicas: int | None = Field(default=None, ge=0)
-    measurement: Measurement | None = None
-
-
-def plan_pools(
-    pools: Sequence[PoolLimit], fps: float, streams: int, *, headroom: float = 0.0
-) -> list[CapacityPlan]:
-    """Spread ``streams`` over pools in order: fill each up to its replica limit, then the next.
-
-    Returns one plan per pool (replicas 0 for pools not needed). Raises PlanningError naming the
-    shortfall when the pools together cannot take every stream.
-    """
-    if not pools:
-        raise PlanningError("no GPU pools given")
-    left = streams
-    plans: list[CapacityPlan] = []
-    for pool in pools:
-        full = plan_replicas(pool.gpu, fps, left, measurement=pool.measurement, headroom=headroom)
-        if pool.max_replicas is not None and full.replicas > pool.max_replicas:
-            take = pool.max_replicas * full.streams_per_replica
-            full = plan_replicas(
-                pool.gpu, fps, take, measurement=pool.measurement, headroom=headroom
-            )
-        plans.append(full)
-        left -= min(left, full.capacity_streams)
-    if left > 0:
-        have = streams - left
-        raise PlanningError(
-            f"{streams} streams at {fps:g} FPS do not fit: the pools' replica limits take {have}, "
-            f"{left} streams are left over"
-        )
-    return plans

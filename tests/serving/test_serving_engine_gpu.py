@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rtdetr_serving.catalog import CATALOG_ENV, GpuType, load_catalog
-from rtdetr_serving.engine_build import build_engine, detect_local_gpu
+from rtdetr_serving.engine_build import build_or_reuse, detect_local_gpu
 from rtdetr_serving.engine_spec import EngineSidecar, build_spec
 from rtdetr_serving.errors import EngineToolMissingError, GpuMismatchError, UnknownGpuError
 from tests.serving.conftest import ExportedModel
@@ -38,7 +38,7 @@ def test_refuses_another_gpu_type(
     )
     spec = build_spec(other, exported_model.manifest, exported_model.onnx, tmp_path)
     with pytest.raises(GpuMismatchError):
-        build_engine(spec, other)
+        build_or_reuse(spec, other, reuse=False)[0]
     assert not list(tmp_path.iterdir())
 
 
@@ -91,7 +91,7 @@ def test_build_with_tensorrt_python(
 ) -> None:
     pytest.importorskip("tensorrt")
     spec = build_spec(local_type, exported_model.manifest, exported_model.onnx, tmp_path)
-    sidecar = build_engine(spec, local_type)
+    sidecar = build_or_reuse(spec, local_type, reuse=False)[0]
     assert spec.plan_path.is_file() and EngineSidecar.read(spec.sidecar_path) == sidecar
     assert sidecar.compute_capability == local_type.compute_capability
     _check_plan(sidecar, spec.plan_path, exported_model)
@@ -103,7 +103,7 @@ def test_build_with_trtexec(
     if shutil.which("trtexec") is None:
         pytest.skip("trtexec not on PATH")
     spec = build_spec(local_type, exported_model.manifest, exported_model.onnx, tmp_path)
-    sidecar = build_engine(spec, local_type, method="trtexec")
+    sidecar = build_or_reuse(spec, local_type, method="trtexec", reuse=False)[0]
     assert sidecar.builder == "trtexec" and sidecar.tensorrt_version
     _check_plan(sidecar, spec.plan_path, exported_model)
 
@@ -148,7 +148,7 @@ def test_a_built_plan_is_timed_with_tensorrts_runtime(
     spec = build_spec(
         local_type, exported_model.manifest, exported_model.onnx, tmp_path, opt_batch=2, max_batch=4
     )
-    build_engine(spec, local_type)
+    build_or_reuse(spec, local_type, reuse=False)[0]
     timing = time_plan(spec.plan_path, spec.profile, warmup=3, iterations=10)
     assert [b.batch for b in timing.batches] == profile_batches(spec.profile)
     for b in timing.batches:

@@ -15,10 +15,8 @@ from rtdetr_serving.cli import main
 from rtdetr_serving.errors import PlanningError
 from rtdetr_serving.planner import (
     Measurement,
-    PoolLimit,
     capacity,
     plan_all,
-    plan_pools,
     plan_replicas,
 )
 
@@ -61,7 +59,7 @@ def test_derived_capacity_never_overpromises() -> None:
     assert capacity(cat.get("H100"), 25).streams_per_gpu == 91
 
 
-def test_measurement_uses_the_seed_formula() -> None:
+def test_measurement_uses_the_model_card_formula() -> None:
     l4 = load_catalog().get("L4")
     m = Measurement(latency_ms=30, batch=8)  # 266.7 images/s
     p = plan_replicas(l4, 30, 200, measurement=m)
@@ -83,17 +81,6 @@ def test_impossible_and_invalid_targets() -> None:
     results = plan_all(load_catalog(), 280, 10)
     assert any(isinstance(r, PlanningError) for r in results)
     assert not all(isinstance(r, PlanningError) for r in results)
-
-
-def test_pools_fill_in_order_and_report_shortfall() -> None:
-    cat = load_catalog()
-    plans = plan_pools(
-        [PoolLimit(gpu=cat.get("H100"), max_replicas=1), PoolLimit(gpu=cat.get("L4"))], 30, 100
-    )
-    assert [(p.gpu, p.replicas) for p in plans] == [("H100", 1), ("L4", 3)]
-    assert sum(p.capacity_streams for p in plans) >= 100
-    with pytest.raises(PlanningError, match="24 streams are left over"):
-        plan_pools([PoolLimit(gpu=cat.get("L4"), max_replicas=4)], 30, 60)
 
 
 def test_cli_plan_json_and_text(capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,7 +114,7 @@ def test_sampler_sample_size_ranks_and_epochs() -> None:
     assert list(again) == first[0]  # deterministic for a seed and epoch
 
 
-def test_synth_is_deterministic_and_named_as_the_seed(tmp_path: Path) -> None:
+def test_synth_is_deterministic_and_named_as_the_model_card(tmp_path: Path) -> None:
     a = generate(tmp_path / "a", SynthConfig(num_images=6, width=64, height=64, seed=5))
     b = generate(tmp_path / "b", SynthConfig(num_images=6, width=64, height=64, seed=5))
     assert a["train"].read_text() == b["train"].read_text()

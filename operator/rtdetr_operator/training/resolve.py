@@ -113,10 +113,6 @@ class ResolvedTraining:
         return tuple(out)
 
     @property
-    def latest_checkpoint(self) -> str:
-        return f"{self.results_dir}/train/{LATEST_CHECKPOINT}"
-
-    @property
     def on_cpu(self) -> bool:
         """``spec.resources.gpus: 0``: no task requests a GPU."""
         return self.spec.resources.gpus == 0
