@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from rtdetr_operator.metrics import TRAINING_KIND as TRAINING
+from rtdetr_operator.api.training import TRAINING as TRAINING_NAMES
 from tests.e2e.training_support import apply_example, example_training, training_status, wait_phase
 from tests.operator.metrics_support import dashboard_metrics, scrape
+
+TRAINING = TRAINING_NAMES.kind
 
 pytestmark = pytest.mark.e2e
 pytest_plugins = ["tests.e2e.training_fixtures"]
