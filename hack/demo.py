@@ -5,8 +5,10 @@ simulated GPU nodes and one real node, our three images built without Docker and
 the node, the operator installed with its Helm chart; then the examples in ``examples/local/``:
 a synthetic warehouse dataset Job, an RTDETRTraining (two pods training with gloo, evaluation,
 export) and an RTDETRDeployment (Triton on a CPU pool). It prints phases as they change, the
-per-class AP50 the evaluation wrote into the training's status, sends the held-out test images to
-the served endpoint and writes them with their detections to ``demo-output/annotated/``.
+per-class AP50 the evaluation wrote into the training's status, copies the evaluation's pictures
+and the TensorBoard files to ``demo-output/evaluation/`` and ``demo-output/tensorboard/``, sends
+the held-out test images to the served endpoint and writes them with their detections to
+``demo-output/annotated/``.
 
     .venv/bin/python hack/demo.py [--output demo-output] [--keep]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -117,6 +120,36 @@ def held_out_images(stack: localstack.Stack) -> list[Path]:
     return [root / "images" / im["file_name"] for im in test["images"]]
 
 
+def collect_results(stack: localstack.Stack, st: dict[str, Any], output: Path) -> list[str]:
+    """The evaluation's pictures (PR curves, confusion matrix, annotated images, their JSON) and
+    the training's TensorBoard files, copied from the results volume (a hostPath on this
+    machine, like the dataset) into ``output``; what is missing is said, not fatal."""
+    vol = st.get("resultsVolume") or {}
+    try:
+        pvc = stack.get("pvc", vol.get("claimName") or "rtdetr-results", "-n", NAMESPACE)
+        pv = stack.get("pv", pvc["spec"]["volumeName"])
+        run = Path(pv["spec"]["hostPath"]["path"]) / (vol.get("subPath") or "")
+    except (KeyError, RuntimeError) as e:
+        log(f"results volume not readable here ({e}); pictures stay on the volume")
+        return []
+    copied: list[str] = []
+    evaluate = run / "evaluate"
+    for f in sorted(evaluate.glob("*.png")) + sorted(evaluate.glob("*.json")):
+        dest = output / "evaluation" / f.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest)
+        copied.append(f"evaluation/{f.name}")
+    tensorboard = run / "train" / "tensorboard"
+    if tensorboard.is_dir():
+        shutil.copytree(tensorboard, output / "tensorboard", dirs_exist_ok=True)
+        copied.append("tensorboard/")
+    if copied:
+        log(f"evaluation pictures and TensorBoard files in {output}: {', '.join(copied)}")
+    else:
+        log(f"no evaluation pictures or TensorBoard files under {run}")
+    return copied
+
+
 def serve(stack: localstack.Stack, output: Path) -> dict[str, Any]:
     from rtdetr_serving.annotate import annotate_results
     from rtdetr_serving.client import RTDETRClient, results_json
@@ -164,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if trained["phase"] != "Succeeded":
             raise SystemExit(f"demo: the training failed: {json.dumps(trained['conditions'])}")
         print_ap50(trained)
+        pictures = collect_results(stack, trained, output)
         apply(stack, "deployment.yaml")
         served = watch(stack, "rtdetrdeployment", NAME, {"Ready"}, 1200)
         log(f"serving revision {served['model']['revision']}")
@@ -173,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "artifacts": trained.get("artifacts"),
             "revision": served["model"]["revision"],
             "requests": requests,
+            "pictures": pictures,
             "seconds": {"setup": round(setup_s, 1), "total": round(time.monotonic() - started)},
         }
         (output / "cluster_demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
