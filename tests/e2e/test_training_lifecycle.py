@@ -65,7 +65,8 @@ def test_example_trains_evaluates_exports(e2e_cluster, e2e_namespace, operator) 
     assert status["resultsVolume"] == {
         "claimName": "rtdetr-results",
         "mountPath": "/results",
-        "subPath": "warehouse-r50",
+        # keyed by the object's identity: a re-created training never meets these checkpoints
+        "subPath": f"warehouse-r50-{cr['metadata']['uid'][:8]}",
     }
 
     # the training Job carries TAO's launch contract
