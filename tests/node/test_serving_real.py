@@ -36,7 +36,8 @@ class Served:
     results: Path  # the results claim's folder on this machine
 
     def exported(self, training: str, status: dict) -> ExportedModel:
-        onnx = self.results / training / status["artifacts"]["onnx"].removeprefix("/results/")
+        folder = status["resultsVolume"]["subPath"]  # the run's own folder: <name>-<uid prefix>
+        onnx = self.results / folder / status["artifacts"]["onnx"].removeprefix("/results/")
         return ExportedModel(onnx, ExportManifest.read(onnx))
 
 

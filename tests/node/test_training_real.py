@@ -83,7 +83,8 @@ def test_two_pods_rendezvous_train_evaluate_and_export(
     assert env["MASTER_ADDR"] == f"{name}-train-0-0.{name}-train"
 
     # Per-class AP50 computed in this run: the evaluation's own metrics.json says the same.
-    root = support.volume_path(stack, data_ns, "rtdetr-results") / name
+    # the run's own folder on the claim: status.resultsVolume.subPath (<name>-<uid prefix>)
+    root = support.volume_path(stack, data_ns, "rtdetr-results") / st["resultsVolume"]["subPath"]
     metrics = json.loads((root / "evaluate" / "metrics.json").read_text())
     assert st["metrics"]["mAP50"] == pytest.approx(metrics["mAP50"], abs=1e-6)
     assert set(st["metrics"]["perClassAP50"]) == set(CLASSES)
