@@ -22,6 +22,7 @@ from typing import Any
 
 from rtdetr_operator.deployment.manifests import PORTS, object_meta, stamp
 from rtdetr_operator.deployment.names import LABEL_COMPONENT, LABEL_DEPLOYMENT, labels
+from rtdetr_operator.deployment.pool_manifests import triton_service_ports
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -35,17 +36,7 @@ def endpoint_selector(name: str) -> dict[str, str]:
 
 
 def endpoint_service(r: ResolvedDeployment) -> dict[str, Any]:
-    ports = [
-        {"name": "http", "port": PORTS["http"], "targetPort": "http", "protocol": "TCP"},
-        {
-            "name": "grpc",
-            "port": PORTS["grpc"],
-            "targetPort": "grpc",
-            "protocol": "TCP",
-            "appProtocol": "kubernetes.io/h2c",
-        },
-        {"name": "metrics", "port": PORTS["metrics"], "targetPort": "metrics", "protocol": "TCP"},
-    ]
+    ports = triton_service_ports()
     return stamp(
         {
             "apiVersion": "v1",

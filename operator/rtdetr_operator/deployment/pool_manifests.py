@@ -216,9 +216,9 @@ def triton_deployment(
     return deployment
 
 
-def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
-    gpu = pool.name
-    ports = [
+def triton_service_ports() -> list[dict[str, Any]]:
+    """Triton's HTTP, gRPC (h2c) and metrics ports, exposed by pool and endpoint Services."""
+    return [
         {"name": "http", "port": PORTS["http"], "targetPort": "http", "protocol": "TCP"},
         {
             "name": "grpc",
@@ -229,6 +229,11 @@ def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
         },
         {"name": "metrics", "port": PORTS["metrics"], "targetPort": "metrics", "protocol": "TCP"},
     ]
+
+
+def service(r: ResolvedDeployment, pool: ResolvedPool) -> dict[str, Any]:
+    gpu = pool.name
+    ports = triton_service_ports()
     return stamp(
         {
             "apiVersion": "v1",

@@ -157,6 +157,27 @@ def _bn_stats_untouched(module: nn.Module) -> Iterator[None]:
             m.num_batches_tracked.copy_(count)
 
 
+def run_stage(stage: nn.Module, x: Tensor, *, checkpointed: bool) -> Tensor:
+    """``stage(x)``, under activation checkpointing when ``checkpointed`` and gradients flow.
+
+    The recomputation in the backward pass must not update BN running statistics a second time;
+    a backbone stage draws no random numbers, so no RNG state needs restoring. Shared by every
+    backbone (ResNet, EfficientViT-L2).
+    """
+    if not (checkpointed and torch.is_grad_enabled()):
+        return stage(x)
+    calls = [0]
+
+    def run(inp: Tensor) -> Tensor:
+        calls[0] += 1
+        if calls[0] == 1:
+            return stage(inp)
+        with _bn_stats_untouched(stage):
+            return stage(inp)
+
+    return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
+
+
 class ResNet(nn.Module):
     """ResNet feature extractor returning the stages in ``return_interm_indices``.
 
@@ -255,19 +276,7 @@ class ResNet(nn.Module):
         return self
 
     def _run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
-        if not (self.activation_checkpoint and self.training and torch.is_grad_enabled()):
-            return stage(x)
-        calls = [0]
-
-        def run(inp: Tensor) -> Tensor:
-            calls[0] += 1
-            if calls[0] == 1:
-                return stage(inp)
-            with _bn_stats_untouched(stage):
-                return stage(inp)
-
-        # A ResNet stage draws no random numbers: no RNG state needs restoring.
-        return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
+        return run_stage(stage, x, checkpointed=self.activation_checkpoint and self.training)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, H, W]`` -> the selected stage outputs, strides ``out_strides``."""

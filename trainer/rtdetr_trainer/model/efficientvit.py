@@ -31,9 +31,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from rtdetr_trainer.model.backbone import _bn_stats_untouched, _frozen_bn
+from rtdetr_trainer.model.backbone import _frozen_bn, run_stage
 from rtdetr_trainer.model.layers import conv_norm
 
 #: Stage widths and depths of L2 (stages 1-4 hold ``depth + 1`` blocks: stride 2 first).
@@ -326,19 +325,7 @@ class EfficientViTL2(nn.Module):
         return self
 
     def _run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
-        if not (self.activation_checkpoint and self.training and torch.is_grad_enabled()):
-            return stage(x)
-        calls = [0]
-
-        def run(inp: Tensor) -> Tensor:
-            calls[0] += 1
-            if calls[0] == 1:
-                return stage(inp)
-            with _bn_stats_untouched(stage):
-                return stage(inp)
-
-        # No dropout or other randomness in the backbone: no RNG state to restore.
-        return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
+        return run_stage(stage, x, checkpointed=self.activation_checkpoint and self.training)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """``[B, 3, H, W]`` (H, W multiples of 32) -> the three normalised stage outputs."""
