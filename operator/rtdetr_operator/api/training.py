@@ -124,8 +124,10 @@ class ResultsStorage(ApiModel):
 
 
 class Storage(ApiModel):
-    data: DataStorage
-    """The dataset (COCO JSON + images or H5 files) the experiment's paths refer to."""
+    data: DataStorage | None = None
+    """The dataset (COCO JSON + images or H5 files) the experiment's paths refer to. May be
+    left out when every dataset path of the experiment is a source URI (an ``s3://`` folder
+    for image_dir, docs/sources.md)."""
     results: ResultsStorage
     """Persistent storage for results_dir (checkpoints survive group restarts)."""
 

@@ -144,13 +144,15 @@ def _checkpoint(r: ResolvedTraining, text: str) -> tuple[str, dict[str, Any] | N
         return f"{FROM_MOUNT}/{rel}", volume
     path = posixpath.normpath(text)
     storage = r.spec.storage
-    for mount in (storage.data.mount_path, storage.results.mount_path):
+    mounts = [("results", storage.results.mount_path)]
+    if storage.data is not None:
+        mounts.insert(0, ("data", storage.data.mount_path))
+    for _, mount in mounts:
         if path.startswith(mount.rstrip("/") + "/"):
             return path, None
+    under = " or ".join(f"spec.storage.{which}.mountPath ({mount})" for which, mount in mounts)
     raise ValueError(
-        f"{text!r} is not under spec.storage.data.mountPath ({storage.data.mount_path}) or "
-        f"spec.storage.results.mountPath ({storage.results.mount_path}); use "
-        "pvc://<claim>/<path> for a file on another claim"
+        f"{text!r} is not under {under}; use pvc://<claim>/<path> for a file on another claim"
     )
 
 

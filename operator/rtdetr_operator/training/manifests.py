@@ -143,17 +143,18 @@ def _volumes(r: ResolvedTraining) -> tuple[list[dict[str, Any]], list[dict[str, 
                 "items": [{"key": EXPERIMENT_FILE, "path": EXPERIMENT_FILE}],
             },
         },
-        _volume("data", data.claim_name, data.volume, read_only=data.read_only),
         _volume("results", results.claim_name, results.volume, read_only=False),
         {"name": "dshm", "emptyDir": _shm(r)},
         scratch_volume(TASK_SCRATCH_SIZE),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "experiment", "mountPath": EXPERIMENT_DIR, "readOnly": True},
-        _mount("data", data.mount_path, data.sub_path, data.read_only),
         _mount("results", results.mount_path, r.results_sub_path, False),
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
+    if data is not None:  # absent when every dataset path is a source URI
+        volumes.insert(1, _volume("data", data.claim_name, data.volume, read_only=data.read_only))
+        mounts.insert(1, _mount("data", data.mount_path, data.sub_path, data.read_only))
     return volumes, mounts
 
 
@@ -228,10 +229,13 @@ def _pod_template(
         extra_volumes, extra_mounts = pod_volume(r.lineage)
         volumes, mounts = volumes + extra_volumes, mounts + extra_mounts
         env = env + resume_env(r.lineage)
-        inits, fetch_volumes, fetch_mounts = fetch_pod_parts(
-            list(r.fetches), r.spec.sources, r.spec.image, r.spec.image_pull_policy
-        )
-        volumes, mounts = volumes + fetch_volumes, mounts + fetch_mounts
+    inits, fetch_volumes, fetch_mounts = fetch_pod_parts(
+        [f for f in r.fetches if task in f.tasks],
+        r.spec.sources,
+        r.spec.image,
+        r.spec.image_pull_policy,
+    )
+    volumes, mounts = volumes + fetch_volumes, mounts + fetch_mounts
     ours = labels(r.name, task, attempt)
     pod_labels = {**spec.pod_metadata.labels, **task_metadata.labels, **ours}
     annotations = {
@@ -261,10 +265,10 @@ def _pod_template(
         "securityContext": restricted_pod_security(TRAINER_UID),
         **_scheduling(r, gpus),
     }
+    if inits:
+        pod_spec["initContainers"] = inits  # source URIs, fetched before the task starts
     if task == "train":
         pod_spec["subdomain"] = r.names.service
-        if inits:
-            pod_spec["initContainers"] = inits  # source URIs, fetched before training
     return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
 
 

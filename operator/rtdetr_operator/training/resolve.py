@@ -28,7 +28,7 @@ from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.experiment_source import load as load_experiment
 from rtdetr_operator.training.names import Names
-from rtdetr_operator.training.sources import Fetch, plan_sources
+from rtdetr_operator.training.sources import Fetch, local_data_paths, plan_sources
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
 
@@ -168,7 +168,7 @@ def cross_field_problems(spec: RTDETRTrainingSpec, name: str) -> list[str]:
             "fully (a checkpoint on a shared volume could run code)"
         )
     for which, store in (("data", spec.storage.data), ("results", spec.storage.results)):
-        if (store.claim_name is None) == (store.volume is None):
+        if store is not None and (store.claim_name is None) == (store.volume is None):
             out.append(f"spec.storage.{which}: set exactly one of claimName or volume")
     results = spec.storage.results
     if results.volume is not None and results.volume.empty_dir is not None:
@@ -209,6 +209,8 @@ def security_problems(
     """What the CR asks of the node that the operator refuses (see policy.py)."""
     out = pod_metadata_problems(raw_spec)
     for which, store in (("data", spec.storage.data), ("results", spec.storage.results)):
+        if store is None:
+            continue
         source = store.volume.model_dump(by_alias=True, exclude_none=True) if store.volume else {}
         out += volume_problems(
             f"spec.storage.{which}.volume", source, allow_node_volumes=allow_node_volumes
@@ -246,6 +248,12 @@ def resolve(
     problems += _pruned_keys(training)
     fetches, source_problems = plan_sources(raw, spec.sources, where)
     problems += source_problems
+    if spec.storage.data is None:
+        problems += [
+            f"spec.storage.data: required, since {where}{key} is a path ({value!r}), not a "
+            "source URI"
+            for key, value in local_data_paths(raw)
+        ]
     problems += security_problems(spec, raw_spec, allow_node_volumes=allow_node_volumes)
     user_set = frozenset(k for k in _KEYS if not _unset(_get(raw, k)))
     results = spec.storage.results

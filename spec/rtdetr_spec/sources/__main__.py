@@ -1,9 +1,12 @@
 """``python -m rtdetr_spec.sources fetch``: the download step of a task, as a container command.
 
-Fetches one source into the cache (``--cache``, keyed by content digest; nothing is downloaded
-when the cache holds it), links ``--link`` to the verified file, and writes a JSON summary
-(``uri``, ``sha256``, ``size``, ``transferred``, ``cached``) to ``--summary`` (a termination log)
-and progress lines (``{"done": n, "total": m}``, at most one per 5 %) to stdout. Credentials come
+Fetches one source (or every object of an S3 folder, a URI ending in ``/``) into the cache
+(``--cache``, keyed by content digest; nothing is downloaded when the cache holds it), links
+``--link`` to the verified file (for a folder: makes it a folder of links, one per object), and
+writes a JSON summary (``uri``, ``sha256``, ``size``, ``transferred``, ``cached``; a folder adds
+``files``, and its sha256 is that of its sorted ``<path> <sha256>`` lines) to ``--summary`` (a
+termination log) and progress lines (``{"done": n, "total": m}``, at most one per 5 %) to
+stdout. Credentials come
 from the environment only (a Secret's keys: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_ENDPOINT_URL_S3``; ``HF_TOKEN``; ``NGC_API_KEY``) and are never printed. Exit 2: the URI
 itself is wrong; 1: the fetch failed after its retries.
@@ -12,8 +15,10 @@ itself is wrong; 1: the fetch failed after its retries.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,6 +30,31 @@ def _headers(scheme: str) -> dict[str, str]:
     token = {"hf": "HF_TOKEN", "ngc": "NGC_API_KEY"}.get(scheme)
     value = os.environ.get(token) if token else None
     return {"Authorization": f"Bearer {value}"} if value else {}
+
+
+def _link(link: Path, files: list[tuple[str, Path]]) -> None:
+    """Point ``link`` at the cached file, or (a folder) make it a folder of links, atomically."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(link.name + ".tmp")
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp)
+    tmp.unlink(missing_ok=True)
+    if files == [("", files[0][1])]:
+        tmp.symlink_to(files[0][1])
+        tmp.replace(link)
+        return
+    for relative, path in files:
+        (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / relative).symlink_to(path)
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)  # a restarted pod's links from its earlier attempt
+    tmp.replace(link)
+
+
+def _folder_digest(files: list[tuple[str, Path]]) -> str:
+    """One digest for a folder: sha256 over its sorted ``<relative path> <file sha256>`` lines."""
+    lines = "".join(f"{relative} {path.name}\n" for relative, path in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,23 +84,24 @@ def main(argv: list[str] | None = None) -> int:
         args.cache, s3=S3Settings.from_env(), headers=_headers(source.scheme), progress=progress
     )
     try:
-        path = fetcher.fetch(source, args.sha256)
+        if source.is_folder:
+            files = fetcher.fetch_folder(source)
+        else:
+            files = [("", fetcher.fetch(source, args.sha256))]
     except FetchError as e:
         print(f"rtdetr_spec.sources: {e}", file=sys.stderr)
         return 1
     if args.link:
-        args.link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.link.with_name(args.link.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(path)
-        tmp.replace(args.link)
-    summary = {
+        _link(args.link, files)
+    summary: dict[str, object] = {
         "uri": args.uri.split("?", 1)[0],
-        "sha256": path.name,
-        "size": path.stat().st_size,
+        "sha256": files[0][1].name if not source.is_folder else _folder_digest(files),
+        "size": sum(path.stat().st_size for _, path in files),
         "transferred": fetcher.transferred,
         "cached": fetcher.transferred == 0,
     }
+    if source.is_folder:
+        summary["files"] = len(files)
     text = json.dumps(summary)
     if args.summary:
         args.summary.write_text(text)
