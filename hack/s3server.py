@@ -112,8 +112,11 @@ class S3Server:
             self.proc.wait()
 
 
-def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> S3Server:
-    """``weed server -s3`` on loopback, storing under ``data``; returns when S3 answers."""
+def start(
+    data: Path, access_key: str, secret_key: str, timeout: float = 60, host: str = "127.0.0.1"
+) -> S3Server:
+    """``weed server -s3`` on ``host`` (loopback; the node's address when pods must reach it),
+    storing under ``data``; returns when S3 answers."""
     weed = ensure_weed()
     data.mkdir(parents=True, exist_ok=True)
     identity = {
@@ -132,8 +135,8 @@ def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> 
     cmd = [
         str(weed),
         "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         f"-dir={data}",
         f"-master.port={master}",
         f"-volume.port={volume}",
@@ -157,8 +160,8 @@ def start(data: Path, access_key: str, secret_key: str, timeout: float = 60) -> 
         if proc.poll() is not None:
             raise RuntimeError(f"weed exited {proc.returncode}: {(data / 'weed.log').read_text()}")
         try:
-            with socket.create_connection(("127.0.0.1", s3), timeout=1):
-                return S3Server(proc, f"http://127.0.0.1:{s3}", access_key, secret_key)
+            with socket.create_connection((host, s3), timeout=1):
+                return S3Server(proc, f"http://{host}:{s3}", access_key, secret_key)
         except OSError:
             time.sleep(0.5)
     proc.kill()
