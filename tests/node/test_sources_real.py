@@ -82,7 +82,7 @@ def bucket(stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory) ->
             },
         }
         support.apply(stack, ns, support.results_claim(), cache, secret)
-        images = sum(1 for p in files if p.parent.name == "images")
+        images = sum(1 for p in files if p.relative_to(data).parts[0] == "images")
         yield Bucket(ns, server.endpoint, images)
     finally:
         server.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from rtdetr_operator.training import manifests
+from rtdetr_operator.training.plan import Settings, World, plan
 from rtdetr_operator.training.resolve import InvalidTrainingError, resolve
-from tests.operator.factories import training
+from tests.operator.factories import T0, job_from, training
 
 
 def test_without_a_queue_jobs_start_at_once() -> None:
@@ -31,3 +34,20 @@ def test_a_queued_multi_node_run_is_one_suspended_job_for_all_ranks() -> None:
 def test_a_queue_name_must_be_a_name() -> None:
     with pytest.raises(InvalidTrainingError, match=r"spec\.queueName"):
         resolve(training(queueName="Team A"))
+
+
+def test_a_suspended_queued_job_is_reported_queued_never_stalled() -> None:
+    body = training(queueName="team-a-gpus")
+    r = resolve(body)
+    job = job_from(manifests.training_job(r, attempt=0))
+    later = T0 + timedelta(hours=2)  # far past any grace period for unscheduled pods
+    world = World(training=body, jobs=[job], pods=[], configmap=None, service=None, now=later)
+    p = plan(world, Settings())
+    conditions = {c["type"]: c for c in p.status["conditions"]}
+    assert conditions["Stalled"]["status"] == "False"
+    assert conditions["Reconciling"]["reason"] == "Queued"
+    assert (
+        "waits for Kueue to admit all its pods (LocalQueue team-a-gpus)"
+        in (conditions["Reconciling"]["message"])
+    )
+    assert not [o for o in p.create + p.replace + p.delete if o["kind"] == "Job"]  # left as is

@@ -120,9 +120,11 @@ class SourceRecord(ApiModel):
     uri: str
     """The source, as the experiment names it."""
     sha256: str | None = None
-    """sha256 of the file."""
+    """sha256 of the file (of a folder: of its sorted ``<path> <sha256>`` lines)."""
     size: int | None = None
-    """Bytes."""
+    """Bytes (of a folder: of all its files)."""
+    files: int | None = None
+    """Files of a folder source (an S3 prefix)."""
     transferred: int | None = None
     """Bytes downloaded (0 when the cache held it)."""
     cached: bool | None = None

@@ -174,6 +174,14 @@ class _Planner(PlannerBase):
         self.health = Health(self.status["phase"], f"{what}; waiting for its pods")
 
     def _running(self, task: str, rec: dict[str, Any], view: JobView) -> None:
+        job = self.jobs.get(view.name) or {}
+        queue = ((job.get("metadata") or {}).get("labels") or {}).get(manifests.KUEUE_QUEUE_LABEL)
+        if queue and (job.get("spec") or {}).get("suspend") and not view.running:
+            rec["state"] = "Pending"  # not stalled: Kueue admits the whole group when it fits
+            self._set_task_phase(task, rec)
+            why = f"Job {view.name} waits for Kueue to admit all its pods (LocalQueue {queue})"
+            self.health = Health("Queued", f"{TASK_TITLE[task]}: {why}")
+            return
         all_up = view.running == view.expected
         if all_up and not rec.get("startTime"):
             rec["startTime"] = timestamp(self.now)

@@ -1,0 +1,241 @@
+"""Kueue for the e2e tier: its controller built from its Go module and run against the local
+control plane, so ``spec.queueName`` is tested with the real admission logic.
+
+``python hack/kueue.py build`` downloads ``sigs.k8s.io/kueue@VERSION`` and builds its
+``cmd/kueue`` into ``<cache>/kueue-<version>-<go version>/bin/kueue`` (the cache root of the
+local cluster tools, ``~/.cache/rtdetr-operator``), under a lock; a finished build is reused
+(about 4 minutes on 2 cores with a warm module cache, more the first time).
+
+:func:`install` applies Kueue's CRDs from the same module (``config/components/crd/bases``)
+with the conversion-webhook stanza its kustomization adds, so its certificate manager finds
+every object it injects its CA into. :func:`start` runs the controller as a process on this
+machine with the cluster's admin kubeconfig: ``batch/job`` integration only, no leader election,
+metrics off, its webhook server on a loopback port. No webhook configuration is registered:
+the operator creates its Jobs suspended and labelled itself, which is all Kueue's Job
+reconciler needs, and every client here speaks the storage version (v1beta2), so the
+conversion webhook is never called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HACK_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(HACK_DIR))
+
+from clusterkit.build import cache_root  # noqa: E402
+
+MODULE = "sigs.k8s.io/kueue"
+VERSION = "v0.17.0"
+NAMESPACE = "kueue-system"
+WEBHOOK_SERVICE = "kueue-webhook-service"
+#: The CRDs Kueue's kustomization gives a conversion webhook (and its cert manager patches).
+CONVERTED = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
+
+
+def _go_version(go: str = "go") -> str:
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def kueue_dir(go: str = "go") -> Path:
+    return cache_root() / f"kueue-{VERSION}-{_go_version(go)}"
+
+
+def _module_source(env: dict[str, str], log: Any) -> Path:
+    got = subprocess.run(
+        ["go", "mod", "download", "-json", f"{MODULE}@{VERSION}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=cache_root(),
+    )
+    log.write(got.stderr)
+    if got.returncode != 0:
+        raise RuntimeError(f"go mod download {MODULE}@{VERSION} failed:\n{got.stderr[-2000:]}")
+    return Path(json.loads(got.stdout)["Dir"])
+
+
+def ensure_kueue(go: str = "go") -> Path:
+    """The cached ``kueue`` binary, built first if this version never was."""
+    folder = kueue_dir(go)
+    binary = folder / "bin" / "kueue"
+    if binary.is_file():
+        return binary
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if binary.is_file():
+            return binary
+        env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOWORK="off")
+        log = folder / "build.log"
+        with log.open("w") as out:
+            source = _module_source(env, out)
+            out.flush()
+            done = subprocess.run(
+                ["go", "build", "-ldflags", "-s -w", "-o", str(folder / "bin.tmp" / "kueue"), "."],
+                cwd=source / "cmd" / "kueue",
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{log.read_text()[-2000:]}")
+        (folder / "bin.tmp").rename(folder / "bin")
+    return binary
+
+
+def crds(go: str = "go") -> list[dict[str, Any]]:
+    """Kueue's CRDs of this version, with the conversion stanza of its kustomization."""
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOWORK="off")
+    with open(os.devnull, "w") as sink:
+        bases = _module_source(env, sink) / "config" / "components" / "crd" / "bases"
+    out = []
+    for path in sorted(bases.glob("kueue.x-k8s.io_*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["plural"] in CONVERTED:
+            crd["spec"]["conversion"] = {
+                "strategy": "Webhook",
+                "webhook": {
+                    "clientConfig": {
+                        "service": {
+                            "namespace": NAMESPACE,
+                            "name": WEBHOOK_SERVICE,
+                            "path": "/convert",
+                        }
+                    },
+                    "conversionReviewVersions": ["v1"],
+                },
+            }
+        out.append(crd)
+    return out
+
+
+def install(kubectl: list[str]) -> None:
+    """Kueue's namespace and CRDs (``kubectl`` is the argv prefix with the kubeconfig)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    body = {"apiVersion": "v1", "kind": "List", "items": [namespace, *crds()]}
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"],
+        input=json.dumps(body),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    names = [crd["metadata"]["name"] for crd in body["items"][1:]]
+    deadline = time.monotonic() + 60
+    while names and time.monotonic() < deadline:  # not `kubectl wait`: no conditions yet fails
+        got = subprocess.run(
+            [*kubectl, "get", "crd", names[0], "-o", "jsonpath={.status.conditions}"],
+            capture_output=True,
+            text=True,
+        )
+        conditions = json.loads(got.stdout or "[]") if got.returncode == 0 else []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            names.pop(0)
+        else:
+            time.sleep(0.5)
+    if names:
+        raise RuntimeError(f"Kueue's CRD {names[0]} was not Established in 60s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Kueue:
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def configuration(folder: Path, health: int, webhook: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+        "kind": "Configuration",
+        "namespace": NAMESPACE,
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"host": "127.0.0.1", "port": webhook, "certDir": str(folder / "certs")},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {
+            "enable": True,
+            "webhookServiceName": WEBHOOK_SERVICE,
+            "webhookSecretName": "kueue-webhook-server-cert",
+        },
+        "manageJobsWithoutQueueName": False,
+        "integrations": {"frameworks": ["batch/job"]},
+    }
+
+
+def start(kubeconfig: Path, folder: Path, timeout: float = 120) -> Kueue:
+    """The controller on this machine, ready (its readyz answers) when this returns."""
+    binary = ensure_kueue()
+    folder.mkdir(parents=True, exist_ok=True)
+    health = _free_port()
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(configuration(folder, health, _free_port())))
+    log = folder / "kueue.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(binary), f"--config={config}", f"--kubeconfig={kubeconfig}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
+        )
+    kueue = Kueue(proc, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"kueue exited {proc.returncode}:\n{kueue.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return kueue
+        except OSError:
+            pass
+        time.sleep(1)
+    kueue.stop()
+    raise RuntimeError(f"kueue was not ready in {timeout}s:\n{kueue.tail()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["build", "path", "crds"])
+    args = p.parse_args(argv)
+    if args.command == "crds":
+        print(yaml.safe_dump_all(copy.deepcopy(crds())))
+    else:
+        print(ensure_kueue() if args.command == "build" else kueue_dir() / "bin" / "kueue")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
