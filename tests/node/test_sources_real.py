@@ -11,12 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clusterkit import nodehost
 
+from rtdetr_serving.client import RTDETRClient
+from rtdetr_spec.artifacts import ExportManifest
 from rtdetr_spec.sources.fetch import S3Settings
 from tests.node import support
 from tests.node.support import localstack
+from tests.serving.conftest import ExportedModel
+from tests.serving.test_triton_inference import onnxruntime_results
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
@@ -127,10 +132,15 @@ def _run(stack: localstack.Stack, bucket: Bucket, name: str) -> dict:
     return st
 
 
+@pytest.fixture(scope="module")
+def first(stack: localstack.Stack, bucket: Bucket) -> dict:
+    """The status of the first training from S3 (shared by the tests here)."""
+    return _run(stack, bucket, "from-s3")
+
+
 def test_a_training_reads_dataset_and_checkpoint_from_s3_and_a_second_downloads_nothing(
-    stack: localstack.Stack, bucket: Bucket
+    stack: localstack.Stack, bucket: Bucket, first: dict
 ) -> None:
-    first = _run(stack, bucket, "from-s3")
     sources = {s["uri"]: s for s in first["sources"]}
     assert set(sources) == {
         DATA + "images/",
@@ -155,3 +165,46 @@ def test_a_training_reads_dataset_and_checkpoint_from_s3_and_a_second_downloads_
     for pod in support.pods(stack, bucket.namespace, "rtdetr.dev/training"):
         for c in pod["spec"]["containers"]:  # the trainer never gets the credentials
             assert "envFrom" not in c, pod["metadata"]["name"]
+
+
+def test_a_deployment_serves_an_onnx_from_s3_that_has_no_manifest(
+    stack: localstack.Stack, bucket: Bucket, first: dict, tmp_path: Path
+) -> None:
+    ns = bucket.namespace
+    results = support.volume_path(stack, ns, "rtdetr-results") / first["resultsVolume"]["subPath"]
+    onnx = results / first["artifacts"]["onnx"].removeprefix("/results/")
+    key = "models/from-s3/warehouse.onnx"  # the ONNX alone: no manifest, no labels.txt
+    S3Settings(bucket.endpoint, ACCESS, SECRET).client().upload_file(str(onnx), "warehouse", key)
+    manifest = ExportManifest.read(onnx)
+    cr = support.of_kind(support.example("deployment.yaml"), "RTDETRDeployment")
+    cr["metadata"]["name"] = "from-uri"
+    cr["spec"]["model"] = {
+        "uri": {"uri": f"s3://warehouse/{key}", "classNames": list(manifest.class_names)}
+    }
+    cr["spec"]["sources"] = {
+        "cache": {"claimName": "source-cache"},
+        "secretName": "s3-credentials",
+        "s3Endpoint": bucket.endpoint,
+    }
+    cr["spec"]["repository"] = {"claimName": "rtdetr-results"}
+    support.apply(stack, ns, cr)
+    st = support.wait_phase(stack, ns, "from-uri", {"Ready"}, timeout=600, kind="rtdetrdeployment")
+    assert manifest.onnx_sha256.startswith(st["model"]["revision"])  # the very same bytes
+
+    client = S3Settings(bucket.endpoint, ACCESS, SECRET).client()
+    listed = client.list_objects_v2(Bucket="warehouse", Prefix="datasets/local/images/")
+    images = []
+    for obj in listed["Contents"][:4]:  # what the dataset Job made, fetched back from S3
+        images.append(tmp_path / obj["Key"].rsplit("/", 1)[-1])
+        client.download_file("warehouse", obj["Key"], str(images[-1]))
+    expected = onnxruntime_results(ExportedModel(onnx, manifest), images, threshold=0.05)
+    svc = stack.get("service", "from-uri-cpu", "-n", ns)
+    triton = RTDETRClient(f"{svc['spec']['clusterIP']}:8000", "http", timeout_s=60, threshold=0.05)
+    got = triton.detect([str(p) for p in images])
+    assert any(r.detections for r in expected), "nothing above 0.05: the comparison would be empty"
+    for want, have in zip(expected, got, strict=True):
+        assert [d.label for d in want.detections] == [d.label for d in have.detections]
+        assert np.allclose(
+            [d.score for d in want.detections], [d.score for d in have.detections], atol=1e-4
+        )
+        assert all(d.category_id is None for d in have.detections)  # no manifest: no COCO ids

@@ -69,4 +69,6 @@ def test_names_columns_and_rules() -> None:
     spec_rules = [r["fieldPath"] for r in spec["x-kubernetes-validations"]]
     assert spec_rules == [".triton.tensorrtVersion"]
     model_rule = spec["properties"]["model"]["x-kubernetes-validations"][0]["rule"]
-    assert model_rule == "has(self.training) != has(self.onnx)"
+    assert (
+        model_rule == "[has(self.training), has(self.onnx), has(self.uri)].filter(x, x).size() == 1"
+    )

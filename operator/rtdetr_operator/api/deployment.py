@@ -1,11 +1,12 @@
 """``RTDETRDeployment.spec``: serve an exported RT-DETR with Triton on GPU and CPU pools.
 
-The model comes from an RTDETRTraining (its exported ONNX on its results volume) or from an ONNX
-file on a volume. For every GPU type in ``pools`` the operator builds a TensorRT FP16 engine on a
-node of that type, then runs a Triton Deployment per pool with that GPU's config
-(``--model-config-name``), a Service, a HorizontalPodAutoscaler on a Triton queue metric and a
-PodDisruptionBudget. A pool is sized by replica limits, or by a camera-stream target that the
-capacity planner (:mod:`rtdetr_serving.planner`) turns into replicas.
+The model comes from an RTDETRTraining (its exported ONNX on its results volume), from an ONNX
+file on a volume, or from a source URI (fetched by the repository Job). For every GPU type in
+``pools`` the operator builds a TensorRT FP16 engine on a node of that type, then runs a Triton
+Deployment per pool with that GPU's config (``--model-config-name``), a Service, a
+HorizontalPodAutoscaler on a Triton queue metric and a PodDisruptionBudget. A pool is sized by
+replica limits, or by a camera-stream target that the capacity planner
+(:mod:`rtdetr_serving.planner`) turns into replicas.
 
 A pool with ``gpu: CPU`` runs the exported ONNX itself with onnxruntime (Triton's onnxruntime
 backend, or its python backend running onnxruntime): no engine, no GPU, and no capacity figure,
@@ -43,6 +44,7 @@ from rtdetr_operator.api.meta import (
     Toleration,
     defaulted,
 )
+from rtdetr_operator.api.sources import Sources
 from rtdetr_operator.api.training import VolumeSource
 
 INT_OR_PERCENT_PATTERN = r"^[0-9]+%?$"
@@ -114,6 +116,20 @@ class OnnxModelSource(ApiModel):
     sha256, whatever this says."""
 
 
+class UriModelSource(ApiModel):
+    """An ONNX file fetched from a source URI (docs/sources.md) by the repository Job's fetch
+    step into spec.sources' cache, verified, then prepared like a file on a volume."""
+
+    uri: str = Field(pattern=r"^(s3|https|hf|ngc)://", max_length=2048)
+    """s3://bucket/key.onnx, https://... (its sha256 in spec.sources.checksums), hf://, ngc://."""
+    class_names: list[str] = Field(default_factory=list, max_length=1000)
+    """Class name of each logit column, in order, when the file has no manifest next to it
+    (a source URI names one file: labels.txt is not fetched, so name the classes here)."""
+    revision: str | None = Field(default=None, max_length=63)
+    """Free-form label (e.g. v7). Changing it makes the operator fetch the URI again; what is
+    served is always identified by the ONNX's sha256."""
+
+
 class ModelSource(ApiModel):
     model_config = ApiModel.model_config | _with_rules(MODEL_RULES)
 
@@ -121,6 +137,9 @@ class ModelSource(ApiModel):
     """An RTDETRTraining's exported model."""
     onnx: OnnxModelSource | None = None
     """An ONNX file on a volume."""
+    uri: UriModelSource | None = None
+    """An ONNX file from a source URI (S3, https, Hugging Face, NGC); needs
+    spec.repository.claimName."""
 
 
 class ContainerResources(ApiModel):
@@ -280,6 +299,8 @@ class RTDETRDeploymentSpec(ApiModel):
 
     model: ModelSource
     """Where the exported ONNX comes from."""
+    sources: Sources | None = None
+    """Cache, credentials and checksums for a model from a source URI (spec.model.uri)."""
     precision: Literal["fp16"] = "fp16"
     """Engine precision (TensorRT FP16; the model card's capacity figures are FP16)."""
     model_name: str = Field(default="rtdetr", pattern=MODEL_NAME_PATTERN, max_length=63)

@@ -56,8 +56,9 @@ POOL_RULES: list[dict[str, Any]] = [
 #: Rules on the model source (``self`` is spec.model).
 MODEL_RULES: list[dict[str, Any]] = [
     rule(
-        "has(self.training) != has(self.onnx)",
-        "set exactly one model source: training (an RTDETRTraining) or onnx (a file on a volume)",
+        "[has(self.training), has(self.onnx), has(self.uri)].filter(x, x).size() == 1",
+        "set exactly one model source: training (an RTDETRTraining), onnx (a file on a volume) "
+        "or uri (a source URI)",
     ),
 ]
 

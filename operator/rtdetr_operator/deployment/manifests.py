@@ -39,6 +39,7 @@ from rtdetr_operator.children import (
 from rtdetr_operator.deployment.names import ANNOTATION_SPEC_HASH, REPOSITORY_MOUNT, labels
 from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.deployment.source import Source
+from rtdetr_operator.fetch_steps import fetch_pod_parts
 from rtdetr_operator.jobs import task_container
 
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -184,25 +185,35 @@ def repository_job(r: ResolvedDeployment, source: Source, key: str, image: str) 
     """The Job that reads the source ONNX and writes ``/models/<revision>/`` for every GPU."""
     volumes = [repository_volume(source, read_only=False)]
     mounts = [repository_mount(source, read_only=False)]
-    source_mount: dict[str, Any] = {
-        "name": "repository" if source.shared_volume else "source",
-        "mountPath": source.mount_path,
-        "readOnly": True,
-    }
-    if source.sub_path:
-        source_mount["subPath"] = source.sub_path
-    if not source.shared_volume:
-        volumes.append({"name": "source", **source.volume})
-    mounts.append(source_mount)
+    inits: list[dict[str, Any]] = []
+    if source.fetch is not None:  # spec.model.uri: fetched first into the cache, then linked
+        inits, fetch_volumes, fetch_mounts = fetch_pod_parts(
+            [source.fetch], r.spec.sources, image, r.spec.build.image_pull_policy
+        )
+        volumes, mounts = volumes + fetch_volumes, mounts + fetch_mounts
+    else:
+        source_mount: dict[str, Any] = {
+            "name": "repository" if source.shared_volume else "source",
+            "mountPath": source.mount_path,
+            "readOnly": True,
+        }
+        if source.sub_path:
+            source_mount["subPath"] = source.sub_path
+        if not source.shared_volume:
+            volumes.append({"name": "source", **source.volume})
+        mounts.append(source_mount)
     command = ["rtdetr-serve", "repository", "--onnx", source.onnx_path]
     command += ["--output", REPOSITORY_MOUNT, "--by-revision", "--force"]
     command += ["--model-name", r.spec.model_name]
     for gpu in r.gpus:
         command += ["--gpu", gpu]
-    for name in r.spec.model.onnx.class_names if r.spec.model.onnx else []:
+    given = r.spec.model.onnx or r.spec.model.uri
+    for name in given.class_names if given else []:
         command += ["--class-name", name]  # an ONNX without manifest or labels.txt
     lab = labels(r.name, "repository")
     template = _build_pod(r, image, command, volumes, mounts, lab, {}, None)
+    if inits:
+        template["spec"]["initContainers"] = inits
     return stamp(_job(r, r.names.repository_job(key), lab, template))
 
 

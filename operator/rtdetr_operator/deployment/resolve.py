@@ -38,6 +38,7 @@ from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_serving.catalog import CPU_DEVICE, CpuBackend, CpuDevice, GpuCatalog, GpuType
 from rtdetr_serving.errors import PlanningError, UnknownGpuError
 from rtdetr_serving.planner import Measurement, capacity, plan_replicas
+from rtdetr_spec.sources.uri import SourceURIError, parse
 
 
 class InvalidDeploymentError(InvalidSpecError):
@@ -134,8 +135,8 @@ def cel_problems(spec: RTDETRDeploymentSpec) -> list[str]:
     """The CRD's CEL rules, re-checked with the API server's wording."""
     out: list[str] = []
     model = spec.model
-    if (model.training is None) == (model.onnx is None):
-        out.append("spec.model: set exactly one model source: training or onnx")
+    if sum(m is not None for m in (model.training, model.onnx, model.uri)) != 1:
+        out.append("spec.model: set exactly one model source: training, onnx or uri")
     if model.onnx is not None:
         onnx = model.onnx
         if (onnx.claim_name is None) == (onnx.volume is None):
@@ -282,6 +283,28 @@ def resolve_pool(
     )
 
 
+def uri_problems(spec: RTDETRDeploymentSpec) -> list[str]:
+    """What makes spec.model.uri unusable: a malformed URI, an https one without its sha256,
+    a folder, or no repository claim (the model has no volume the repository could share)."""
+    if spec.model.uri is None:
+        return []
+    uri = spec.model.uri.uri
+    checksums = spec.sources.checksums if spec.sources else {}
+    out = []
+    try:
+        source = parse(uri, sha256=checksums.get(uri))
+        if source.is_folder or not source.name.endswith(".onnx"):
+            out.append(f"spec.model.uri.uri: {uri!r}: name one .onnx file")
+    except SourceURIError as e:
+        out.append(f"spec.model.uri.uri: {e}")
+    if not spec.repository.claim_name:
+        out.append(
+            "spec.repository.claimName: required with spec.model.uri (the fetched model has no "
+            "volume to put the repositories next to)"
+        )
+    return out
+
+
 def resolve(
     deployment: dict,
     catalog: GpuCatalog,
@@ -310,6 +333,7 @@ def resolve(
             onnx.volume.model_dump(by_alias=True, exclude_none=True),
             allow_node_volumes=allow_node_volumes,
         )
+    problems += uri_problems(spec)
     custom = spec.triton.image is not None
     image = spec.triton.image if spec.triton.image is not None else defaults.triton_image
     tensorrt = spec.triton.tensorrt_version if custom else defaults.tensorrt_version

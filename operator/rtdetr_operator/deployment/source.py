@@ -22,7 +22,9 @@ from typing import Any
 
 from rtdetr_operator.deployment.names import SOURCE_MOUNT
 from rtdetr_operator.deployment.resolve import ResolvedDeployment
+from rtdetr_operator.fetch_steps import LINKS_MOUNT, Fetch
 from rtdetr_operator.policy import volume_problems
+from rtdetr_spec.sources.uri import parse
 
 
 class SourceNotReadyError(Exception):
@@ -50,6 +52,8 @@ class Source:
     repository_sub_path: str
     #: Whether the repository is on the same volume as the ONNX (one volume, two mounts).
     shared_volume: bool
+    #: A model from a source URI: fetched by the repository Job's init container (no volume).
+    fetch: Fetch | None = None
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -174,6 +178,30 @@ def onnx_source(r: ResolvedDeployment) -> Source:
     )
 
 
+def uri_source(r: ResolvedDeployment) -> Source:
+    model = r.spec.model.uri
+    assert model is not None and r.spec.repository.claim_name, "checked by resolve.uri_problems"
+    checksums = r.spec.sources.checksums if r.spec.sources else {}
+    name = parse(model.uri).name
+    path = f"{LINKS_MOUNT}/0/{name}"
+    fetch = Fetch("spec.model.uri.uri", model.uri, checksums.get(model.uri), path, ("repository",))
+    repository = {"persistentVolumeClaim": {"claimName": r.spec.repository.claim_name}}
+    sub_path = r.spec.repository.sub_path
+    return Source(
+        fingerprint=_fingerprint("uri", model.wire(), fetch.sha256),
+        description=model.uri + (f" (revision {model.revision})" if model.revision else ""),
+        volume={},
+        mount_path=LINKS_MOUNT,
+        sub_path=None,
+        onnx_path=fetch.path,
+        image=None,
+        repository_volume=repository,
+        repository_sub_path=(sub_path if sub_path is not None else f"triton/{r.name}").strip("/"),
+        shared_volume=False,
+        fetch=fetch,
+    )
+
+
 def node_volume_problem(r: ResolvedDeployment, source: Source, allow: bool) -> str | None:
     """Why a training source's results volume may not be mounted (policy.py), else None.
 
@@ -193,6 +221,8 @@ def resolve_source(r: ResolvedDeployment, training: dict[str, Any] | None) -> So
     """The deployment's model source (raises SourceNotReadyError when it is not usable yet)."""
     if r.spec.model.training is not None:
         return training_source(r, training)
+    if r.spec.model.uri is not None:
+        return uri_source(r)
     return onnx_source(r)
 
 

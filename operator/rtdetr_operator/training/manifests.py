@@ -32,6 +32,7 @@ from rtdetr_operator.children import (
     task_default_resources,
     with_gpu_toleration,
 )
+from rtdetr_operator.fetch_steps import fetch_pod_parts
 from rtdetr_operator.jobs import ANNOTATION_COMPLETION_INDEX, task_container
 from rtdetr_operator.training.experiment_source import SOURCE_KEY
 from rtdetr_operator.training.lineage import pod_volume, resume_env
@@ -42,7 +43,6 @@ from rtdetr_operator.training.names import (
     labels,
 )
 from rtdetr_operator.training.resolve import ResolvedTraining
-from rtdetr_operator.training.sources import fetch_pod_parts
 
 #: Kueue's label naming the LocalQueue a Job is submitted to.
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"

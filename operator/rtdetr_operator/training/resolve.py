@@ -24,11 +24,12 @@ import yaml
 from pydantic import ValidationError
 
 from rtdetr_operator.api.training import FORBIDDEN_ENV, RESERVED_ENV, RTDETRTrainingSpec
+from rtdetr_operator.fetch_steps import Fetch
 from rtdetr_operator.planning import InvalidSpecError, field_problems
 from rtdetr_operator.policy import pod_metadata_problems, volume_problems
 from rtdetr_operator.training.experiment_source import load as load_experiment
 from rtdetr_operator.training.names import Names
-from rtdetr_operator.training.sources import Fetch, local_data_paths, plan_sources
+from rtdetr_operator.training.sources import local_data_paths, plan_sources
 from rtdetr_spec import ExperimentSpec, MissingValueError, SpecError, apply_override, is_missing
 from rtdetr_spec.loading import format_validation_error
 

@@ -2,25 +2,20 @@
 
 ``train.pretrained_model_path``, ``model.pretrained_backbone_path`` and the dataset splits'
 ``image_dir`` (an S3 folder) and ``json_file`` may be source URIs (docs/sources.md).
-:func:`plan_sources` checks each (one problem per key, naming it), rewrites the key to
-``/sources/<n>/<name>`` in the resolved experiment, and :func:`fetch_pod_parts` builds what a
-task pod adds (training pods fetch everything, evaluation and export pods the dataset): one init
-container per source running the training image's ``python -m rtdetr_spec.sources fetch`` (the
-trainer image carries rtdetr_spec, so no other image is pulled and nothing waits on a separate
-Job), the cache volume (``/cache``) and the links (``/sources``, an emptyDir). Only the init
-container gets the credentials Secret. Its summary (size, sha256, whether the cache held it)
-comes back as its termination message, and :func:`source_status` puts it in ``status.sources``.
-Pure functions.
+:func:`plan_sources` checks each (one problem per key, naming it) and rewrites the key to
+``/sources/<n>/<name>`` in the resolved experiment; the task pods then fetch them first
+(fetch_steps.py: training pods everything, evaluation and export pods the dataset). Each fetch
+step's summary comes back as its termination message, and :func:`source_status` puts the
+training pods' ones in ``status.sources``. Pure functions.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from rtdetr_operator.api.sources import Sources
-from rtdetr_operator.children import restricted_container_security, scratch_mount
+from rtdetr_operator.fetch_steps import FETCH_PREFIX, LINKS_MOUNT, Fetch
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_spec.sources.uri import SourceURIError, parse
 
@@ -33,18 +28,6 @@ DATA_FIELDS = ("image_dir", "json_file")
 #: export reads the val split).
 DATA_TASKS = ("train", "evaluate", "export")
 SCHEMES = ("s3://", "https://", "hf://", "ngc://", "http://")
-CACHE_MOUNT = "/cache"
-LINKS_MOUNT = "/sources"
-FETCH_PREFIX = "fetch-"
-
-
-@dataclass(frozen=True)
-class Fetch:
-    key: str
-    uri: str
-    sha256: str | None
-    path: str
-    tasks: tuple[str, ...] = ("train",)
 
 
 def _holders(raw: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
@@ -116,60 +99,6 @@ def plan_sources(
         fetches[value] = known
         holder[name] = known.path
     return list(fetches.values()), problems
-
-
-def fetch_pod_parts(
-    fetches: list[Fetch], settings: Sources | None, image: str, pull_policy: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(init containers, volumes, mounts for the task container)`` of the training pod."""
-    if not fetches:
-        return [], [], []
-    settings = settings or Sources()
-    cache = settings.cache
-    if cache.claim_name:
-        volume: dict[str, Any] = {"persistentVolumeClaim": {"claimName": cache.claim_name}}
-    else:
-        volume = dict(cache.volume or {"emptyDir": {}})
-    volumes = [{"name": "source-cache", **volume}, {"name": "source-links", "emptyDir": {}}]
-    cache_mount: dict[str, Any] = {"name": "source-cache", "mountPath": CACHE_MOUNT}
-    if cache.sub_path:
-        cache_mount["subPath"] = cache.sub_path
-    env = [{"name": "AWS_REGION", "value": settings.s3_region}]
-    if settings.s3_endpoint:
-        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": settings.s3_endpoint})
-    inits = []
-    for i, f in enumerate(fetches):
-        command = ["python", "-m", "rtdetr_spec.sources", "fetch", "--uri", f.uri]
-        command += ["--cache", CACHE_MOUNT, "--link", f.path]
-        command += ["--summary", "/dev/termination-log"]
-        if f.sha256:
-            command += ["--sha256", f.sha256]
-        container: dict[str, Any] = {
-            "name": f"{FETCH_PREFIX}{i}",
-            "image": image,
-            "imagePullPolicy": pull_policy,
-            "command": command,
-            "env": [*env, {"name": "HOME", "value": "/tmp"}],
-            "volumeMounts": [
-                cache_mount,
-                {"name": "source-links", "mountPath": LINKS_MOUNT},
-                scratch_mount(),
-            ],
-            "resources": {
-                "requests": {"cpu": "250m", "memory": "256Mi"},
-                "limits": {"cpu": "1", "memory": "1Gi"},
-            },
-            "securityContext": restricted_container_security(),
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-        }
-        if settings.secret_name:
-            container["envFrom"] = [{"secretRef": {"name": settings.secret_name}}]
-        inits.append(container)
-    mounts = [
-        {**cache_mount, "readOnly": True},
-        {"name": "source-links", "mountPath": LINKS_MOUNT, "readOnly": True},
-    ]
-    return inits, volumes, mounts
 
 
 def source_status(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
