@@ -80,6 +80,7 @@ test: venv lint
 	$(call PYTEST_TIER,not e2e and not triton and not gpu and not node)
 	$(call PYTEST_TIER,triton)
 	$(MAKE) cluster-build
+	$(BIN)/python hack/kueue.py build
 	$(call PYTEST_TIER,e2e)
 	bash hack/node/install-packages.sh
 	$(call PYTEST_TIER,node)
@@ -91,6 +92,7 @@ test-slow: venv
 	$(BIN)/pytest -m "slow" tests
 
 test-e2e: venv cluster-build
+	$(BIN)/python hack/kueue.py build
 	$(BIN)/pytest -m "e2e" tests
 
 test-triton: venv

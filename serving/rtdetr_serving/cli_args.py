@@ -267,6 +267,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--output", type=t.output_file, help="write the JSON report here")
+    p.add_argument(
+        "--perf-analyzer",
+        action="store_true",
+        help="print the equivalent perf_analyzer commands for this model and load, send nothing",
+    )
     for name, sp in sub.choices.items():
         sp.epilog = sp.epilog or EXAMPLES.get(name)
     return finish_parser(ap)

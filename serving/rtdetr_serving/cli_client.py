@@ -91,7 +91,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rtdetr_serving.bench import check_load, run_bench
 
     check_load(args.streams, args.fps, args.duration, load_catalog(args.catalog or []))
+    if args.perf_analyzer:
+        from rtdetr_serving.perf_analyzer import PerfAnalyzerLoad, render
 
+        contract = _client(args).contract
+        load = PerfAnalyzerLoad(
+            url=args.url,
+            protocol=args.protocol,
+            model=args.model,
+            input_name=contract.input.name,
+            input_dims=contract.input.dims,
+            streams=args.streams,
+            fps=args.fps,
+            duration_s=args.duration,
+        )
+        print(render(load), end="")
+        return 0
     report = run_bench(
         _client(args),
         streams=args.streams,

@@ -103,6 +103,22 @@ def test_cli_bench_verdicts(triton: TritonUnderTest, tmp_path: Path) -> None:
     assert p.returncode == 3 and "target NOT met" in p.stdout
 
 
+def test_cli_bench_prints_perf_analyzer_commands_for_the_served_model(
+    triton: TritonUnderTest, exported_model: ExportedModel
+) -> None:
+    p = run("bench", "--url", triton.server.grpc_url, "--protocol", "grpc", "--streams", "6",
+            "--fps", "15", "--duration", "20", "--perf-analyzer")  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = exported_model.manifest
+    shape = f"--shape inputs:3,{m.input_height},{m.input_width}"  # as Triton serves it
+    sweep, constant = [ln for ln in p.stdout.splitlines() if ln.startswith("perf_analyzer ")]
+    for line in (sweep, constant):
+        assert f"-m rtdetr -u {triton.server.grpc_url} -i grpc {shape} -b 1" in line, line
+        assert "--measurement-interval 20000" in line
+    assert "--concurrency-range 1:12:3" in sweep
+    assert "--request-rate-range 90 --request-distribution constant" in constant
+
+
 def test_metrics_count_the_requests(triton: TritonUnderTest) -> None:
     assert triton.server.metrics_url is not None
     with urllib.request.urlopen(triton.server.metrics_url, timeout=10) as r:
