@@ -6,19 +6,21 @@ control plane, so ``spec.queueName`` is tested with the real admission logic.
 local cluster tools, ``~/.cache/rtdetr-operator``), under a lock; a finished build is reused
 (about 4 minutes on 2 cores with a warm module cache, more the first time).
 
-:func:`install` applies Kueue's CRDs from the same module (``config/components/crd/bases``)
-with the conversion-webhook stanza its kustomization adds, so its certificate manager finds
-every object it injects its CA into. :func:`start` runs the controller as a process on this
-machine with the cluster's admin kubeconfig: ``batch/job`` integration only, no leader election,
-metrics off, its webhook server on a loopback port. No webhook configuration is registered:
-the operator creates its Jobs suspended and labelled itself, which is all Kueue's Job
-reconciler needs, and every client here speaks the storage version (v1beta2), so the
-conversion webhook is never called.
+:func:`install` applies Kueue's CRDs from the same module (``config/components/crd/bases``) with
+the conversion-webhook stanza its kustomization adds, so its certificate manager finds every
+object it injects its CA into. :func:`start` runs the controller as a process on this machine
+with the cluster's admin kubeconfig: ``batch/job`` integration only, no leader election, metrics
+off, its webhook server on a loopback port, and its certificate manager on (it fills the webhook
+Secret, which :func:`start` copies into the certificate folder as a kubelet would mount it). No
+webhook configuration is registered: the operator creates its Jobs suspended and labelled
+itself, which is all Kueue's Job reconciler needs, and every client here speaks the storage
+version (v1beta2), so the conversion webhook is never called.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import fcntl
 import json
@@ -43,6 +45,7 @@ MODULE = "sigs.k8s.io/kueue"
 VERSION = "v0.17.0"
 NAMESPACE = "kueue-system"
 WEBHOOK_SERVICE = "kueue-webhook-service"
+WEBHOOK_SECRET = "kueue-webhook-server-cert"
 #: The CRDs Kueue's kustomization gives a conversion webhook (and its cert manager patches).
 CONVERTED = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
 
@@ -128,7 +131,13 @@ def crds(go: str = "go") -> list[dict[str, Any]]:
 def install(kubectl: list[str]) -> None:
     """Kueue's namespace and CRDs (``kubectl`` is the argv prefix with the kubeconfig)."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    body = {"apiVersion": "v1", "kind": "List", "items": [namespace, *crds()]}
+    # The certificate manager fills this Secret in; it does not create it (Kueue's manifests do).
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": WEBHOOK_SECRET, "namespace": NAMESPACE},
+    }
+    body = {"apiVersion": "v1", "kind": "List", "items": [namespace, secret, *crds()]}
     subprocess.run(
         [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", "-"],
         input=json.dumps(body),
@@ -136,7 +145,7 @@ def install(kubectl: list[str]) -> None:
         check=True,
         capture_output=True,
     )
-    names = [crd["metadata"]["name"] for crd in body["items"][1:]]
+    names = [crd["metadata"]["name"] for crd in body["items"][2:]]
     deadline = time.monotonic() + 60
     while names and time.monotonic() < deadline:  # not `kubectl wait`: no conditions yet fails
         got = subprocess.run(
@@ -188,14 +197,36 @@ def configuration(folder: Path, health: int, webhook: int) -> dict[str, Any]:
         "internalCertManagement": {
             "enable": True,
             "webhookServiceName": WEBHOOK_SERVICE,
-            "webhookSecretName": "kueue-webhook-server-cert",
+            "webhookSecretName": WEBHOOK_SECRET,
         },
         "manageJobsWithoutQueueName": False,
         "integrations": {"frameworks": ["batch/job"]},
     }
 
 
-def start(kubeconfig: Path, folder: Path, timeout: float = 120) -> Kueue:
+def _mount_certificates(kubectl: list[str], certs: Path) -> bool:
+    """Write the webhook Secret's files into ``certs`` once Kueue's certificate manager has
+    filled it: what the kubelet does for the Secret volume of Kueue's pod (the manager waits
+    for the files, it never writes them). True once they are there."""
+    if (certs / "tls.crt").is_file():
+        return True
+    got = subprocess.run(
+        [*kubectl, "get", "secret", WEBHOOK_SECRET, "-n", NAMESPACE, "-o", "json"],
+        capture_output=True,
+        text=True,
+    )
+    data = (json.loads(got.stdout).get("data") or {}) if got.returncode == 0 else {}
+    if not data.get("tls.crt") or not data.get("tls.key"):
+        return False
+    certs.mkdir(parents=True, exist_ok=True)
+    for name, value in data.items():  # tls.key last, then tls.crt: the manager looks for it
+        (certs / f".{name}").write_bytes(base64.b64decode(value))
+    for name in sorted(data, key=lambda n: n == "tls.crt"):
+        (certs / f".{name}").replace(certs / name)
+    return True
+
+
+def start(kubectl: list[str], kubeconfig: Path, folder: Path, timeout: float = 180) -> Kueue:
     """The controller on this machine, ready (its readyz answers) when this returns."""
     binary = ensure_kueue()
     folder.mkdir(parents=True, exist_ok=True)
@@ -215,6 +246,9 @@ def start(kubeconfig: Path, folder: Path, timeout: float = 120) -> Kueue:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"kueue exited {proc.returncode}:\n{kueue.tail()}")
+        if not _mount_certificates(kubectl, folder / "certs"):
+            time.sleep(1)
+            continue
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=2) as r:
                 if r.status == 200:

@@ -34,8 +34,9 @@ GPUS_PER_NODE = 8  # examples/training.yaml: train.num_gpus
 def kueue(e2e_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import kueue as kueuekit  # hack/, on the tests' path
 
-    kueuekit.install(_kubectl_argv(e2e_cluster))
-    proc = kueuekit.start(e2e_cluster.kubeconfig, tmp_path_factory.mktemp("kueue"))
+    kubectl = _kubectl_argv(e2e_cluster)
+    kueuekit.install(kubectl)
+    proc = kueuekit.start(kubectl, e2e_cluster.kubeconfig, tmp_path_factory.mktemp("kueue"))
     yield proc
     proc.stop()
 
