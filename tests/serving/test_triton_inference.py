@@ -20,7 +20,9 @@ from tests.serving.conftest import ExportedModel, TritonUnderTest
 pytestmark = pytest.mark.triton
 
 
-def onnxruntime_results(model: ExportedModel, images: list[Path]) -> list[ImageResult]:
+def onnxruntime_results(
+    model: ExportedModel, images: list[Path], threshold: float = 0.5
+) -> list[ImageResult]:
     """What local onnxruntime gives through the same preprocessing and decode."""
     m = model.manifest
     pil = [load_rgb(p) for p in images]
@@ -29,7 +31,7 @@ def onnxruntime_results(model: ExportedModel, images: list[Path]) -> list[ImageR
     logits, boxes = sess.run(["pred_logits", "pred_boxes"], {"inputs": batch})
     decoded = decode_detections(logits, boxes, sizes, background_index=m.background_index)
     return [
-        to_image_result(str(p), im, d, m, 0.5)
+        to_image_result(str(p), im, d, m, threshold)
         for p, im, d in zip(images, pil, decoded, strict=True)
     ]
 
