@@ -8,6 +8,7 @@ from this machine through the pool Service's ClusterIP, i.e. through kube-proxy'
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -71,8 +72,8 @@ def served(stack: localstack.Stack) -> Iterator[Served]:
     stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def _endpoint(stack: localstack.Stack, ns: str) -> str:
-    svc = stack.get("service", f"{NAME}-cpu", "-n", ns)
+def _endpoint(stack: localstack.Stack, ns: str, name: str = NAME) -> str:
+    svc = stack.get("service", f"{name}-cpu", "-n", ns)
     return f"{svc['spec']['clusterIP']}:8000"
 
 
@@ -95,6 +96,87 @@ def test_the_cpu_pool_answers_what_the_onnx_computes(
     assert_same(expected, got)
     revision = support.status(stack, ns, "rtdetrdeployment", NAME)["model"]["revision"]
     assert model.manifest.onnx_sha256.startswith(revision)
+
+
+def _place(content: bytes, dest: Path, like: Path) -> None:
+    """Write a file onto the results volume owned and moded like ``like`` (a training's file), so
+    the pods' non-root user reads it as it reads the training's own files."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder = like.parent.stat()
+    os.chown(dest.parent, folder.st_uid, folder.st_gid)
+    dest.parent.chmod(folder.st_mode & 0o7777)
+    dest.write_bytes(content)
+    os.chown(dest, like.stat().st_uid, like.stat().st_gid)
+    dest.chmod(like.stat().st_mode & 0o7777)
+
+
+def _onnx_deployment(name: str, path: str, class_names: list[str]) -> dict:
+    """The example deployment, renamed, serving ``path`` on the results claim (no training)."""
+    cr = _deployment("unused")
+    cr["metadata"]["name"] = name
+    onnx = {"claimName": "rtdetr-results", "path": path, "classNames": class_names}
+    cr["spec"]["model"] = {"onnx": onnx}
+    return cr
+
+
+def _not_rtdetr_onnx() -> bytes:
+    """A valid ONNX that is not RT-DETR's contract: x [batch, 4] -> y (Identity)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "not_rtdetr",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return bytes(model.SerializeToString())
+
+
+def test_an_onnx_without_manifest_is_served_from_its_graph(
+    stack: localstack.Stack, served: Served
+) -> None:
+    """model-a's ONNX alone (no manifest, no labels.txt) on the results volume, described by its
+    graph and spec.model.onnx.classNames, answers what onnxruntime computes on that file; a graph
+    that is not RT-DETR's contract stalls its deployment with the difference named."""
+    ns = served.namespace
+    model = served.exported("model-a", support.status(stack, ns, "rtdetrtraining", "model-a"))
+    plain = served.results / "plain" / "model.onnx"
+    _place(model.onnx.read_bytes(), plain, like=model.onnx)
+    assert not plain.with_name("model.manifest.json").exists()
+    assert not plain.with_name("labels.txt").exists()
+    names = model.manifest.class_names
+    _place(_not_rtdetr_onnx(), served.results / "not-rtdetr" / "model.onnx", like=model.onnx)
+    good, bad = "plain-onnx", "not-rtdetr"
+    support.apply(
+        stack,
+        ns,
+        _onnx_deployment(good, "plain/model.onnx", names),
+        _onnx_deployment(bad, "not-rtdetr/model.onnx", names),
+    )
+    try:
+        st = support.wait_phase(stack, ns, good, {"Ready"}, timeout=600, kind="rtdetrdeployment")
+        assert model.manifest.onnx_sha256.startswith(st["model"]["revision"])
+        # What the served model can know without a manifest: the classes given, no category ids.
+        described = model.manifest.model_dump() | {"category_ids": [None] * len(names)}
+        no_manifest = ExportedModel(plain, ExportManifest.model_validate(described))
+        # Every one of the 300 detections per image, not only those over 0.5: a model trained for
+        # two epochs scores no box that high, and a comparison at 0.5 would compare nothing.
+        expected = onnxruntime_results(no_manifest, served.images, threshold=0.0)
+        assert all(len(r.detections) == 300 for r in expected)
+        client = RTDETRClient(_endpoint(stack, ns, good), "http", timeout_s=60, threshold=0.0)
+        assert_same(expected, client.detect([str(p) for p in served.images]))
+
+        st = support.wait_phase(stack, ns, bad, {"Stalled"}, timeout=300, kind="rtdetrdeployment")
+        said = " ".join(c.get("message") or "" for c in st.get("conditions") or [])
+        assert "not RT-DETR's contract" in said, st
+        assert "'pred_logits'" in said and "[batch, 3, H, W]" in said, st
+        assert not support.pods(
+            stack, ns, f"rtdetr.dev/deployment={bad},rtdetr.dev/component=triton"
+        )
+    finally:
+        stack.kubectl("delete", "rtdetrdeployment", good, bad, "-n", ns, "--wait=true",
+                      "--timeout=180s", check=False)  # fmt: skip
 
 
 @dataclass
