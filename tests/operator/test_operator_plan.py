@@ -406,3 +406,26 @@ def test_bad_input_exit_code_fails_without_restarting() -> None:
     assert ready["reason"] == "BadInput"
     assert "val_data_sources.json_file: no such file" in ready["message"]
     assert p.create == []
+
+
+def test_evaluation_and_export_use_the_best_checkpoint_when_asked() -> None:
+    artifacts = {"checkpoint": "/results/train/last.pth", "best_model": "/results/best.pth"}
+    for choice, evaluated in (("last", "last.pth"), ("best", "best.pth")):
+        sim = Sim(training(evaluation={"checkpoint": choice}, export={"checkpoint": choice}))
+        sim.step()
+        sim.finish("wh-train-0", summary("train", artifacts=artifacts))
+        sim.step()
+        cmd = sim.jobs["wh-evaluate-0"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert [a for a in cmd if a.startswith("evaluate.checkpoint=")] == [
+            f"evaluate.checkpoint=/results/{'train/' if choice == 'last' else ''}{evaluated}"
+        ]
+        sim.finish("wh-evaluate-0", summary("evaluate"))
+        sim.step()
+        cmd = sim.jobs["wh-export-0"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert any(a.endswith(evaluated) for a in cmd if a.startswith("export.checkpoint=")), cmd
+    sim = Sim(training(evaluation={"checkpoint": "best"}))  # no best was written: the last one
+    sim.step()
+    sim.finish("wh-train-0", summary("train", artifacts={"checkpoint": "/results/last.pth"}))
+    sim.step()
+    cmd = sim.jobs["wh-evaluate-0"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "evaluate.checkpoint=/results/last.pth" in cmd

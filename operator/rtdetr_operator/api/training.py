@@ -157,11 +157,19 @@ class TrainingOptions(ApiModel):
     """Extra labels/annotations of training pods only."""
 
 
+#: The run's checkpoint a later task uses: the final epoch's or model_best.pth.
+CheckpointChoice = Literal["last", "best"]
+
+
 class EvaluationOptions(ApiModel):
     enabled: bool = True
     """Run `rtdetr evaluate` on the trained checkpoint (mAP, mAP50, per-class AP50 in status)."""
     min_map50: float | None = Field(default=None, ge=0.0, le=1.0, alias="minMAP50")
     """Fail the run (and skip export) when the evaluated mAP50 is below this."""
+    checkpoint: CheckpointChoice = "last"
+    """Which checkpoint of the run is evaluated unless experiment.evaluate.checkpoint names one:
+    last (the final epoch's, as TAO does) or best (status.artifacts.bestModel, model_best.pth:
+    the highest validation mAP50; the last one when the run wrote no best)."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of the evaluation pod only."""
 
@@ -173,6 +181,9 @@ class ExportOptions(ApiModel):
     """Also write an FP16 ONNX (TensorRT FP16 engines build from it)."""
     deepstream: bool = True
     """Also write DeepStream's nvdsinfer_config.yaml and labels.txt."""
+    checkpoint: CheckpointChoice = "last"
+    """Which checkpoint of the run is exported unless experiment.export.checkpoint names one:
+    last or best (as spec.evaluation.checkpoint; set both to best to serve what was scored)."""
     pod_metadata: PodMetadata = defaulted(PodMetadata)
     """Extra labels/annotations of the export pod only."""
 

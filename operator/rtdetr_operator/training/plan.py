@@ -355,7 +355,11 @@ class _Planner(PlannerBase):
         """Checkpoint a task must use, None for the experiment's own (see resolve._fill)."""
         if task == "train" or f"{task}.checkpoint" in self.resolved.user_set:
             return None
-        return (self.status.get("artifacts") or {}).get("checkpoint")
+        artifacts = self.status.get("artifacts") or {}
+        spec = self.resolved.spec
+        choice = spec.evaluation.checkpoint if task == "evaluate" else spec.export.checkpoint
+        best = artifacts.get("bestModel") or artifacts.get("bestCheckpoint")  # model_best.pth
+        return (choice == "best" and best) or artifacts.get("checkpoint")
 
     def _delete(self, job: dict[str, Any]) -> None:
         if all(d["metadata"]["name"] != job["metadata"]["name"] for d in self.changes.delete):
