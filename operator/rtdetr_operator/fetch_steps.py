@@ -7,8 +7,9 @@ task's own image (every image of the project carries rtdetr_spec and boto3), und
 restricted security context as the task, into the cache volume (``/cache``, keyed by content
 digest, so a shared claim makes a second run download nothing) and links the file at its
 ``/sources/<n>/<name>`` path (an emptyDir). Only the fetch step gets the credentials Secret.
-Its summary (size, sha256, whether the cache held it) is its termination message. Pure
-functions.
+It prints progress lines while it downloads (rtdetr_spec.sources.report, read from its log by
+the training's reconciler), and its summary (size, sha256, whether the cache held it) is its
+termination message. Pure functions.
 """
 
 from __future__ import annotations

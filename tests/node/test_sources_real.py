@@ -7,6 +7,7 @@ nothing. The credentials come from a Secret and appear in no status, event or lo
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from clusterkit import nodehost
 
 from rtdetr_serving.client import RTDETRClient
 from rtdetr_spec.artifacts import ExportManifest
+from rtdetr_spec.sources import report
 from rtdetr_spec.sources.fetch import S3Settings
 from tests.node import support
 from tests.node.support import localstack
@@ -150,7 +152,9 @@ def test_a_training_reads_dataset_and_checkpoint_from_s3_and_a_second_downloads_
         PRETRAINED,
     }, first["sources"]
     assert all(s["transferred"] > 0 and s["cached"] is False for s in sources.values()), sources
+    assert all(s["state"] == "Fetched" for s in sources.values()), sources
     assert sources[DATA + "images/"]["files"] == bucket.images
+    _progress_lines_are_readable_from_the_kubelet(stack, bucket.namespace, "from-s3", sources)
     assert first["metrics"]["mAP50"] is not None, first  # evaluated on the fetched test split
 
     second = _run(stack, bucket, "from-s3-again")
@@ -165,6 +169,27 @@ def test_a_training_reads_dataset_and_checkpoint_from_s3_and_a_second_downloads_
     for pod in support.pods(stack, bucket.namespace, "rtdetr.dev/training"):
         for c in pod["spec"]["containers"]:  # the trainer never gets the credentials
             assert "envFrom" not in c, pod["metadata"]["name"]
+
+
+def _progress_lines_are_readable_from_the_kubelet(
+    stack: localstack.Stack, namespace: str, name: str, sources: dict[str, dict]
+) -> None:
+    """What the operator shows while a step downloads is there in the real container logs: each
+    step's newest progress line, read back through the pod log API, says all its bytes came,
+    and a Fetched event names each source."""
+    selector = f"rtdetr.dev/training={name},rtdetr.dev/task=train"
+    leader = support.pods(stack, namespace, selector)[0]
+    steps = [c["name"] for c in leader["spec"]["initContainers"]]
+    assert len(steps) == len(sources), steps
+    for step in steps:
+        log = support.logs(stack, namespace, leader["metadata"]["name"], container=step)
+        summary = json.loads(log.splitlines()[-1])
+        size = sources[summary["uri"]]["size"]
+        assert report.latest(log) == report.FetchProgress(size, size), (step, log[-2000:])
+    events = stack.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    fetched = [e["message"] for e in events["items"] if e["reason"] == "Fetched"]
+    assert sorted(m.split(": ", 1)[0] for m in fetched) == sorted(sources), fetched
+    assert all(m.endswith(", downloaded") for m in fetched), fetched
 
 
 def test_a_deployment_serves_an_onnx_from_s3_that_has_no_manifest(

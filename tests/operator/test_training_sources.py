@@ -6,12 +6,15 @@ import json
 
 import yaml
 
-from rtdetr_operator.training import manifests
+from rtdetr_operator.api.training_status import RTDETRTrainingStatus
+from rtdetr_operator.training import live, manifests
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.plan import Settings, World, plan
 from rtdetr_operator.training.resolve import resolve
-from rtdetr_operator.training.sources import source_status
-from tests.operator.factories import T0, training
+from rtdetr_operator.training.sources import describe_fetched, source_status
+from rtdetr_spec.sources.report import FetchProgress, format_line
+from tests.operator.factories import T0, pod, training
+from tests.operator.test_operator_plan import Sim
 
 SHA = "b" * 64
 HTTPS = "https://models.example.com/r50.pth"
@@ -65,23 +68,116 @@ def test_a_uri_without_its_checksum_or_malformed_fails_naming_the_key() -> None:
     assert "needs its sha256" in ready["message"]
 
 
-def test_status_shows_each_fetch_summary() -> None:
-    summary = {"uri": "s3://w/r50.pth", "sha256": SHA, "size": 10, "transferred": 0}
-    pod = {
-        "metadata": {"labels": {LABEL_TASK: "train"}},
-        "status": {
-            "initContainerStatuses": [
-                {
-                    "name": "fetch-0",
-                    "state": {"terminated": {"message": json.dumps({**summary, "cached": True})}},
-                },
-                {"name": "other", "state": {"terminated": {"message": "{}"}}},
-            ]
-        },
+def _fetch_pod(task: str, *states: dict) -> dict:
+    """A training pod whose fetch steps are in ``states`` (and one other init container)."""
+    steps = [{"name": f"fetch-{i}", "state": st} for i, st in enumerate(states)]
+    return {
+        "metadata": {"labels": {LABEL_TASK: task}},
+        "status": {"initContainerStatuses": [*steps, {"name": "other", "state": {}}]},
     }
-    evaluation = {**pod, "metadata": {"labels": {LABEL_TASK: "evaluate"}}}
-    assert source_status([pod, pod]) == [{**summary, "cached": True}]
-    assert source_status([evaluation]) == []  # what the run downloaded is the training's
+
+
+def _done(summary: dict) -> dict:
+    return {"terminated": {"exitCode": 0, "message": json.dumps(summary)}}
+
+
+def test_status_shows_each_fetch_pending_fetching_then_its_summary() -> None:
+    fetches = list(resolve(_body(checksums={HTTPS: SHA})).fetches)
+    s3 = "s3://warehouse/pretrained/rtdetr_resnet50_warehouse.pth"
+    summary = {"uri": s3, "sha256": SHA, "size": 10, "transferred": 0, "cached": True}
+    assert source_status([], fetches, []) == (
+        [{"uri": s3, "state": "Pending"}, {"uri": HTTPS, "state": "Pending"}],
+        [],
+    )
+    running = _fetch_pod("train", {"running": {}})
+    status, fetched = source_status([running], fetches, [], FetchProgress(30, 120))
+    assert status[0] == {
+        "uri": s3,
+        "state": "Fetching",
+        "transferred": 30,
+        "size": 120,
+        "percent": 25,
+    }
+    assert status[1]["state"] == "Pending" and fetched == []
+    unknown_size = source_status([running], fetches, [], FetchProgress(30, None))[0]
+    assert unknown_size[0] == {"uri": s3, "state": "Fetching", "transferred": 30}
+    pod = _fetch_pod("train", _done(summary), {"running": {}})
+    status, fetched = source_status([pod, pod], fetches, status)
+    assert status == [{**summary, "state": "Fetched"}, {"uri": HTTPS, "state": "Fetching"}]
+    assert fetched == [{**summary, "state": "Fetched"}]
+    assert describe_fetched(fetched[0]) == f"{s3}: 10 B, already in the cache"
+    # Told once; kept when the pods are gone (a step cut short starts again: Pending);
+    # another task's steps are not the run's.
+    assert source_status([pod], fetches, status)[1] == []
+    evaluation = _fetch_pod("evaluate", _done({**summary, "size": 99}))
+    assert source_status([evaluation], fetches, status)[0] == [
+        status[0],
+        {"uri": HTTPS, "state": "Pending"},
+    ]
+    malformed = _fetch_pod("train", {"terminated": {"message": "Error: disk full"}})
+    assert source_status([malformed], fetches, [])[0][0]["state"] == "Pending"
+
+
+def test_a_download_shows_in_status_health_and_requeues_until_the_pods_start() -> None:
+    sim = Sim(_body(checksums={HTTPS: SHA}))
+    sim.step()
+    job = sim.jobs["wh-train-0"]
+    for i in range(2):
+        p = pod(job, i, "Pending")
+        p["status"]["initContainerStatuses"] = [{"name": "fetch-0", "state": {"running": {}}}]
+        sim.pods[p["metadata"]["name"]] = p
+    world = World(**{**sim.world().__dict__, "fetch_progress": FetchProgress(3 << 20, 4 << 20)})
+    p = plan(world, sim.settings)
+    entry = p.status["sources"][0]
+    assert (entry["state"], entry["percent"], entry["transferred"]) == ("Fetching", 75, 3 << 20)
+    reconciling = next(c for c in p.status["conditions"] if c["type"] == "Reconciling")
+    assert (
+        "fetching s3://warehouse/pretrained/rtdetr_resnet50_warehouse.pth (75 %)"
+        in (reconciling["message"])
+    )
+    assert p.requeue_after == sim.settings.progress_interval
+    RTDETRTrainingStatus.model_validate(p.status)
+
+
+def test_the_running_fetch_step_of_the_first_pod_is_found() -> None:
+    sim = Sim(_body(checksums={HTTPS: SHA}))
+    sim.step()
+    job = sim.jobs["wh-train-0"]
+    pods = [pod(job, i, "Pending") for i in range(2)]
+    assert live.fetching_step(pods, "wh-train-0") is None
+    for p in pods:
+        p["status"]["initContainerStatuses"] = [
+            {"name": "fetch-0", "state": {"terminated": {"exitCode": 0}}},
+            {"name": "fetch-1", "state": {"running": {}}},
+        ]
+    found = live.fetching_step(pods[::-1], "wh-train-0")
+    assert found is not None and found[1] == "fetch-1"
+    assert found[0]["metadata"]["name"] == "wh-train-0-0-abcde"
+    assert live.fetching_step(pods, "wh-train-1") is None
+
+
+class FetchLogs:
+    """Pod log API stand-in for a fetch step's container."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.containers = text, []
+
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+        self.containers.append(container)
+        return self.text[-limit_bytes:]
+
+
+def test_the_reader_reads_the_fetch_steps_newest_line_rate_limited() -> None:
+    clock = [0.0]
+    text = "\n".join(
+        [format_line(FetchProgress(1, 8)), "RTDETR_FETCH {bad", format_line(FetchProgress(6, 8))]
+    )
+    api = FetchLogs(text)
+    reader = live.LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
+    step = {"metadata": {"name": "wh-train-0-0-abcde"}}
+    assert reader.read_fetch("ml", "wh", step, "fetch-1") == FetchProgress(6, 8)
+    assert reader.read_fetch("ml", "wh", step, "fetch-1") is None  # rate limited
+    assert api.containers == ["fetch-1"]
 
 
 DATA = "s3://warehouse/datasets/v3/"

@@ -139,6 +139,7 @@ def test_the_container_command_fetches_links_and_summarises(
     import json
 
     from rtdetr_spec.sources.__main__ import main
+    from rtdetr_spec.sources.report import FetchProgress, parse_line
 
     _, url, _ = server
     monkeypatch.setenv("SSL_CERT_FILE", str(tls[0]))
@@ -149,7 +150,7 @@ def test_the_container_command_fetches_links_and_summarises(
     first = json.loads(summary.read_text())
     assert first["size"] == len(PAYLOAD) and first["cached"] is False
     lines = capsys.readouterr().out.splitlines()
-    assert json.loads(lines[-2]) == {"done": len(PAYLOAD), "total": len(PAYLOAD)}
+    assert parse_line(lines[-2]) == FetchProgress(len(PAYLOAD), len(PAYLOAD))
     assert main([*argv, "--summary", str(summary)]) == 0
     assert json.loads(summary.read_text())["cached"] is True
     assert main(["fetch", "--uri", url, "--cache", str(tmp_path)]) == 2

@@ -115,10 +115,14 @@ class ExperimentSource(ApiModel):
 
 
 class SourceRecord(ApiModel):
-    """A source URI fetched by the training pods (from the fetch step's summary)."""
+    """A source URI the training pods fetch: its step's progress, then its summary."""
 
     uri: str
     """The source, as the experiment names it."""
+    state: Literal["Pending", "Fetching", "Fetched"] | None = None
+    """Pending until its fetch step starts, Fetching while it downloads, then Fetched."""
+    percent: int | None = Field(default=None, ge=0, le=100)
+    """Share downloaded while Fetching (absent while the size is unknown)."""
     sha256: str | None = None
     """sha256 of the file (of a folder: of its sorted ``<path> <sha256>`` lines)."""
     size: int | None = None
@@ -126,7 +130,7 @@ class SourceRecord(ApiModel):
     files: int | None = None
     """Files of a folder source (an S3 prefix)."""
     transferred: int | None = None
-    """Bytes downloaded (0 when the cache held it)."""
+    """Bytes downloaded so far (0 when the cache held it)."""
     cached: bool | None = None
     """The cache already held it: nothing was downloaded."""
 

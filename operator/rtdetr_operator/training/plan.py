@@ -39,7 +39,7 @@ from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
-from rtdetr_operator.training.sources import source_status
+from rtdetr_operator.training.sources import describe_fetched, source_status
 from rtdetr_operator.training.world import Settings, World
 
 __all__ = ["Settings", "World", "plan"]
@@ -86,10 +86,15 @@ class _Planner(PlannerBase):
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
-        if self.resolved.fetches:  # what the fetch steps reported (size, sha256, cached)
-            self.status["sources"] = source_status(self.world.pods) or self.status.get(
-                "sources", []
+        if self.resolved.fetches:  # what the fetch steps are doing or reported
+            self.status["sources"], fetched = source_status(
+                self.world.pods,
+                list(self.resolved.fetches),
+                self.status.get("sources") or [],
+                self.world.fetch_progress,
             )
+            for entry in fetched:
+                self.event("Normal", "Fetched", describe_fetched(entry))
         if warning:
             self.event("Warning", "ExperimentChanged", warning)
         if self.status["phase"] == "Failed" and not self._retry_after_failure():
@@ -188,6 +193,12 @@ class _Planner(PlannerBase):
         rec["state"] = "Running" if all_up else "Pending"
         self._set_task_phase(task, rec)
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
+        fetching = [e for e in self.status.get("sources") or [] if e.get("state") == "Fetching"]
+        if task == "train" and fetching and not view.running:
+            done = f" ({fetching[0]['percent']} %)" if "percent" in fetching[0] else ""
+            detail += f"; fetching {fetching[0]['uri']}{done}"
+            if self.settings.progress_interval > 0:
+                self.requeue(self.settings.progress_interval)  # no pod event while it downloads
         self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")
         if task == "train" and view.running and self.settings.progress_interval > 0:
             for reason, message in live.fold(self.status, self.world.progress, self.now):

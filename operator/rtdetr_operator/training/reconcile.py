@@ -20,7 +20,7 @@ from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.planning import Plan
 from rtdetr_operator.reconciler import Reconciler, utcnow
 from rtdetr_operator.training.conditions import kstatus
-from rtdetr_operator.training.live import LogReader, leader_pod
+from rtdetr_operator.training.live import LogReader, fetching_step, leader_pod
 from rtdetr_operator.training.names import LABEL_TRAINING, Names
 from rtdetr_operator.training.plan import Settings, World, plan
 
@@ -43,6 +43,7 @@ class TrainingReconciler(Reconciler):
         selector = f"{LABEL_TRAINING}={name}"
         names = Names(name, namespace)
         pods = self.api.list("Pod", namespace, selector)
+        progress, fetch_progress = self._progress(namespace, name, training, pods)
         spec, status = training.get("spec") or {}, training.get("status") or {}
         ref = spec.get("resumeFrom") or spec.get("initFrom") or {}
         source = None
@@ -59,25 +60,30 @@ class TrainingReconciler(Reconciler):
             configmap=self.api.get("ConfigMap", namespace, names.configmap),
             service=self.api.get("Service", namespace, names.service),
             now=self.clock(),
-            progress=self._progress(namespace, name, training, pods),
+            progress=progress,
+            fetch_progress=fetch_progress,
             source=source,
             experiment_configmap=experiment_cm,
         )
 
     def _progress(
         self, namespace: str, name: str, training: dict[str, Any], pods: list[dict[str, Any]]
-    ) -> list[Any]:
-        """Progress lines of the running training's leader pod, when a read is due."""
+    ) -> tuple[list[Any], Any]:
+        """Progress lines of the running training's leader pod, or the progress of the fetch
+        step it runs before training starts, when a read is due."""
         if self.reader is None:
-            return []
+            return [], None
         train = ((training.get("status") or {}).get("tasks") or {}).get("train") or {}
-        job = train.get("job")
-        pod = leader_pod(pods, job) if job and train.get("state") != "Succeeded" else None
-        if pod is None:
-            self.reader.forget(namespace, name)
-            return []
-        final = pod["status"]["phase"] == "Succeeded"
-        return self.reader.read(namespace, name, pod, final=final)
+        job = train.get("job") if train.get("state") != "Succeeded" else None
+        pod = leader_pod(pods, job) if job else None
+        if pod is not None:
+            final = pod["status"]["phase"] == "Succeeded"
+            return self.reader.read(namespace, name, pod, final=final), None
+        step = fetching_step(pods, job) if job else None
+        if step is not None:
+            return [], self.reader.read_fetch(namespace, name, *step)
+        self.reader.forget(namespace, name)
+        return [], None
 
     def plan(self, namespace: str, name: str) -> tuple[dict[str, Any], Plan] | None:
         world = self.observe(namespace, name)

@@ -5,8 +5,8 @@
 :func:`plan_sources` checks each (one problem per key, naming it) and rewrites the key to
 ``/sources/<n>/<name>`` in the resolved experiment; the task pods then fetch them first
 (fetch_steps.py: training pods everything, evaluation and export pods the dataset). Each fetch
-step's summary comes back as its termination message, and :func:`source_status` puts the
-training pods' ones in ``status.sources``. Pure functions.
+step's progress lines (read from the leader pod's log while it runs) and its summary (its
+termination message) become ``status.sources`` through :func:`source_status`. Pure functions.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from rtdetr_operator.api.sources import Sources
 from rtdetr_operator.fetch_steps import FETCH_PREFIX, LINKS_MOUNT, Fetch
 from rtdetr_operator.training.names import LABEL_TASK
+from rtdetr_spec.sources.report import FetchProgress
 from rtdetr_spec.sources.uri import SourceURIError, parse
 
 #: Experiment keys that may name a source URI (a file) and the tasks that read them.
@@ -101,23 +102,89 @@ def plan_sources(
     return list(fetches.values()), problems
 
 
-def source_status(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``status.sources``: each fetch step's summary (uri, sha256, size, cached) of the training
-    pods (what the run downloaded; later tasks' steps find the same files in the cache)."""
-    out: dict[str, dict[str, Any]] = {}
+def source_status(
+    pods: list[dict[str, Any]],
+    fetches: list[Fetch],
+    old: list[dict[str, Any]],
+    progress: FetchProgress | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(status.sources, sources fetched since old)``: one entry per source the training
+    pods fetch, in the order their steps run.
+
+    ``Pending`` until its step starts; ``Fetching`` while it runs (with the bytes done, the
+    size and the percent of the step's newest progress line in the leader pod, when read);
+    ``Fetched`` with the step's summary (uri, sha256, size, transferred, cached) from its
+    termination message, kept once the pods are gone. The run's own fetches are the training
+    pods' (later tasks find the same files in the cache).
+    """
+    steps = [f for f in fetches if "train" in f.tasks]  # fetch_steps names them in this order
+    summaries: dict[int, dict[str, Any]] = {}
+    running: set[int] = set()
     for pod in pods:
         if ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_TASK) != "train":
             continue
         for st in (pod.get("status") or {}).get("initContainerStatuses") or []:
-            if not str(st.get("name", "")).startswith(FETCH_PREFIX):
+            index = _step_index(str(st.get("name", "")))
+            if index is None or index >= len(steps):
                 continue
-            message = ((st.get("state") or {}).get("terminated") or {}).get("message")
-            try:
-                summary = json.loads(message or "")
-            except ValueError:
-                continue
-            if isinstance(summary, dict) and "uri" in summary:
-                keep = ("uri", "sha256", "size", "files", "transferred", "cached")
-                entry = {k: summary[k] for k in keep if k in summary}
-                out.setdefault(str(summary["uri"]), entry)
-    return list(out.values())
+            state = st.get("state") or {}
+            if "running" in state:
+                running.add(index)
+            summary = _summary((state.get("terminated") or {}).get("message"))
+            if summary is not None:
+                summaries.setdefault(index, summary)
+    previous = {str(e.get("uri")): e for e in old if isinstance(e, dict)}
+    out: list[dict[str, Any]] = []
+    fetched: list[dict[str, Any]] = []
+    for index, step in enumerate(steps):
+        uri = step.uri.split("?", 1)[0]  # as the step's summary names it
+        before = previous.get(uri) or {}
+        if index in summaries:
+            entry = {**summaries[index], "uri": uri, "state": "Fetched"}
+            if before.get("state") != "Fetched":
+                fetched.append(entry)
+        elif before.get("sha256"):  # fetched earlier; the pods that did it are gone
+            entry = {**before, "state": "Fetched"}
+        elif index in running:
+            entry = {"uri": uri, "state": "Fetching"}
+            if progress is not None and len(running) == 1:
+                entry["transferred"] = progress.done
+                if progress.total is not None:
+                    entry.update(size=progress.total, percent=progress.percent)
+        else:
+            entry = {"uri": uri, "state": "Pending"}
+        out.append(entry)
+    return out, fetched
+
+
+def describe_fetched(entry: dict[str, Any]) -> str:
+    """The message of a ``Fetched`` event: the source, its size, and whether it was cached."""
+    size = entry.get("size")
+    words = f"{entry['uri']}: {_bytes(size) if isinstance(size, int) else 'size unknown'}"
+    if entry.get("files") is not None:
+        words += f" in {entry['files']} files"
+    return words + (", already in the cache" if entry.get("cached") else ", downloaded")
+
+
+def _step_index(container: str) -> int | None:
+    tail = container[len(FETCH_PREFIX) :]
+    return int(tail) if container.startswith(FETCH_PREFIX) and tail.isdigit() else None
+
+
+def _summary(message: str | None) -> dict[str, Any] | None:
+    try:
+        summary = json.loads(message or "")
+    except ValueError:
+        return None
+    if not isinstance(summary, dict) or "uri" not in summary:
+        return None
+    keep = ("uri", "sha256", "size", "files", "transferred", "cached")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def _bytes(n: int) -> str:
+    """``n`` bytes in words: ``512 B``, ``3.4 MiB``."""
+    value, units = float(n), ["B", "KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{n} B" if units[0] == "B" else f"{value:.1f} {units[0]}"

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rtdetr_spec.progress import ProgressReport
+from rtdetr_spec.sources.report import FetchProgress
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class World:
     experiment_configmap: dict[str, Any] | None = None
     #: Progress lines read from the running training's leader pod (training/live.py).
     progress: list[ProgressReport] = field(default_factory=list)
+    #: The newest progress line of the fetch step running in the leader pod, if one was read.
+    fetch_progress: FetchProgress | None = None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ Fetches one source (or every object of an S3 folder, a URI ending in ``/``) into
 ``--link`` to the verified file (for a folder: makes it a folder of links, one per object), and
 writes a JSON summary (``uri``, ``sha256``, ``size``, ``transferred``, ``cached``; a folder adds
 ``files``, and its sha256 is that of its sorted ``<path> <sha256>`` lines) to ``--summary`` (a
-termination log) and progress lines (``{"done": n, "total": m}``, at most one per 5 %) to
-stdout. Credentials come
-from the environment only (a Secret's keys: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+termination log) and progress lines (:mod:`rtdetr_spec.sources.report`, at most one per 5 %)
+to stdout, which the operator shows in the owner's status while the download runs. Credentials
+come from the environment only (a Secret's keys: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_ENDPOINT_URL_S3``; ``HF_TOKEN``; ``NGC_API_KEY``) and are never printed. Exit 2: the URI
 itself is wrong; 1: the fetch failed after its retries.
 """
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from rtdetr_spec.sources.fetch import Fetcher, FetchError, S3Settings
+from rtdetr_spec.sources.report import FetchProgress, format_line
 from rtdetr_spec.sources.uri import SourceURIError, parse
 
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         step = done * 20 // total if total else done >> 26  # every 5 %, or every 64 MiB
         if step != last[0]:
             last[0] = step
-            print(json.dumps({"done": done, "total": total}), flush=True)
+            print(format_line(FetchProgress(done, total)), flush=True)
 
     fetcher = Fetcher(
         args.cache, s3=S3Settings.from_env(), headers=_headers(source.scheme), progress=progress
