@@ -86,6 +86,7 @@ def deployment_settings(
         ),
         stuck_grace=args.stuck_grace,
         allow_node_volumes=args.allow_node_volumes,
+        progress_interval=args.progress_interval,
     )
 
 

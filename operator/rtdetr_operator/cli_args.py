@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-interval",
         type=positive_seconds,
         default=30.0,
-        help="seconds between reads of a running training's progress lines from its rank-0 "
-        "pod log (per training; default: %(default)s)",
+        help="seconds between reads of progress lines from pod logs: a running training's "
+        "rank-0 pod, a download's fetch step (per resource; default: %(default)s)",
     )
     p.add_argument(
         "--workers", type=positive_int, default=4, help="reconciles running at once (>= 1)"

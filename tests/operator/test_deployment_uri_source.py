@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from rtdetr_operator.api.deployment_status import RTDETRDeploymentStatus
 from rtdetr_operator.deployment import manifests
 from rtdetr_operator.deployment.defaults import OperatorDefaults
+from rtdetr_operator.deployment.plan import plan
 from rtdetr_operator.deployment.resolve import InvalidDeploymentError, resolve
 from rtdetr_operator.deployment.source import resolve_source
-from tests.operator.deployment_sim import CATALOG, deployment
+from rtdetr_operator.pod_logs import running_fetch_step
+from rtdetr_spec.sources.report import FetchProgress
+from tests.operator.deployment_sim import CATALOG, DeploymentSim, deployment
 
 URI = "s3://models/warehouse/v7/rtdetr_warehouse.onnx"
 SOURCES = {
@@ -76,3 +81,40 @@ def test_unusable_uri_sources_are_named(change: dict[str, Any], message: str) ->
     with pytest.raises(InvalidDeploymentError) as e:
         resolve(deployment(**spec), CATALOG, OperatorDefaults())
     assert any(message in p for p in e.value.problems), e.value.problems
+
+
+def _downloading(sim: DeploymentSim) -> str:
+    """The repository Job's pod, its fetch step running; the Job's name."""
+    (name,) = sim.jobs_of("repository")
+    job = sim.jobs[name]
+    sim.pods[f"{name}-abcde"] = {
+        "metadata": {
+            "name": f"{name}-abcde",
+            "namespace": "ml",
+            "labels": dict(job["spec"]["template"]["metadata"]["labels"]),
+            "ownerReferences": [{"kind": "Job", "name": name, "uid": job["metadata"]["uid"]}],
+        },
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "fetch-0", "state": {"running": {}}}],
+        },
+    }
+    return name
+
+
+def test_the_model_download_shows_in_status_source_and_is_followed() -> None:
+    sim = DeploymentSim(deployment(**_spec()), training=None)
+    sim.step()
+    name = _downloading(sim)
+    assert running_fetch_step(list(sim.pods.values()), name) is not None
+    world = replace(sim.world(), fetch_progress=FetchProgress(40 << 20, 160 << 20))
+    p = plan(world, sim.settings)
+    source = p.status["source"]
+    assert (source["fetching"], source["percent"], source["size"]) == (True, 25, 160 << 20)
+    reconciling = next(c for c in p.status["conditions"] if c["type"] == "Reconciling")
+    assert f"(Job {name}): downloading the model, 25 %" in reconciling["message"]
+    assert p.requeue_after == sim.settings.progress_interval
+    RTDETRDeploymentStatus.model_validate(p.status)
+    sim.obj["status"] = p.status
+    sim.finish(name, None, ok=False)  # the fields are gone once the download is over
+    assert not {"fetching", "percent", "size", "transferred"} & set(sim.step().status["source"])

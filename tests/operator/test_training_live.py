@@ -8,6 +8,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from rtdetr_operator.api.training_status import RTDETRTrainingStatus
 from rtdetr_operator.kube import ApiError
+from rtdetr_operator.pod_logs import LogReader
 from rtdetr_operator.training import live
 from rtdetr_operator.training.plan import Settings, World, plan
 from rtdetr_spec.progress import ProgressReport, Validation, format_line, parse_log
@@ -148,7 +149,7 @@ class FakeLogs:
 def test_reader_reads_at_most_once_per_interval_per_training_and_tolerates_no_log() -> None:
     clock = [0.0]
     api = FakeLogs(POD_LOG)
-    reader = live.LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
+    reader = LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
     leader = {"metadata": {"name": "wh-train-0-0-abcde"}}
     assert len(reader.read("ns", "wh", leader)) == 3
     assert reader.read("ns", "wh", leader) == [] and api.calls == 1  # rate limited
@@ -158,10 +159,10 @@ def test_reader_reads_at_most_once_per_interval_per_training_and_tolerates_no_lo
     assert len(reader.read("ns", "wh", leader, final=True)) == 3 and api.calls == 4  # pod ended
     reader.forget("ns", "wh")
     assert reader.due("ns", "wh")
-    broken = live.LogReader(FakeLogs(error=ApiError(500, "no kubelet")), 30)  # type: ignore[arg-type]
+    broken = LogReader(FakeLogs(error=ApiError(500, "no kubelet")), 30)  # type: ignore[arg-type]
     assert broken.read("ns", "wh", leader) == [] and broken.failures == 1
     timeout = ReadTimeoutError(None, "/log", "read timed out")  # type: ignore[arg-type]
-    slow = live.LogReader(FakeLogs(error=timeout), 30)  # type: ignore[arg-type]
+    slow = LogReader(FakeLogs(error=timeout), 30)  # type: ignore[arg-type]
     assert slow.read("ns", "wh", leader) == [] and slow.failures == 1
 
 

@@ -7,7 +7,8 @@ import json
 import yaml
 
 from rtdetr_operator.api.training_status import RTDETRTrainingStatus
-from rtdetr_operator.training import live, manifests
+from rtdetr_operator.pod_logs import LogReader, running_fetch_step
+from rtdetr_operator.training import manifests
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.plan import Settings, World, plan
 from rtdetr_operator.training.resolve import resolve
@@ -144,16 +145,16 @@ def test_the_running_fetch_step_of_the_first_pod_is_found() -> None:
     sim.step()
     job = sim.jobs["wh-train-0"]
     pods = [pod(job, i, "Pending") for i in range(2)]
-    assert live.fetching_step(pods, "wh-train-0") is None
+    assert running_fetch_step(pods, "wh-train-0") is None
     for p in pods:
         p["status"]["initContainerStatuses"] = [
             {"name": "fetch-0", "state": {"terminated": {"exitCode": 0}}},
             {"name": "fetch-1", "state": {"running": {}}},
         ]
-    found = live.fetching_step(pods[::-1], "wh-train-0")
+    found = running_fetch_step(pods[::-1], "wh-train-0")
     assert found is not None and found[1] == "fetch-1"
     assert found[0]["metadata"]["name"] == "wh-train-0-0-abcde"
-    assert live.fetching_step(pods, "wh-train-1") is None
+    assert running_fetch_step(pods, "wh-train-1") is None
 
 
 class FetchLogs:
@@ -173,7 +174,7 @@ def test_the_reader_reads_the_fetch_steps_newest_line_rate_limited() -> None:
         [format_line(FetchProgress(1, 8)), "RTDETR_FETCH {bad", format_line(FetchProgress(6, 8))]
     )
     api = FetchLogs(text)
-    reader = live.LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
+    reader = LogReader(api, 30, clock=lambda: clock[0])  # type: ignore[arg-type]
     step = {"metadata": {"name": "wh-train-0-0-abcde"}}
     assert reader.read_fetch("ml", "wh", step, "fetch-1") == FetchProgress(6, 8)
     assert reader.read_fetch("ml", "wh", step, "fetch-1") is None  # rate limited

@@ -58,6 +58,14 @@ class SourceStatus(ApiModel):
     """Revision the Job found (when Succeeded)."""
     message: str | None = None
     """Why it failed."""
+    fetching: bool | None = None
+    """The Job's fetch step is downloading the model (a model named by URI)."""
+    transferred: int | None = None
+    """Bytes of the model downloaded so far, while fetching."""
+    size: int | None = None
+    """Bytes of the model, while fetching (when the server said)."""
+    percent: int | None = Field(default=None, ge=0, le=100)
+    """Share of the model downloaded, while fetching."""
 
 
 class EngineStatus(ApiModel):

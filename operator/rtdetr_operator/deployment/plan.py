@@ -53,6 +53,8 @@ from rtdetr_operator.deployment.source import (
 )
 from rtdetr_operator.jobs import JobView, job_view
 from rtdetr_operator.planning import Plan
+from rtdetr_operator.pod_logs import running_fetch_step
+from rtdetr_spec.sources.report import FetchProgress
 
 __all__ = ["Settings", "World", "plan"]
 
@@ -170,6 +172,8 @@ def _sync_repository(state: Rollout, source: Source, image: str) -> None:
         state.progress.append(("Preparing", f"reading {source.description} (Job {rec['job']})"))
         return
     view = job_view(job, state.world.pods)
+    for key in FETCH_FIELDS:  # shown only while the download runs
+        rec.pop(key, None)
     if view.deleting:
         state.wait("Preparing", f"Job {view.name} is being deleted")
     elif view.succeeded:
@@ -178,8 +182,29 @@ def _sync_repository(state: Rollout, source: Source, image: str) -> None:
         state.job_failed(rec, view, "RepositoryFailed", "reading the model source failed")
     else:
         rec["state"] = "Running" if view.running else "Pending"
-        state.progress.append(("Preparing", f"reading {source.description} (Job {view.name})"))
+        reading = f"reading {source.description} (Job {view.name})"
+        if running_fetch_step(state.world.pods, view.name) is not None:
+            reading += _fetching(rec, state.world.fetch_progress)
+            if state.settings.progress_interval > 0:  # no pod event while it downloads
+                state.requeue(state.settings.progress_interval)
+        state.progress.append(("Preparing", reading))
         state.check_stuck_job(view)
+
+
+#: ``status.source`` fields of a download in progress.
+FETCH_FIELDS = ("fetching", "transferred", "size", "percent")
+
+
+def _fetching(rec: dict[str, Any], progress: FetchProgress | None) -> str:
+    """Record the fetch step's progress in ``rec``; the words the Reconciling message adds."""
+    rec["fetching"] = True
+    if progress is None:
+        return ": downloading the model"
+    rec["transferred"] = progress.done
+    if progress.total is None:
+        return f": downloading the model, {progress.done} bytes so far"
+    rec.update(size=progress.total, percent=progress.percent)
+    return f": downloading the model, {progress.percent} %"
 
 
 def _repository_done(state: Rollout, rec: dict[str, Any], view: JobView) -> None:

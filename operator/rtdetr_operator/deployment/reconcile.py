@@ -21,7 +21,9 @@ from rtdetr_operator.deployment.kube import DeploymentKubeApi
 from rtdetr_operator.deployment.names import LABEL_DEPLOYMENT
 from rtdetr_operator.deployment.plan import Settings, World, plan
 from rtdetr_operator.planning import Plan
+from rtdetr_operator.pod_logs import LogReader, running_fetch_step
 from rtdetr_operator.reconciler import Reconciler, utcnow
+from rtdetr_spec.sources.report import FetchProgress
 
 CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 
@@ -33,6 +35,11 @@ class DeploymentReconciler(Reconciler):
     clock: Callable[[], datetime] = utcnow
     #: Re-read GPU catalog (the chart's ConfigMap); None keeps ``settings.catalog``.
     catalog_source: CatalogSource | None = None
+    reader: LogReader | None = None
+
+    def __post_init__(self) -> None:
+        if self.reader is None and self.settings.progress_interval > 0:
+            self.reader = LogReader(self.api, self.settings.progress_interval)
 
     def observe(self, namespace: str, name: str) -> World | None:
         obj = self.api.get_reconciled(namespace, name)
@@ -43,18 +50,35 @@ class DeploymentReconciler(Reconciler):
         training = self.api.get_training(namespace, training_ref) if training_ref else None
         selector = f"{LABEL_DEPLOYMENT}={name}"
         children = {kind: self.api.list(kind, namespace, selector) for kind in CHILD_KINDS}
+        pods = self.api.list("Pod", namespace, selector)
         return World(
             deployment=obj,
             training=training,
             jobs=self.api.list("Job", namespace, selector),
-            pods=self.api.list("Pod", namespace, selector),
+            pods=pods,
             apps=children["Deployment"],
             services=children["Service"],
             autoscalers=children["HorizontalPodAutoscaler"],
             budgets=children["PodDisruptionBudget"],
             routes=self._routes(spec, namespace, selector),
             now=self.clock(),
+            fetch_progress=self._fetch_progress(namespace, name, obj, pods),
         )
+
+    def _fetch_progress(
+        self, namespace: str, name: str, obj: dict[str, Any], pods: list[dict[str, Any]]
+    ) -> FetchProgress | None:
+        """How far the repository Job's fetch step got downloading the model, when a read is
+        due (a model named by URI; pod_logs.py)."""
+        if self.reader is None:
+            return None
+        source = (obj.get("status") or {}).get("source") or {}
+        job = source.get("job") if source.get("state") in ("Pending", "Running") else None
+        step = running_fetch_step(pods, job) if job else None
+        if step is None:
+            self.reader.forget(namespace, name)
+            return None
+        return self.reader.read_fetch(namespace, name, *step)
 
     def _routes(self, spec: dict[str, Any], namespace: str, selector: str) -> list[dict[str, Any]]:
         """The endpoint's routes/Ingress: Gateway API kinds only when the spec asks for them

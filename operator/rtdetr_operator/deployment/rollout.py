@@ -23,6 +23,7 @@ from rtdetr_operator.deployment.resolve import ResolvedDeployment, ResolvedPool
 from rtdetr_operator.jobs import JobView
 from rtdetr_operator.planning import PlannerBase
 from rtdetr_serving.catalog import GpuCatalog
+from rtdetr_spec.sources.report import FetchProgress
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class World:
     now: datetime
     #: HTTPRoutes, GRPCRoutes and Ingresses of the deployment's endpoint (each with its kind).
     routes: list[dict[str, Any]] = field(default_factory=list)
+    #: The newest progress line of the repository Job's running fetch step, if one was read.
+    fetch_progress: FetchProgress | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Settings:
     stuck_grace: float = 60.0
     #: Let CRs use node-level volume sources such as hostPath (policy.py; off by default).
     allow_node_volumes: bool = False
+    #: Seconds between reads of a model download's progress lines (0: never read).
+    progress_interval: float = 30.0
 
 
 def spec_hash(obj: dict[str, Any] | None) -> str | None:

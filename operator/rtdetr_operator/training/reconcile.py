@@ -18,9 +18,10 @@ from typing import Any
 from rtdetr_operator.conditions import Health
 from rtdetr_operator.kube import KubeApi
 from rtdetr_operator.planning import Plan
+from rtdetr_operator.pod_logs import LogReader, running_fetch_step
 from rtdetr_operator.reconciler import Reconciler, utcnow
 from rtdetr_operator.training.conditions import kstatus
-from rtdetr_operator.training.live import LogReader, fetching_step, leader_pod
+from rtdetr_operator.training.live import leader_pod
 from rtdetr_operator.training.names import LABEL_TRAINING, Names
 from rtdetr_operator.training.plan import Settings, World, plan
 
@@ -79,7 +80,7 @@ class TrainingReconciler(Reconciler):
         if pod is not None:
             final = pod["status"]["phase"] == "Succeeded"
             return self.reader.read(namespace, name, pod, final=final), None
-        step = fetching_step(pods, job) if job else None
+        step = running_fetch_step(pods, job) if job else None
         if step is not None:
             return [], self.reader.read_fetch(namespace, name, *step)
         self.reader.forget(namespace, name)
