@@ -3,7 +3,8 @@ control plane, so ``spec.queueName`` is tested with the real admission logic.
 
 ``python hack/kueue.py build`` downloads ``sigs.k8s.io/kueue@VERSION`` and builds its
 ``cmd/kueue`` into ``<cache>/kueue-<version>-<go version>/bin/kueue`` (the cache root of the
-local cluster tools, ``~/.cache/rtdetr-operator``), under a lock; a finished build is reused
+local cluster tools, ``~/.cache/rtdetr-operator``; clusterkit/gomodule.py), under a lock; a
+finished build is reused
 (about 4 minutes on 2 cores with a warm module cache, more the first time).
 
 :func:`install` applies Kueue's CRDs from the same module (``config/components/crd/bases``) with
@@ -21,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import copy
-import fcntl
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +37,7 @@ import yaml
 HACK_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(HACK_DIR))
 
-from clusterkit.build import cache_root  # noqa: E402
+from clusterkit.gomodule import GoProgram, free_port  # noqa: E402
 
 MODULE = "sigs.k8s.io/kueue"
 VERSION = "v0.17.0"
@@ -50,63 +48,12 @@ WEBHOOK_SECRET = "kueue-webhook-server-cert"
 CONVERTED = ("localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters")
 
 
-def _go_version(go: str = "go") -> str:
-    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def kueue_dir(go: str = "go") -> Path:
-    return cache_root() / f"kueue-{VERSION}-{_go_version(go)}"
-
-
-def _module_source(env: dict[str, str], log: Any) -> Path:
-    got = subprocess.run(
-        ["go", "mod", "download", "-json", f"{MODULE}@{VERSION}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=cache_root(),
-    )
-    log.write(got.stderr)
-    if got.returncode != 0:
-        raise RuntimeError(f"go mod download {MODULE}@{VERSION} failed:\n{got.stderr[-2000:]}")
-    return Path(json.loads(got.stdout)["Dir"])
-
-
-def ensure_kueue(go: str = "go") -> Path:
-    """The cached ``kueue`` binary, built first if this version never was."""
-    folder = kueue_dir(go)
-    binary = folder / "bin" / "kueue"
-    if binary.is_file():
-        return binary
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file():
-            return binary
-        env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0", GOWORK="off")
-        log = folder / "build.log"
-        with log.open("w") as out:
-            source = _module_source(env, out)
-            out.flush()
-            done = subprocess.run(
-                ["go", "build", "-ldflags", "-s -w", "-o", str(folder / "bin.tmp" / "kueue"), "."],
-                cwd=source / "cmd" / "kueue",
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        if done.returncode != 0:
-            raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{log.read_text()[-2000:]}")
-        (folder / "bin.tmp").rename(folder / "bin")
-    return binary
+KUEUE = GoProgram("kueue", MODULE, VERSION, "cmd/kueue", "kueue")
 
 
 def crds(go: str = "go") -> list[dict[str, Any]]:
     """Kueue's CRDs of this version, with the conversion stanza of its kustomization."""
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOWORK="off")
-    with open(os.devnull, "w") as sink:
-        bases = _module_source(env, sink) / "config" / "components" / "crd" / "bases"
+    bases = KUEUE.source() / "config" / "components" / "crd" / "bases"
     out = []
     for path in sorted(bases.glob("kueue.x-k8s.io_*.yaml")):
         crd = yaml.safe_load(path.read_text())
@@ -160,12 +107,6 @@ def install(kubectl: list[str]) -> None:
             time.sleep(0.5)
     if names:
         raise RuntimeError(f"Kueue's CRD {names[0]} was not Established in 60s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -228,11 +169,11 @@ def _mount_certificates(kubectl: list[str], certs: Path) -> bool:
 
 def start(kubectl: list[str], kubeconfig: Path, folder: Path, timeout: float = 180) -> Kueue:
     """The controller on this machine, ready (its readyz answers) when this returns."""
-    binary = ensure_kueue()
+    binary = KUEUE.ensure()
     folder.mkdir(parents=True, exist_ok=True)
-    health = _free_port()
+    health = free_port()
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump(configuration(folder, health, _free_port())))
+    config.write_text(yaml.safe_dump(configuration(folder, health, free_port())))
     log = folder / "kueue.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -265,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", choices=["build", "path", "crds"])
     args = p.parse_args(argv)
     if args.command == "crds":
-        print(yaml.safe_dump_all(copy.deepcopy(crds())))
+        print(yaml.safe_dump_all(crds()))
     else:
-        print(ensure_kueue() if args.command == "build" else kueue_dir() / "bin" / "kueue")
+        print(KUEUE.ensure() if args.command == "build" else KUEUE.path())
     return 0
 
 

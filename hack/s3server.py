@@ -1,18 +1,17 @@
 """A real S3 server for tests: SeaweedFS's ``weed``, built once and cached outside the repository.
 
-``python hack/s3server.py build`` runs ``go install github.com/seaweedfs/seaweedfs/weed@VERSION``
-into ``<cache>/seaweedfs-<version>-<go version>/bin`` (the cache root of the local cluster tools,
-``~/.cache/rtdetr-operator``), under a lock so concurrent builds do not collide; a finished build
-is reused. :func:`start` runs ``weed server -s3`` on loopback ports with a fresh data folder and
-an S3 identity file (access key and secret), and waits until the S3 port answers.
+``python hack/s3server.py build`` builds ``github.com/seaweedfs/seaweedfs/weed`` of VERSION into
+``<cache>/seaweedfs-<version>-<go version>/bin`` (the cache root of the local cluster tools,
+``~/.cache/rtdetr-operator``; clusterkit/gomodule.py), under a lock so concurrent builds do not
+collide; a finished build is reused. :func:`start` runs ``weed server -s3`` on loopback ports
+with a fresh data folder and an S3 identity file (access key and secret), and waits until the
+S3 port answers.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,77 +22,16 @@ from pathlib import Path
 HACK_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(HACK_DIR))
 
-from clusterkit.build import cache_root  # noqa: E402
+from clusterkit.gomodule import GoProgram, free_port  # noqa: E402
 
 ROOT_MODULE = "github.com/seaweedfs/seaweedfs"
 MODULE = f"{ROOT_MODULE}/weed"
 VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
 
 
-def _go_version(go: str = "go") -> str:
-    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def weed_dir(go: str = "go") -> Path:
-    return cache_root() / f"seaweedfs-{VERSION}-{_go_version(go)}"
-
-
-def ensure_weed(go: str = "go") -> Path:
-    """The cached ``weed`` binary, built first if this version never was."""
-    folder = weed_dir(go)
-    binary = folder / "bin" / "weed"
-    if binary.is_file():
-        return binary
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.is_file():
-            return binary
-        # `go install weed@VERSION` refuses a module whose go.mod has replace directives (this
-        # one does), so the module is downloaded and built as the main module from its source.
-        env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="0")
-        log = folder / "build.log"
-        with log.open("w") as out:
-            got = subprocess.run(
-                ["go", "mod", "download", "-json", f"{ROOT_MODULE}@{VERSION}"],
-                cwd=folder,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            out.write(got.stderr)
-            source = json.loads(got.stdout or "{}").get("Dir") if got.returncode == 0 else None
-            done = (
-                subprocess.run(
-                    [
-                        "go",
-                        "build",
-                        "-ldflags",
-                        "-s -w",
-                        "-o",
-                        str(folder / "bin.tmp" / "weed"),
-                        ".",
-                    ],
-                    cwd=Path(source or folder) / "weed",
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-                if source
-                else got
-            )
-        if done.returncode != 0:
-            tail = log.read_text()[-2000:]
-            raise RuntimeError(f"building {MODULE}@{VERSION} failed:\n{tail}")
-        (folder / "bin.tmp").rename(folder / "bin")
-    return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: `go install .../weed@VERSION` refuses this module (its go.mod has replace directives): built
+#: from the downloaded module's source instead (clusterkit/gomodule.py).
+WEED = GoProgram("seaweedfs", ROOT_MODULE, VERSION, "weed", "weed")
 
 
 @dataclass
@@ -117,7 +55,7 @@ def start(
 ) -> S3Server:
     """``weed server -s3`` on ``host`` (loopback; the node's address when pods must reach it),
     storing under ``data``; returns when S3 answers."""
-    weed = ensure_weed()
+    weed = WEED.ensure()
     data.mkdir(parents=True, exist_ok=True)
     identity = {
         "identities": [
@@ -131,7 +69,7 @@ def start(
     config = data / "s3.json"
     config.write_text(json.dumps(identity))
     # gRPC ports default to port + 10000, which may not exist: every port is given.
-    s3, master, volume, filer, iam, *grpc = (_free_port() for _ in range(9))
+    s3, master, volume, filer, iam, *grpc = (free_port() for _ in range(9))
     cmd = [
         str(weed),
         "server",
@@ -172,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["build", "path"])
     args = p.parse_args(argv)
-    print(ensure_weed() if args.command == "build" else weed_dir() / "bin" / "weed")
+    print(WEED.ensure() if args.command == "build" else WEED.path())
     return 0
 
 
