@@ -102,6 +102,23 @@ def test_wandb_without_a_key_says_so_once_and_training_goes_on(
     assert (tmp_path / "train" / "tensorboard").is_dir()  # TensorBoard does not depend on it
 
 
+def test_mlflow_asked_for_is_one_warning_naming_where_the_metrics_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    with caplog.at_level(logging.INFO, logger="rtdetr_trainer"):
+        tracker = Tracker(_spec(tmp_path, enable=False), tmp_path / "train", enabled=True)
+        tracker.epoch(0, 10, RECORD)
+        tracker.close()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "does not log to MLflow" in warning
+    assert str(tmp_path / "train" / "metrics.jsonl") in warning
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    caplog.clear()
+    Tracker(_spec(tmp_path, enable=False), tmp_path / "other", enabled=True).close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 @pytest.mark.slow
 def test_wandb_offline_run_holds_the_logged_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

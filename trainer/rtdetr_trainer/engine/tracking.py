@@ -19,7 +19,11 @@ starts when an API key is available (``WANDB_API_KEY`` or a ``~/.netrc`` entry f
 api.wandb.ai) or ``WANDB_MODE`` is ``offline``/``disabled``; its files go under
 ``<results>/train/wandb/``. Without either, one warning line says why nothing goes to W&B, and
 training continues. The run's config is the resolved spec with secret-like values redacted.
-MLflow is not supported.
+
+MLflow is not supported: its client (mlflow-skinny 3.x) would add about 25 packages to the
+trainer image (a web framework and server, a cloud SDK, OpenTelemetry, GitPython). A run with
+``MLFLOW_TRACKING_URI`` set says so in one warning line naming where its metrics are instead,
+rather than leaving the user to wonder why the MLflow server stays empty.
 """
 
 from __future__ import annotations
@@ -104,6 +108,13 @@ class Tracker:
         self._wandb_scalars = True
         if not enabled:
             return
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            log.warning(
+                "MLFLOW_TRACKING_URI is set but rtdetr train does not log to MLflow; its metrics "
+                "are in %s and TensorBoard event files in %s",
+                folder / "metrics.jsonl",
+                folder / "tensorboard",
+            )
         self._start_wandb(spec, folder)  # before TensorBoard: sync_tensorboard patches it
         from torch.utils.tensorboard import SummaryWriter
 
