@@ -21,6 +21,7 @@ from rtdetr_spec.artifacts import ExportManifest
 from rtdetr_spec.sources import report
 from rtdetr_spec.sources.fetch import S3Settings
 from tests.node import support
+from tests.node.slowlink import SlowLink
 from tests.node.support import localstack
 from tests.serving.conftest import ExportedModel
 from tests.serving.test_triton_inference import onnxruntime_results
@@ -33,11 +34,16 @@ DATA = "s3://warehouse/datasets/local/"
 PRETRAINED = "s3://warehouse/pretrained/local_r18.pth"
 
 
+#: Seconds the pretrained checkpoint takes to download through the slow link.
+DOWNLOAD_S = 25
+
+
 @dataclass
 class Bucket:
     namespace: str
     endpoint: str
     images: int  # objects under DATA + "images/"
+    slow_endpoint: str  # the same server behind a link that makes the checkpoint take DOWNLOAD_S
 
 
 def _pretrained_checkpoint(path: Path, experiment: dict) -> None:
@@ -74,6 +80,9 @@ def bucket(stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory) ->
         ckpt = tmp_path_factory.mktemp("ckpt") / "local_r18.pth"
         _pretrained_checkpoint(ckpt, _from_s3("x", server.endpoint)["spec"]["experiment"])
         client.upload_file(str(ckpt), "warehouse", PRETRAINED.removeprefix("s3://warehouse/"))
+        host, port = server.endpoint.removeprefix("http://").split(":")
+        rate = max(ckpt.stat().st_size // DOWNLOAD_S, 64 * 1024)
+        link = SlowLink(nodehost.node_ip(), (host, int(port)), rate).start()
         # The data volume is deleted from the namespace: the runs can only read from S3.
         stack.kubectl("delete", "job", "--all", "-n", ns, "--wait=true")
         stack.kubectl("delete", "pvc", "warehouse-data", "-n", ns, "--wait=false")
@@ -90,8 +99,10 @@ def bucket(stack: localstack.Stack, tmp_path_factory: pytest.TempPathFactory) ->
         }
         support.apply(stack, ns, support.results_claim(), cache, secret)
         images = sum(1 for p in files if p.relative_to(data).parts[0] == "images")
-        yield Bucket(ns, server.endpoint, images)
+        yield Bucket(ns, server.endpoint, images, link.endpoint)
     finally:
+        if "link" in locals():
+            link.stop()
         server.stop()
         stack.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -128,16 +139,49 @@ def _from_s3(name: str, endpoint: str) -> dict:
 
 
 def _run(stack: localstack.Stack, bucket: Bucket, name: str) -> dict:
-    support.apply(stack, bucket.namespace, _from_s3(name, bucket.endpoint))
+    support.apply(stack, bucket.namespace, _from_s3(name, bucket.slow_endpoint))
+    return _succeeded(stack, bucket, name)
+
+
+def _succeeded(stack: localstack.Stack, bucket: Bucket, name: str) -> dict:
     st = support.wait_phase(stack, bucket.namespace, name, {"Succeeded", "Failed"}, timeout=1200)
     assert st["phase"] == "Succeeded", support.describe(stack, bucket.namespace)
     return st
 
 
 @pytest.fixture(scope="module")
-def first(stack: localstack.Stack, bucket: Bucket) -> dict:
+def downloading(stack: localstack.Stack, bucket: Bucket) -> list[dict]:
+    """``status.sources`` of the first training from S3 as seen while its checkpoint was
+    downloading over the slow link (then the run is left to finish: :func:`first`)."""
+    support.apply(stack, bucket.namespace, _from_s3("from-s3", bucket.slow_endpoint))
+
+    def probe() -> list[dict] | None:
+        st = support.status(stack, bucket.namespace, "rtdetrtraining", "from-s3")
+        if st.get("phase") not in (None, "Pending", "Training"):
+            raise AssertionError(f"from-s3 got to {st.get('phase')} unseen downloading:\n{st}")
+        sources = st.get("sources") or []
+        shown = [s for s in sources if s.get("state") == "Fetching" and "percent" in s]
+        return sources if shown and shown[0]["percent"] < 100 else None
+
+    return support.wait_for("a source shown downloading", probe, 600, interval=1.0)
+
+
+@pytest.fixture(scope="module")
+def first(stack: localstack.Stack, bucket: Bucket, downloading: list[dict]) -> dict:
     """The status of the first training from S3 (shared by the tests here)."""
-    return _run(stack, bucket, "from-s3")
+    return _succeeded(stack, bucket, "from-s3")
+
+
+def test_a_download_in_progress_shows_in_status(downloading: list[dict], first: dict) -> None:
+    """Mid-download: the checkpoint Fetching with its bytes so far and its size (the steps
+    before it Fetched, the ones after Pending); the size the summary gives later agrees."""
+    states = [s["state"] for s in downloading]
+    at = states.index("Fetching")
+    assert states == ["Fetched"] * at + ["Fetching"] + ["Pending"] * (len(states) - at - 1)
+    shown = downloading[at]
+    assert 0 <= shown["transferred"] < shown["size"], shown
+    done = {s["uri"]: s for s in first["sources"]}[shown["uri"]]
+    assert done["size"] == shown["size"] and done["state"] == "Fetched", (shown, done)
 
 
 def test_a_training_reads_dataset_and_checkpoint_from_s3_and_a_second_downloads_nothing(

@@ -116,5 +116,7 @@ def test_the_model_download_shows_in_status_source_and_is_followed() -> None:
     assert p.requeue_after == sim.settings.progress_interval
     RTDETRDeploymentStatus.model_validate(p.status)
     sim.obj["status"] = p.status
+    again = plan(sim.world(), sim.settings).status["source"]  # no read this time
+    assert (again["percent"], again["transferred"]) == (25, 40 << 20)
     sim.finish(name, None, ok=False)  # the fields are gone once the download is over
     assert not {"fetching", "percent", "size", "transferred"} & set(sim.step().status["source"])

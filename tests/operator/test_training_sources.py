@@ -102,6 +102,8 @@ def test_status_shows_each_fetch_pending_fetching_then_its_summary() -> None:
     assert status[1]["state"] == "Pending" and fetched == []
     unknown_size = source_status([running], fetches, [], FetchProgress(30, None))[0]
     assert unknown_size[0] == {"uri": s3, "state": "Fetching", "transferred": 30}
+    # A reconcile that read no log (the reader's interval not yet over) keeps the last numbers.
+    assert source_status([running], fetches, status)[0] == status
     pod = _fetch_pod("train", _done(summary), {"running": {}})
     status, fetched = source_status([pod, pod], fetches, status)
     assert status == [{**summary, "state": "Fetched"}, {"uri": HTTPS, "state": "Fetching"}]

@@ -172,8 +172,7 @@ def _sync_repository(state: Rollout, source: Source, image: str) -> None:
         state.progress.append(("Preparing", f"reading {source.description} (Job {rec['job']})"))
         return
     view = job_view(job, state.world.pods)
-    for key in FETCH_FIELDS:  # shown only while the download runs
-        rec.pop(key, None)
+    shown = {key: rec.pop(key) for key in FETCH_FIELDS if key in rec}  # only while it runs
     if view.deleting:
         state.wait("Preparing", f"Job {view.name} is being deleted")
     elif view.succeeded:
@@ -184,7 +183,7 @@ def _sync_repository(state: Rollout, source: Source, image: str) -> None:
         rec["state"] = "Running" if view.running else "Pending"
         reading = f"reading {source.description} (Job {view.name})"
         if running_fetch_step(state.world.pods, view.name) is not None:
-            reading += _fetching(rec, state.world.fetch_progress)
+            reading += _fetching(rec, state.world.fetch_progress, shown)
             if state.settings.progress_interval > 0:  # no pod event while it downloads
                 state.requeue(state.settings.progress_interval)
         state.progress.append(("Preparing", reading))
@@ -195,10 +194,14 @@ def _sync_repository(state: Rollout, source: Source, image: str) -> None:
 FETCH_FIELDS = ("fetching", "transferred", "size", "percent")
 
 
-def _fetching(rec: dict[str, Any], progress: FetchProgress | None) -> str:
-    """Record the fetch step's progress in ``rec``; the words the Reconciling message adds."""
+def _fetching(rec: dict[str, Any], progress: FetchProgress | None, shown: dict[str, Any]) -> str:
+    """Record the fetch step's progress in ``rec`` (``shown``: what the last read gave, kept
+    when this reconcile read nothing); the words the Reconciling message adds."""
     rec["fetching"] = True
     if progress is None:
+        rec.update(shown)
+        if "percent" in shown:
+            return f": downloading the model, {shown['percent']} %"
         return ": downloading the model"
     rec["transferred"] = progress.done
     if progress.total is None:

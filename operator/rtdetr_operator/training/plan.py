@@ -39,7 +39,7 @@ from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
-from rtdetr_operator.training.sources import describe_fetched, source_status
+from rtdetr_operator.training.sources import describe_fetched, describe_fetching, source_status
 from rtdetr_operator.training.world import Settings, World
 
 __all__ = ["Settings", "World", "plan"]
@@ -193,10 +193,9 @@ class _Planner(PlannerBase):
         rec["state"] = "Running" if all_up else "Pending"
         self._set_task_phase(task, rec)
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
-        fetching = [e for e in self.status.get("sources") or [] if e.get("state") == "Fetching"]
-        if task == "train" and fetching and not view.running:
-            done = f" ({fetching[0]['percent']} %)" if "percent" in fetching[0] else ""
-            detail += f"; fetching {fetching[0]['uri']}{done}"
+        fetching = describe_fetching(self.status) if task == "train" else None
+        if fetching and not view.running:
+            detail += f"; {fetching}"
             if self.settings.progress_interval > 0:
                 self.requeue(self.settings.progress_interval)  # no pod event while it downloads
         self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")

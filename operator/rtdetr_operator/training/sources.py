@@ -112,7 +112,8 @@ def source_status(
     pods fetch, in the order their steps run.
 
     ``Pending`` until its step starts; ``Fetching`` while it runs (with the bytes done, the
-    size and the percent of the step's newest progress line in the leader pod, when read);
+    size and the percent of the step's newest progress line in the leader pod, kept between
+    reads: the log is read at most once per interval, reconciles happen more often);
     ``Fetched`` with the step's summary (uri, sha256, size, transferred, cached) from its
     termination message, kept once the pods are gone. The run's own fetches are the training
     pods' (later tasks find the same files in the cache).
@@ -151,6 +152,8 @@ def source_status(
                 entry["transferred"] = progress.done
                 if progress.total is not None:
                     entry.update(size=progress.total, percent=progress.percent)
+            elif before.get("state") == "Fetching":  # no read this time: the last one stands
+                entry = {**before, **entry}
         else:
             entry = {"uri": uri, "state": "Pending"}
         out.append(entry)
@@ -164,6 +167,15 @@ def describe_fetched(entry: dict[str, Any]) -> str:
     if entry.get("files") is not None:
         words += f" in {entry['files']} files"
     return words + (", already in the cache" if entry.get("cached") else ", downloaded")
+
+
+def describe_fetching(status: dict[str, Any]) -> str | None:
+    """``fetching <uri> (45 %)`` for the source being downloaded now, if any."""
+    for entry in status.get("sources") or []:
+        if entry.get("state") == "Fetching":
+            done = f" ({entry['percent']} %)" if "percent" in entry else ""
+            return f"fetching {entry['uri']}{done}"
+    return None
 
 
 def _step_index(container: str) -> int | None:
