@@ -117,8 +117,13 @@ def test_status_shows_each_fetch_pending_fetching_then_its_summary() -> None:
         status[0],
         {"uri": HTTPS, "state": "Pending"},
     ]
-    malformed = _fetch_pod("train", {"terminated": {"message": "Error: disk full"}})
+    malformed = _fetch_pod("train", {"terminated": {"exitCode": 1, "message": "Error: disk"}})
     assert source_status([malformed], fetches, [])[0][0]["state"] == "Pending"
+    silent = _fetch_pod("train", {"terminated": {"exitCode": 0}})  # as on a simulated node
+    status, fetched = source_status([silent], fetches, [])
+    assert status[0] == {"uri": s3, "state": "Fetched"}
+    assert describe_fetched(fetched[0]) == f"{s3}: fetched; its step left no summary"
+    assert source_status([], fetches, status)[0][0] == status[0]  # kept once the pod is gone
 
 
 def test_a_download_shows_in_status_health_and_requeues_until_the_pods_start() -> None:

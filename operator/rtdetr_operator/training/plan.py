@@ -39,7 +39,7 @@ from rtdetr_operator.training.lineage import resolve_all
 from rtdetr_operator.training.names import LABEL_TASK
 from rtdetr_operator.training.resolve import InvalidTrainingError, ResolvedTraining
 from rtdetr_operator.training.results import apply_summary, failure_text, success_message
-from rtdetr_operator.training.sources import describe_fetched, describe_fetching, source_status
+from rtdetr_operator.training.sources import describe_fetching, update_sources
 from rtdetr_operator.training.world import Settings, World
 
 __all__ = ["Settings", "World", "plan"]
@@ -86,15 +86,8 @@ class _Planner(PlannerBase):
                 self._fail("InvalidSpec", "; ".join(e.problems))
             return self._finish()
         self._describe_run()
-        if self.resolved.fetches:  # what the fetch steps are doing or reported
-            self.status["sources"], fetched = source_status(
-                self.world.pods,
-                list(self.resolved.fetches),
-                self.status.get("sources") or [],
-                self.world.fetch_progress,
-            )
-            for entry in fetched:
-                self.event("Normal", "Fetched", describe_fetched(entry))
+        for message in update_sources(self.status, self.resolved.fetches, self.world):
+            self.event("Normal", "Fetched", message)
         if warning:
             self.event("Warning", "ExperimentChanged", warning)
         if self.status["phase"] == "Failed" and not self._retry_after_failure():
@@ -193,16 +186,13 @@ class _Planner(PlannerBase):
         rec["state"] = "Running" if all_up else "Pending"
         self._set_task_phase(task, rec)
         detail = f"{view.running}/{view.expected} pod(s) of Job {view.name} running"
-        fetching = describe_fetching(self.status) if task == "train" else None
-        if fetching and not view.running:
-            detail += f"; {fetching}"
-            if self.settings.progress_interval > 0:
-                self.requeue(self.settings.progress_interval)  # no pod event while it downloads
+        fetching = describe_fetching(self.status) if task == "train" and not view.running else None
+        detail += f"; {fetching}" if fetching else ""
         self.health = Health(self.status["phase"], f"{TASK_TITLE[task]}: {detail}")
-        if task == "train" and view.running and self.settings.progress_interval > 0:
+        if task == "train" and (view.running or fetching) and self.settings.progress_interval > 0:
             for reason, message in live.fold(self.status, self.world.progress, self.now):
                 self.event("Normal", reason, message)
-            self.requeue(self.settings.progress_interval)
+            self.requeue(self.settings.progress_interval)  # no pod event marks either's progress
         stuck = view.stuck()
         if stuck is None or not self.past_grace(stuck.since):
             return

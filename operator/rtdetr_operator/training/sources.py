@@ -12,11 +12,13 @@ termination message) become ``status.sources`` through :func:`source_status`. Pu
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rtdetr_operator.api.sources import Sources
 from rtdetr_operator.fetch_steps import FETCH_PREFIX, LINKS_MOUNT, Fetch
 from rtdetr_operator.training.names import LABEL_TASK
+from rtdetr_operator.training.world import World
 from rtdetr_spec.sources.report import FetchProgress
 from rtdetr_spec.sources.uri import SourceURIError, parse
 
@@ -131,7 +133,10 @@ def source_status(
             state = st.get("state") or {}
             if "running" in state:
                 running.add(index)
-            summary = _summary((state.get("terminated") or {}).get("message"))
+            terminated = state.get("terminated") or {}
+            summary = _summary(terminated.get("message"))
+            if summary is None and terminated.get("exitCode") == 0:
+                summary = {}  # done, yet no summary (a simulated node runs no command)
             if summary is not None:
                 summaries.setdefault(index, summary)
     previous = {str(e.get("uri")): e for e in old if isinstance(e, dict)}
@@ -144,7 +149,7 @@ def source_status(
             entry = {**summaries[index], "uri": uri, "state": "Fetched"}
             if before.get("state") != "Fetched":
                 fetched.append(entry)
-        elif before.get("sha256"):  # fetched earlier; the pods that did it are gone
+        elif before.get("state") == "Fetched" or before.get("sha256"):  # its pods are gone
             entry = {**before, "state": "Fetched"}
         elif index in running:
             entry = {"uri": uri, "state": "Fetching"}
@@ -160,10 +165,22 @@ def source_status(
     return out, fetched
 
 
+def update_sources(status: dict[str, Any], fetches: Sequence[Fetch], world: World) -> list[str]:
+    """Put :func:`source_status` into ``status`` (when the run fetches anything); the
+    messages of the ``Fetched`` events to post."""
+    if not fetches:
+        return []
+    old = status.get("sources") or []
+    status["sources"], fetched = source_status(world.pods, list(fetches), old, world.fetch_progress)
+    return [describe_fetched(entry) for entry in fetched]
+
+
 def describe_fetched(entry: dict[str, Any]) -> str:
     """The message of a ``Fetched`` event: the source, its size, and whether it was cached."""
     size = entry.get("size")
-    words = f"{entry['uri']}: {_bytes(size) if isinstance(size, int) else 'size unknown'}"
+    if not isinstance(size, int):
+        return f"{entry['uri']}: fetched; its step left no summary"
+    words = f"{entry['uri']}: {_bytes(size)}"
     if entry.get("files") is not None:
         words += f" in {entry['files']} files"
     return words + (", already in the cache" if entry.get("cached") else ", downloaded")
