@@ -184,7 +184,8 @@ class OperatorMetrics:
         )
         self.progress_reads = Counter(
             "rtdetr_operator_progress_log_reads",
-            "Reads of running trainings' progress lines through the pod log API, per result",
+            "Reads of progress lines (running trainings, source downloads) through the pod "
+            "log API, per result",
             ["result"],
             registry=r,
         )
