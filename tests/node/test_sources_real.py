@@ -253,11 +253,22 @@ def test_a_deployment_serves_an_onnx_from_s3_that_has_no_manifest(
     cr["spec"]["sources"] = {
         "cache": {"claimName": "source-cache"},
         "secretName": "s3-credentials",
-        "s3Endpoint": bucket.endpoint,
+        "s3Endpoint": bucket.slow_endpoint,  # the ONNX takes about as long as the checkpoint
     }
     cr["spec"]["repository"] = {"claimName": "rtdetr-results"}
     support.apply(stack, ns, cr)
+
+    def downloading() -> dict | None:
+        st = support.status(stack, ns, "rtdetrdeployment", "from-uri")
+        if st.get("phase") not in (None, "Pending", "Preparing"):
+            raise AssertionError(f"from-uri got to {st.get('phase')} unseen downloading:\n{st}")
+        source = st.get("source") or {}
+        return source if source.get("fetching") and source.get("percent", 100) < 100 else None
+
+    shown = support.wait_for("the model shown downloading", downloading, 600, interval=1.0)
+    assert 0 <= shown["transferred"] < shown["size"] == onnx.stat().st_size, shown
     st = support.wait_phase(stack, ns, "from-uri", {"Ready"}, timeout=600, kind="rtdetrdeployment")
+    assert "fetching" not in st["source"] and st["source"]["state"] == "Succeeded", st["source"]
     assert manifest.onnx_sha256.startswith(st["model"]["revision"])  # the very same bytes
 
     client = S3Settings(bucket.endpoint, ACCESS, SECRET).client()
