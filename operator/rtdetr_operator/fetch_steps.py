@@ -8,8 +8,8 @@ restricted security context as the task, into the cache volume (``/cache``, keye
 digest, so a shared claim makes a second run download nothing) and links the file at its
 ``/sources/<n>/<name>`` path (an emptyDir). Only the fetch step gets the credentials Secret.
 It prints progress lines while it downloads (rtdetr_spec.sources.report, read from its log by
-the training's reconciler), and its summary (size, sha256, whether the cache held it) is its
-termination message. Pure functions.
+either kind's reconciler through pod_logs.py), and its summary (size, sha256, whether the
+cache held it) is its termination message. Pure functions.
 """
 
 from __future__ import annotations

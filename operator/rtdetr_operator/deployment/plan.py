@@ -200,14 +200,15 @@ def _fetching(rec: dict[str, Any], progress: FetchProgress | None, shown: dict[s
     rec["fetching"] = True
     if progress is None:
         rec.update(shown)
-        if "percent" in shown:
-            return f": downloading the model, {shown['percent']} %"
-        return ": downloading the model"
-    rec["transferred"] = progress.done
-    if progress.total is None:
-        return f": downloading the model, {progress.done} bytes so far"
-    rec.update(size=progress.total, percent=progress.percent)
-    return f": downloading the model, {progress.percent} %"
+    else:
+        rec["transferred"] = progress.done
+        if progress.total is not None:
+            rec.update(size=progress.total, percent=progress.percent)
+    if "percent" in rec:
+        return f": downloading the model, {rec['percent']} %"
+    if "transferred" in rec:
+        return f": downloading the model, {rec['transferred']} bytes so far"
+    return ": downloading the model"
 
 
 def _repository_done(state: Rollout, rec: dict[str, Any], view: JobView) -> None:

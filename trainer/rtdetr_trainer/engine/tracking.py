@@ -20,8 +20,8 @@ api.wandb.ai) or ``WANDB_MODE`` is ``offline``/``disabled``; its files go under
 ``<results>/train/wandb/``. Without either, one warning line says why nothing goes to W&B, and
 training continues. The run's config is the resolved spec with secret-like values redacted.
 
-MLflow is not supported: its client (mlflow-skinny 3.x) would add about 25 packages to the
-trainer image (a web framework and server, a cloud SDK, OpenTelemetry, GitPython). A run with
+MLflow is not supported: its client (mlflow-skinny 3.18) would add 23 packages to the trainer
+image's lock (a web framework and server, a cloud SDK, cryptography, GitPython). A run with
 ``MLFLOW_TRACKING_URI`` set says so in one warning line naming where its metrics are instead,
 rather than leaving the user to wonder why the MLflow server stays empty.
 """
