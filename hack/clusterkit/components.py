@@ -63,6 +63,11 @@ class Layout:
         return self.state / "kwok"
 
     @property
+    def kwok_container_log(self) -> Path:
+        """The log every simulated container serves (CRI format; empty until written)."""
+        return self.kwok / "container.log"
+
+    @property
     def volumes(self) -> Path:
         return self.state / "volumes"
 
@@ -204,9 +209,11 @@ def apiserver_argv(
         f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
         f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
         "--allow-privileged=true",
-        # The real node's name need not resolve: logs and exec dial its InternalIP. kwok's
-        # nodes have no kubelet to dial at all.
-        "--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalIP",
+        # Logs and exec dial a node's first address of these types. kwok's nodes carry an
+        # InternalDNS address (localhost): their "kubelet" is kwok's server on loopback, while
+        # their InternalIPs stay distinct, as pods and tests expect. The real node has no
+        # InternalDNS address, so its InternalIP is dialled (its name need not resolve).
+        "--kubelet-preferred-address-types=InternalDNS,InternalIP,Hostname,ExternalIP",
         "--profiling=false",
         "--v=1",
     ]
@@ -268,6 +275,10 @@ def kwok_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]
         f"--kubeconfig={layout.kubeconfigs / 'kwok.kubeconfig'}",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--server-address=127.0.0.1:{ports['kwok']}",
+        # Written into the simulated nodes' daemonEndpoints: the API server sends a simulated
+        # pod's log requests to this port (TLS with kwok's own certificate, which the API
+        # server, without --kubelet-certificate-authority, does not verify).
+        f"--node-port={ports['kwok']}",
         f"--cidr={POD_CIDR}",
         "--node-ip=10.0.0.1",
         "--node-lease-duration-seconds=40",

@@ -107,6 +107,8 @@ def render_node(spec: dict[str, Any], entry: dict[str, Any], index: int) -> dict
         "status": {
             "addresses": [
                 {"type": "InternalIP", "address": f"10.0.0.{10 + index}"},
+                # Where the API server dials this node's "kubelet" for logs: kwok's server.
+                {"type": "InternalDNS", "address": "localhost"},
                 {"type": "Hostname", "address": name},
             ],
             "capacity": capacity,

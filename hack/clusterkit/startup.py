@@ -44,8 +44,18 @@ def parse_duration_ms(text: str) -> int:
     return int(float(match.group(1)) * units[match.group(2)])
 
 
-def render_stages(dest: Path, job_complete_after: str | None) -> None:
+def render_stages(dest: Path, job_complete_after: str | None, container_log: Path) -> None:
+    """kwok's configuration: the stages, the Job delay, and where simulated logs come from.
+
+    ``container_log`` is created empty when missing, so ``kubectl logs`` on a simulated pod
+    answers (with nothing) until something writes CRI-format lines there.
+    """
     text = STAGES_FILE.read_text()
+    text = re.sub(
+        r"logsFile: \S+(\s+# rtdetr:container-log)", rf"logsFile: {container_log}\1", text
+    )
+    if not container_log.exists():
+        procs.write_atomic(container_log, "")
     if job_complete_after is not None:
         ms = parse_duration_ms(job_complete_after)
         text = re.sub(
@@ -147,7 +157,7 @@ def start_fresh(
     )
     names = components.PORT_NAMES + (realnode.NODE_PORTS if real_node else [])
     ports = components.pick_ports(names)
-    render_stages(layout.kwok / "stages.yaml", job_complete_after)
+    render_stages(layout.kwok / "stages.yaml", job_complete_after, layout.kwok_container_log)
 
     def server() -> str:
         return f"https://127.0.0.1:{ports['apiserver']}"

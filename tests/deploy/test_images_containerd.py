@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.test_images import lock_names
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 import images  # noqa: E402 - lives in hack/, which is not an installed package
@@ -148,17 +148,11 @@ kill $! && wait
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_triton_cpu_image_serves_a_python_backend_model(containerd: PrivateContainerd) -> None:
     """The whole CPU serving path: bundled server, python backend stub, libpython, numpy."""
     (image,) = images.ensure_images(["triton-cpu"])
     images.import_images([image], containerd.address, NS)
-    ports = {"HTTP_PORT": str(_free_port()), "GRPC_PORT": str(_free_port())}
+    ports = {"HTTP_PORT": str(free_port()), "GRPC_PORT": str(free_port())}
     out = containerd.run(NS, image.reference, "sh", "-ec", _SERVE, name="serve", env=ports,
                          net_host=True)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr

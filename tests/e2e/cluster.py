@@ -34,6 +34,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 import localcluster  # noqa: E402 - lives in hack/, which is not an installed package
+from clusterkit.components import Layout  # noqa: E402 - hack/ as well
 
 ENV_KUBECONFIG = "RTDETR_E2E_KUBECONFIG"
 ENV_KEEP = "RTDETR_E2E_KEEP_CLUSTER"
@@ -114,6 +115,23 @@ class E2ECluster:
             return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
         self.wait_for(f"CRD {crd} to be Established", established, timeout, interval=0.2)
+
+    @property
+    def simulated_log(self) -> Path | None:
+        """The log file every simulated container serves (kwok's ClusterLogs), when this
+        cluster has one: a cluster from ``make cluster-up`` keeps it next to its kubeconfig."""
+        path = Layout(self.state_dir or self.kubeconfig.parent).kwok_container_log
+        return path if path.exists() else None
+
+    def write_simulated_log(self, lines: list[str]) -> None:
+        """Make ``lines`` what every simulated container prints (CRI format, written to a
+        temporary file and renamed, so a read never sees half of it)."""
+        path = self.simulated_log
+        assert path is not None, "this cluster's simulated containers serve no log file"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(f"{stamp} stdout F {line}\n" for line in lines))
+        tmp.replace(path)
 
     def log_tails(self, lines: int = 60) -> str:
         return self.cluster.log_tails(lines) if self.cluster else "(external cluster: no logs)"

@@ -198,6 +198,29 @@ def test_termination_message_is_propagated(
     assert json.loads(terminated["message"]) == json.loads(summary)
 
 
+def test_simulated_pods_serve_their_log_through_the_api(
+    e2e_cluster: E2ECluster, e2e_plain_namespace: str
+) -> None:
+    c, ns = e2e_cluster, e2e_plain_namespace
+    if c.simulated_log is None and not c.owned:  # ours always has one
+        pytest.skip("this cluster's simulated containers serve no log file")
+    c.apply(_job("talker", annotations={"kwok.rtdetr.dev/complete-after": "2m"}), namespace=ns)
+    c.wait_for(
+        "pod running",
+        lambda: [p for p in _job_pods(c, ns, "talker") if p["status"].get("phase") == "Running"],
+    )
+    try:
+        # an empty file: the API answers, with nothing (not an error)
+        assert c.kubectl("logs", "job/talker", "-n", ns).stdout == ""
+        c.write_simulated_log(["first line", "second line", "third line"])
+        out = c.kubectl("logs", "job/talker", "-n", ns, "--tail=2").stdout
+        assert out.splitlines() == ["second line", "third line"]
+        stamped = c.kubectl("logs", "job/talker", "-n", ns, "--timestamps").stdout
+        assert stamped.splitlines()[0].endswith("Z first line")
+    finally:
+        c.write_simulated_log([])
+
+
 def test_rwx_claim_binds_on_default_class(
     e2e_cluster: E2ECluster, e2e_plain_namespace: str
 ) -> None:

@@ -44,8 +44,8 @@ def test_metrics_endpoint_serves_the_dashboard_and_counts_a_training(
     assert (
         _value(found, "rtdetr_operator_workqueue_queue_duration_seconds", wait, kind=TRAINING) > 0
     )
-    # The rank-0 pod was read while it ran; a simulated node has no log to give, which is
-    # counted and otherwise harmless: the run succeeded, with no live progress in its status.
+    # The rank-0 pod was read while it ran; its simulated log is empty here, which is counted
+    # and otherwise harmless: the run succeeded, with no live progress in its status.
     reads = "rtdetr_operator_progress_log_reads_total"
     assert _value(found, "rtdetr_operator_progress_log_reads", reads) >= 1
     assert "trainingProgress" not in training_status(e2e_cluster, ns, "warehouse-r50")

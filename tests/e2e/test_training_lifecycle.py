@@ -95,7 +95,8 @@ def test_example_trains_evaluates_exports(e2e_cluster, e2e_namespace, operator) 
         "NAME", "PHASE", "NODES", "GPUS", "TASKS", "EPOCH", "PROGRESS", "ETA", "MAP50",
         "RESTARTS", "AGE",
     ]  # fmt: skip
-    # Simulated pods have no logs, so no live progress: EPOCH, PROGRESS and ETA stay blank.
+    # Simulated pods print nothing here (test_training_live.py scripts rank 0's log), so no
+    # live progress: EPOCH, PROGRESS and ETA stay blank.
     assert row[:8] == ["warehouse-r50", "Succeeded", "2", "16", "3/3", "done", "0.871", "0"]
     short = e2e_cluster.kubectl("get", "rtt", "-n", ns, "-o", "wide").stdout
     assert "NVIDIA-H100-80GB-HBM3" in short and "resnet50" in short

@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from rtdetr_spec.reporting import TaskSummary
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "training.yaml"
@@ -71,12 +71,6 @@ EXPORT_SUMMARY = TaskSummary(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OperatorProcess:
     """``rtdetr-operator`` serving one namespace, started, killed and restarted by tests."""
 
@@ -91,7 +85,7 @@ class OperatorProcess:
 
     def start_with(self, extra: list[str]) -> None:
         """Start with ``extra`` arguments besides the flags (switches such as --leader-elect)."""
-        self.port, self.metrics_port = _free_port(), _free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         argv = [str(OPERATOR), f"--liveness=http://127.0.0.1:{self.port}/healthz"]
         argv.append(f"--metrics-port={self.metrics_port}")
         argv += [f"--namespace={ns}" for ns in self.namespaces]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support import table_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,10 +164,7 @@ def pods(stack: localstack.Stack, namespace: str, selector: str) -> list[dict[st
 
 def table_row(stack: localstack.Stack, namespace: str, kind: str, name: str) -> dict[str, str]:
     """``kubectl get KIND NAME`` as {column: cell} (blank cells stay blank, split by header)."""
-    header, row = stack.kubectl("get", kind, name, "-n", namespace).splitlines()[:2]
-    starts = [m.start() for m in re.finditer(r"\S+", header)]
-    ends = [*starts[1:], None]
-    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+    return table_rows(stack.kubectl("get", kind, name, "-n", namespace))[0]
 
 
 def wait_live_progress(

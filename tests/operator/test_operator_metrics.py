@@ -13,6 +13,7 @@ from rtdetr_operator.api.training import TRAINING as TRAINING_NAMES
 from rtdetr_operator.metrics import OperatorMetrics
 from rtdetr_operator.workqueue import WorkQueue
 from tests.operator.metrics_support import dashboard_metrics, scrape
+from tests.support import free_port
 
 #: The ``kind`` label of each kind's series.
 TRAINING, DEPLOYMENT = TRAINING_NAMES.kind, DEPLOYMENT_NAMES.kind
@@ -40,12 +41,6 @@ DEPLOYMENT_STATUS: dict[str, Any] = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def value(found: dict[str, Any], fam: str, sample: str | None = None, **labels: str) -> float:
     hits = [
         v
@@ -59,7 +54,7 @@ def value(found: dict[str, Any], fam: str, sample: str | None = None, **labels: 
 @pytest.fixture
 def served() -> tuple[OperatorMetrics, str]:
     metrics = OperatorMetrics()
-    port = _free_port()
+    port = free_port()
     metrics.serve(port, "127.0.0.1")
     return metrics, f"http://127.0.0.1:{port}/metrics"
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from rtdetr_trainer.cli import main
+from tests.support import free_port
 from tests.trainer.trainer_fixtures import synth_dataset
 
 MODEL_CARD_SPEC = (
@@ -222,11 +223,7 @@ def test_misconfigured_multi_node_launch(
 def test_unreachable_master_exits_1_naming_it(
     data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens here
     for k, v in {
         "WORLD_SIZE": "2",
         "NODE_RANK": "1",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import torch
 
 from rtdetr_spec import ModelConfig
 from rtdetr_trainer.engine.checkpoint import LATEST_NAME, read_training_checkpoint
+from tests.support import free_port
 from tests.trainer.trainer_fixtures import (
     SEVEN,
     overrides_from,
@@ -149,12 +149,6 @@ def test_tao_layout_checkpoint_loads_strictly_and_evaluates(tmp_path: Path) -> N
     _assert_table_with_seven(ev.stdout)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tiny_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return synth_dataset(tmp_path_factory.mktemp("tiny"), num_images=12, width=64, height=64)
@@ -164,7 +158,7 @@ def test_two_nodes_train_together(tmp_path: Path, tiny_paths: dict[str, Path]) -
     spec = tiny_spec_dict(tmp_path, tiny_paths, num_nodes=2)
     spec["dataset"].pop("test_data_sources")
     args = ["train", f"-e={MODEL_CARD_SPEC}", *overrides_from(spec), "train.num_gpus=1"]
-    port = str(_free_port())
+    port = str(free_port())
     base = {
         "WORLD_SIZE": "2",
         "MASTER_ADDR": "127.0.0.1",

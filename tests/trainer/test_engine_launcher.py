@@ -15,6 +15,7 @@ from rtdetr_trainer.engine.launcher import (
     plan_launch,
 )
 from rtdetr_trainer.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, LaunchError, RendezvousError
+from tests.support import free_port
 
 TWO_NODES = TrainConfig(num_nodes=2, num_gpus=1)
 
@@ -79,12 +80,6 @@ def test_more_processes_than_gpus() -> None:
         plan_launch(TrainConfig(num_gpus=8), {}, gpus_visible=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unresolvable_master_addr_after_retries() -> None:
     calls = []
 
@@ -100,7 +95,7 @@ def test_unresolvable_master_addr_after_retries() -> None:
 
 
 def test_unreachable_master_times_out_naming_address() -> None:
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     plan = LaunchPlan(2, 1, 1, "127.0.0.1", port, 1)
     with pytest.raises(RendezvousError) as e:
         check_master(plan, poll_s=0.1)
