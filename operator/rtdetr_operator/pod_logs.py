@@ -7,9 +7,9 @@ init container that downloads a source URI before a task starts (rtdetr_spec.sou
 shown in an RTDETRTraining's ``status.sources`` and an RTDETRDeployment's ``status.source``.
 
 :class:`LogReader` bounds the cost: at most one read per ``interval`` seconds per custom resource
-(whatever it reads), a bounded tail per read, and a kubelet that has no log to give (a simulated
-node, a partition, a pod just gone) is counted and otherwise ignored. :func:`running_fetch_step`
-is pure: which fetch container of a Job's pods is downloading now.
+(whatever it reads), a bounded tail per read, and a kubelet that has no log to give (one that
+serves none, a partition, a pod just gone) is counted and otherwise ignored.
+:func:`running_fetch_step` is pure: which fetch container of a Job's pods is downloading now.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ class LogReader:
         try:
             text = self.api.pod_log(namespace, pod["metadata"]["name"], container, limit)
         except (ApiError, HTTPError, OSError) as e:
-            # A node whose kubelet serves no logs or cannot be reached (a simulated node, a
-            # partition: the read times out), or a pod just gone.
+            # A node whose kubelet serves no logs or cannot be reached (a partition: the
+            # read times out), or a pod just gone.
             with self._lock:
                 self.failures += 1
             log.debug("no log from pod %s/%s: %s", namespace, pod["metadata"]["name"], e)

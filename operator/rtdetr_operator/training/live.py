@@ -7,7 +7,7 @@ the leader pod of a *running* training Job is read, at most once per ``interval`
 training, at most :data:`rtdetr_spec.progress.MAX_SCAN_BYTES` per read.
 
 :class:`rtdetr_operator.pod_logs.LogReader` is the I/O half (rate limit, the API call,
-tolerance of a kubelet that has no log to give, as on simulated nodes; it also follows the fetch
+tolerance of a kubelet that has no log to give, or no progress line in it; it also follows the fetch
 steps that run before training starts); :func:`fold` is pure: reports in,
 ``status.trainingProgress`` and one Normal ``Validated`` event per new validation out.
 """
