@@ -47,17 +47,19 @@ def status(stack: localstack.Stack, kind: str, name: str) -> dict[str, Any]:
 
 
 def watch(stack: localstack.Stack, kind: str, name: str, done: set[str], timeout: float) -> dict:
-    """Print the CR's phase (and progress) whenever it changes, until it is in ``done``; while
-    a training trains, its rank 0's latest progress line every 30 s."""
+    """Print the CR's phase, task progress and live training progress (epoch, percent, ETA:
+    what ``kubectl get rtt`` shows) whenever they change, until it is in ``done``; while a
+    training trains, its rank 0's latest log line every 30 s."""
     last = None
     started = last_line_at = time.monotonic()
     while time.monotonic() - started < timeout:
         st = status(stack, kind, name)
-        shown = (st.get("phase"), st.get("progress"))
+        live = live_progress(st) if st.get("phase") == "Training" else ""
+        shown = (st.get("phase"), st.get("progress"), live)
         if shown != last:
             last = shown
             extra = f" ({st['progress']})" if st.get("progress") else ""
-            log(f"{kind}/{name}: {st.get('phase', '-')}{extra}")
+            log(f"{kind}/{name}: {st.get('phase', '-')}{extra}{live}")
         if st.get("phase") in done:
             return st
         if st.get("phase") == "Training" and time.monotonic() - last_line_at > 30:
@@ -67,6 +69,20 @@ def watch(stack: localstack.Stack, kind: str, name: str, done: set[str], timeout
                 log(f"  rank 0: {line}")
         time.sleep(2)
     raise SystemExit(f"demo: {kind}/{name} did not finish in {timeout:.0f} s")
+
+
+def live_progress(st: dict[str, Any]) -> str:
+    """``status.trainingProgress`` as one line: epoch, percent, ETA, loss, last validation."""
+    tp = st.get("trainingProgress") or {}
+    if not tp.get("epochs"):
+        return ""
+    parts = [f"epoch {tp['epochs']}", f"{tp.get('percent', 0)} %"]
+    if tp.get("eta"):
+        parts.append(f"ETA {tp['eta']}")
+    val = tp.get("validation") or {}
+    if val.get("mAP50") is not None:
+        parts.append(f"val mAP50 {val['mAP50']:.3f}")
+    return "  " + ", ".join(parts)
 
 
 def latest_progress(stack: localstack.Stack, job: str | None) -> str | None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import demo  # hack/demo.py: make demo prints the same status
 import pytest
 
 from rtdetr_spec.progress import ProgressReport, Validation, format_line
@@ -116,6 +117,8 @@ def test_a_simulated_training_shows_live_progress(
         "epoch 12/30 in kubectl get rtt", lambda: _live(e2e_cluster, ns, "12/30"), timeout=30
     )
     assert (row["PROGRESS"], row["ETA"]) == ("40", "1h00m")
+    live = demo.live_progress(training_status(e2e_cluster, ns, NAME))  # make demo's line
+    assert live == "  epoch 12/30, 40 %, ETA 1h00m, val mAP50 0.810"
     validated = sorted(
         e["message"] for e in events(e2e_cluster, ns, NAME) if e["reason"] == "Validated"
     )

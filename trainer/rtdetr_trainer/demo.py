@@ -14,7 +14,8 @@ model card's values in brackets):
 * no pretrained weights (none can be downloaded here), so backbone and heads share the learning
   rate 4e-4 (1e-4 / 1e-5 for a pretrained backbone), 100 warm-up steps, decay x0.1 for the last
   epoch; validation only after the last epoch;
-* lighter augmentation (photometric p 0.2, IoU crop p 0.3; TAO's 0.8/0.8 suit long schedules).
+* lighter augmentation (photometric p 0.2, IoU crop p 0.3; TAO's 0.8/0.8 suit long schedules);
+* W&B off (TAO's default is on; a machine without a W&B key gets TensorBoard files only).
 
 The test split is never trained on; the AP50 printed is on it. Outputs land in ``--output``:
 ``data/``, ``spec.yaml``, ``results/{train,evaluate}/``, ``demo_summary.json``.
@@ -71,6 +72,7 @@ def cpu_overrides(epochs: int, size: int) -> list[str]:
         f"train.validation_interval={epochs}",
         f"evaluate.input_width={size}",
         f"evaluate.input_height={size}",
+        "wandb.enable=false",
     ]
 
 
