@@ -6,6 +6,7 @@ only numerically (no proposal swaps at the top-Q boundary) and every query must 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 from rtdetr_spec import WAREHOUSE_CLASSES
 from rtdetr_spec.artifacts import ExportManifest, sha256_file
 from rtdetr_trainer.evaluation.onnx_predictor import OnnxPredictor
-from rtdetr_trainer.export import run
+from rtdetr_trainer.export import fp16, run
 from rtdetr_trainer.export.verify import FP16_TOLERANCE, probe_batch, query_agreement, run_onnx
 from tests.trainer._export_support import (
     ALL_ANCHORS_128,
@@ -84,6 +85,16 @@ def test_query_selection_and_heads_stay_float32(pair) -> None:
     assert sum(types.get(n.output[0]) == f16 for n in convs) > 0.9 * len(convs)
     grids = [n for n in graph.graph.node if n.op_type == "GridSample"]
     assert grids and all(types.get(n.output[0]) == f16 for n in grids)
+
+
+def test_model_optimizer_alone_writes_the_same_graph(pair, tmp_path, monkeypatch) -> None:
+    """The export converted with our one-pass dead-end cleanup (export/fp16_cleanup.py); the
+    library's own quadratic cleanup on the same FP32 file must leave the same graph."""
+    monkeypatch.setattr(fp16, "linear_dead_end_cleanup", contextlib.nullcontext)
+    plain = tmp_path / "plain.fp16.onnx"
+    fp16.convert_to_fp16(pair.fp32, plain)
+    theirs, ours = onnx.load(str(plain)).graph, onnx.load(str(pair.fp16)).graph
+    assert len(ours.node) == len(theirs.node) and ours == theirs
 
 
 @pytest.mark.parametrize("batch", [1, 4])

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import onnx
 
+from rtdetr_trainer.export.fp16_cleanup import linear_dead_end_cleanup
+
 log = logging.getLogger(__name__)
 
 #: Node-name patterns (regular expressions, matched by autocast) that stay FP32.
@@ -98,7 +100,7 @@ def convert_to_fp16(src: str | Path, dst: str | Path, *, verbose: bool = False) 
         raise FP16ConversionError(
             f"export.fp16 needs NVIDIA Model Optimizer (nvidia-modelopt[onnx]): {e}"
         ) from None
-    with _quiet_modelopt(verbose):
+    with _quiet_modelopt(verbose), linear_dead_end_cleanup():
         try:
             converted = convert_to_mixed_precision(
                 onnx_path=str(src),
