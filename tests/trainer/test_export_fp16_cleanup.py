@@ -1,7 +1,8 @@
 """The one-pass dead-end cleanup selects what Model Optimizer's own quadratic method does.
 
 The library's method (``PrecisionConverter._cleanup_no_consumer_nodes``, Model Optimizer as
-locked) runs on one copy of each graph and ours on another; the graphs left must be equal. The
+locked) runs on one copy of each graph and ours on another; the graphs left must be equal, and
+``convert_to_fp16`` must run ours. The
 whole conversion with and without the replacement is compared on a real export in
 tests/trainer/test_export_fp16.py.
 """
@@ -90,3 +91,37 @@ def test_the_library_method_is_replaced_only_inside_the_block(converter: type) -
     with pytest.raises(RuntimeError, match="conversion failed"), linear_dead_end_cleanup():
         raise RuntimeError("conversion failed")
     assert converter.__dict__[METHOD] is original
+
+
+def test_convert_to_fp16_uses_the_one_pass_cleanup(converter: type, tmp_path, monkeypatch) -> None:
+    """export.fp16's conversion goes through our step (the block is entered), on a small
+    runnable graph: MatMul -> LayerNormalization (kept FP32) -> Relu."""
+    from rtdetr_trainer.export import fp16, fp16_cleanup
+
+    calls: list[int] = []
+    real = fp16_cleanup._cleanup_no_consumer_nodes
+
+    def counted(self: object) -> None:
+        calls.append(len(self.model.graph.node))  # type: ignore[attr-defined]
+        real(self)
+
+    monkeypatch.setattr(fp16_cleanup, "_cleanup_no_consumer_nodes", counted)
+    f32 = TensorProto.FLOAT
+    weights = [helper.make_tensor(n, f32, dims, [0.1] * (8 * 8 if n == "w" else 8))
+               for n, dims in (("w", [8, 8]), ("g", [8]), ("b", [8]))]  # fmt: skip
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+            helper.make_node("LayerNormalization", ["m", "g", "b"], ["n"], name="ln", axis=-1),
+            helper.make_node("Relu", ["n"], ["y"], name="relu"),
+        ],
+        "small",
+        [helper.make_tensor_value_info("x", f32, [2, 8])],
+        [helper.make_tensor_value_info("y", f32, [2, 8])],
+        weights,
+    )
+    src = tmp_path / "small.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    fp16.convert_to_fp16(src, tmp_path / "small.fp16.onnx")
+    assert calls, "the conversion ran Model Optimizer's own dead-end cleanup, not ours"
+    assert converter.__dict__[METHOD] is not counted  # restored after the conversion
