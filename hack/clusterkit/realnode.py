@@ -90,7 +90,13 @@ def release_machine(layout: Layout) -> None:
 def write_configs(
     layout: Layout, paths: NodePaths, ip: str, name: str, server: str, ports: dict[str, int]
 ) -> None:
-    for d in (paths.root, paths.cni_conf_dir, paths.cni_ipam_dir, paths.var_log):
+    for d in (
+        paths.root,
+        paths.cni_conf_dir,
+        paths.cni_ipam_dir,
+        paths.var_log,
+        paths.kubelet_root,
+    ):
         d.mkdir(parents=True, exist_ok=True)
     paths.image_store.mkdir(parents=True, exist_ok=True)
     kubeconfigs = layout.kubeconfigs
@@ -114,10 +120,18 @@ def write_configs(
 
 
 def holder_argv(paths: NodePaths) -> list[str]:
-    """The process that owns the node's mount namespace (fresh /run, /var/log of our own)."""
+    """The process that owns the node's mount namespace (fresh /run, /var/log of our own).
+
+    The kubelet's root directory is made an rshared mount point here, before the kubelet runs.
+    Otherwise the kubelet bind-mounts it onto itself at startup while another of its goroutines
+    renames the pod-resources socket inside it; when the mount lands mid-rename, the rename fails
+    with "invalid cross-device link" and the kubelet exits (seen once in a test run).
+    """
+    root = shlex.quote(str(paths.kubelet_root))
     script = (
         "mount -t tmpfs -o mode=0755,size=256m rtdetr-node-run /run && "
-        f"mount --bind {shlex.quote(str(paths.var_log))} /var/log && exec sleep infinity"
+        f"mount --bind {shlex.quote(str(paths.var_log))} /var/log && "
+        f"mount --bind {root} {root} && mount --make-rshared {root} && exec sleep infinity"
     )
     return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script]
 

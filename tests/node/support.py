@@ -21,7 +21,7 @@ from tests.support import table_rows
 REPO = Path(__file__).resolve().parents[2]
 
 import localstack  # noqa: E402 - lives in hack/, which is not an installed package
-from clusterkit import nodehost  # noqa: E402, F401 - re-exported for conftest
+from clusterkit import nodeconfig, nodehost, realnode  # noqa: E402, F401 - re-exported
 
 EXAMPLES = localstack.LOCAL_EXAMPLES
 TRAINER_IMAGE = "localhost/rtdetr-trainer:0.1.0-cpu"

@@ -8,6 +8,8 @@ with ``ctr`` (nothing is ever pulled).
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +38,35 @@ def test_the_real_node_is_ready_beside_the_simulated_ones(stack: localstack.Stac
     assert any(n["metadata"]["labels"].get("nvidia.com/gpu.product") for n in simulated), (
         "the simulated GPU nodes stay for GPU-shaped tests"
     )
+
+
+def test_the_node_namespace_mounts_the_kubelet_root_before_the_kubelet_starts(
+    tmp_path: Path,
+) -> None:
+    """The namespace holder alone (no kubelet yet) makes the kubelet's root an rshared mount.
+
+    A kubelet that bind-mounts its root itself at startup races its own pod-resources socket
+    rename there and can exit with "invalid cross-device link".
+    """
+    paths = support.nodeconfig.NodePaths(root=tmp_path / "node", image_store=tmp_path / "images")
+    for d in (paths.var_log, paths.kubelet_root):
+        d.mkdir(parents=True)
+    holder = subprocess.Popen(support.realnode.holder_argv(paths))
+    try:
+        localstack.wait_for(
+            "the namespace holder", lambda: support.realnode.namespace_ready(holder.pid), 30, 0.1
+        )
+        mounts = [
+            line.split() for line in Path(f"/proc/{holder.pid}/mountinfo").read_text().splitlines()
+        ]
+        own = [m for m in mounts if m[4] == str(paths.kubelet_root)]
+        assert own, f"{paths.kubelet_root} is not a mount point in the node's namespace"
+        assert any(f.startswith("shared:") for f in own[-1][6 : own[-1].index("-")]), own[-1]
+    finally:
+        holder.kill()
+        holder.wait()
+    host = Path("/proc/self/mountinfo").read_text()
+    assert str(tmp_path) not in host, "the node's mounts must stay inside its namespace"
 
 
 def test_the_operator_runs_as_a_pod_on_the_real_node(stack: localstack.Stack) -> None:
